@@ -84,7 +84,7 @@ def encode_ints(values: Iterable[object], element_type: ElementType) -> bytes:
     """Encode integers of the element type as raw bytes (C fast path, Python only on error)."""
     try:
         if element_type == "signed-byte-8":
-            return array.array("b", values).tobytes()  # type: ignore[arg-type]
+            return array.array("b", values).tobytes()  # type: ignore[type-var]
         return bytes(values)  # type: ignore[arg-type]
     except (ValueError, OverflowError, TypeError):
         for v in values:
@@ -110,8 +110,6 @@ def encode_items(items: list[object] | tuple[object, ...], element_type: Element
             out.append(check_byte(x, element_type))
     return bytes(out)
 
-
-_SIGNED: Final = bytes(range(256))
 
 
 def decode_signed(data: bytes | bytearray | memoryview) -> list[int]:

@@ -1,0 +1,852 @@
+"""SocketStream: the glue between the buffers, the transport and the wait primitive.
+
+Theory of operation
+    Input: one ``InputBuffer``.  Every reading verb first looks in the buffer (the hot path:
+    a few subscripts and a slice, all in C); only when the buffer cannot answer does it call
+    ``_fill``, the one I/O loop: try the transport without blocking, and when it would block,
+    wait for the descriptor until the deadline ``read_timeout`` seconds after that attempt, then
+    try again.  Each successful extraction starts a new wait, so the timeout measures the time
+    between extractions, as LispWorks specifies; an expired wait reads as end-of-file and
+    leaves the stream exactly as usable as before.
+
+    Output: one ``OutputBuffer``; writing verbs validate and encode their whole argument first
+    (so a bad character or byte writes nothing), then append.  ``_flush_out`` sends with the same
+    try / wait / retry shape under one deadline per flush (``write_timeout``), and removes from
+    the buffer exactly what was sent, so a timeout or an interrupt leaves the rest buffered.
+
+    Direction and closedness cost nothing on the hot path: an output-only or closed stream's
+    buffers are replaced by ``_Refuse`` objects whose every attribute access raises the right
+    error.  The input side and the output side share no mutable state, so one thread may read
+    while another writes (the TLS transport locks its engine internally).
+"""
+
+from __future__ import annotations
+
+import array
+import io
+import socket as _socket
+import ssl
+from collections.abc import Iterator
+from types import TracebackType
+from typing import Any, Final, NoReturn, TypeVar, overload
+
+from . import _tls
+from ._buffer import OUTPUT_BUFFER_SIZE, InputBuffer, OutputBuffer
+from ._elements import (
+    CHARS,
+    ElementType,
+    check_byte,
+    check_direction,
+    check_element_type,
+    decode_list,
+    encode_chars,
+    encode_items,
+)
+from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
+from ._transport import NoTransport, PlainTransport, Transport
+from ._wait import check_timeout, deadline_after, wait_fd
+
+T = TypeVar("T")
+
+_UNSIGNED: Final = tuple(range(256))
+_SIGNED: Final = tuple(range(128)) + tuple(range(-128, 0))
+#: A read into the caller's buffer of at least this much, with our buffer empty, goes straight
+#: from the socket into the caller's buffer (one copy fewer).
+_BYPASS: Final = 16384
+#: clear_input drains at most this much that is already available, so a flooding peer cannot
+#: keep it busy forever.
+_CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
+
+
+class _Refuse:
+    """Stands in for a buffer that must not be used; any attribute access raises."""
+
+    __slots__ = ("_exc", "_msg")
+
+    def __init__(self, exc: type[Exception], msg: str) -> None:
+        self._exc = exc
+        self._msg = msg
+
+    def __getattr__(self, name: str) -> NoReturn:
+        raise self._exc(self._msg)
+
+
+_CLOSED: Final[Any] = _Refuse(ValueError, "I/O operation on a closed stream")
+_NO_INPUT: Final[Any] = _Refuse(io.UnsupportedOperation, "stream was opened for output only")
+_NO_OUTPUT: Final[Any] = _Refuse(io.UnsupportedOperation, "stream was opened for input only")
+_OUTPUT_SHUT: Final[Any] = _Refuse(ValueError, "output was shut down with shutdown_output()")
+
+
+def _as_socket(value: object) -> _socket.socket:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"socket file descriptor must be >= 0, not {value}")
+        return _socket.socket(fileno=value)
+    if isinstance(value, _socket.socket):
+        if isinstance(value, ssl.SSLSocket):
+            raise TypeError(
+                "socket must be a plain socket.socket, not an ssl.SSLSocket: pass the plain "
+                "socket and ssl_ctx=... so the stream owns the TLS layer"
+            )
+        return value
+    raise TypeError(
+        f"socket must be a connected socket.socket or a file descriptor, not {value!r}"
+    )
+
+
+def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
+    if isinstance(start, bool) or not isinstance(start, int):
+        raise TypeError(f"start must be an int, not {start!r}")
+    if end is None:
+        end = length
+    elif isinstance(end, bool) or not isinstance(end, int):
+        raise TypeError(f"end must be an int or None, not {end!r}")
+    if not 0 <= start <= end <= length:
+        raise ValueError(
+            f"start={start} and end={end} must satisfy 0 <= start <= end <= {length}"
+        )
+    return start, end
+
+
+class SocketStream:
+    """A buffered, bidirectional stream over a connected TCP socket (LispWorks ``socket-stream``).
+
+    Character and byte I/O both work on every element type (characters are bytes as if by
+    ``chr``/``ord``), except ``read_byte``/``write_byte``, which need a byte element type.
+    Reads that wait longer than ``read_timeout`` seconds between extractions see end-of-file;
+    a flush that takes longer than ``write_timeout`` raises ``WriteTimeoutError``.  With
+    ``ssl_ctx`` the stream speaks TLS (see ``attach_ssl``).  If the constructor raises, the
+    socket is closed.
+    """
+
+    def __init__(
+        self,
+        socket: _socket.socket | int,
+        direction: str = "io",
+        element_type: str = "base-char",
+        *,
+        read_timeout: float | None = None,
+        write_timeout: float | None = None,
+        ssl_ctx: Any = None,
+        ssl_side: str = "server",
+        ctx_configure_callback: Any = None,
+        ssl_configure_callback: Any = None,
+        handshake_timeout: float | None = None,
+        tlsext_host_name: str | None = None,
+        max_line_length: int | None = None,
+    ) -> None:
+        self._closed = True  # until fully made; close() is then a no-op
+        self._sock: _socket.socket | None = None
+        owned: _socket.socket | None = socket if isinstance(socket, _socket.socket) else None
+        try:
+            sock = _as_socket(socket)
+            owned = sock
+            self._direction = check_direction(direction)
+            self._element_type: ElementType = check_element_type(element_type)
+            self._read_timeout = check_timeout(read_timeout, "read_timeout")
+            self._write_timeout = check_timeout(write_timeout, "write_timeout")
+            check_timeout(handshake_timeout, "handshake_timeout")
+            if max_line_length is not None and (
+                isinstance(max_line_length, bool)
+                or not isinstance(max_line_length, int)
+                or max_line_length < 1
+            ):
+                raise ValueError(
+                    f"max_line_length must be None or a positive int, not {max_line_length!r}"
+                )
+            self._max_line = max_line_length
+            self._byte_table: tuple[int, ...] | None = (
+                None
+                if self._element_type == "base-char"
+                else _SIGNED
+                if self._element_type == "signed-byte-8"
+                else _UNSIGNED
+            )
+            self._text = self._element_type == "base-char"
+            self._in: InputBuffer = InputBuffer() if direction != "output" else _NO_INPUT
+            self._out: OutputBuffer = OutputBuffer() if direction != "input" else _NO_OUTPUT
+            self._eof = False
+            self._timed_out = False
+            self._broken = False
+            self._transport: Transport = NoTransport()
+            self._fd = -1
+            self._install(sock)
+            self._closed = False
+            if ssl_ctx is not None and ssl_ctx is not False:
+                _tls.attach_ssl(
+                    self,
+                    ssl_ctx=ssl_ctx,
+                    ssl_side=ssl_side,
+                    ctx_configure_callback=ctx_configure_callback,
+                    ssl_configure_callback=ssl_configure_callback,
+                    handshake_timeout=handshake_timeout,
+                    tlsext_host_name=tlsext_host_name,
+                )
+        except BaseException:
+            self._closed = True
+            self._in = self._out = _CLOSED
+            self._sock = None
+            if owned is not None:
+                owned.close()
+            raise
+
+    # ---- socket management -------------------------------------------------------------
+
+    def _install(self, sock: _socket.socket | None) -> None:
+        """Make ``sock`` the stream's socket, with a plain transport."""
+        self._sock = sock
+        if sock is None:
+            self._transport = NoTransport()
+            self._fd = -1
+        else:
+            sock.setblocking(False)
+            self._transport = PlainTransport(sock)
+            self._fd = sock.fileno()
+        self._eof = False
+
+    @property
+    def socket(self) -> _socket.socket | None:
+        """The stream's socket.  Assigning a socket (or None) closes the old one first."""
+        return self._sock
+
+    @socket.setter
+    def socket(self, new: _socket.socket | int | None) -> None:
+        old = self.replace_socket(new)
+        if old is not None:
+            old.close()
+
+    def replace_socket(self, new: _socket.socket | int | None) -> _socket.socket | None:
+        """Install ``new`` (a socket, a descriptor or None) and return the old socket, open.
+
+        Buffered input and output stay in the stream; TLS, being bound to the old connection,
+        does not carry over.
+        """
+        self._check_open()
+        sock = None if new is None else _as_socket(new)
+        old = self._sock
+        self._install(sock)
+        return old
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a closed stream")
+
+    # ---- properties ----------------------------------------------------------------------
+
+    @property
+    def read_timeout(self) -> float | None:
+        """Seconds without input after which a read sees end-of-file, or None."""
+        return self._read_timeout
+
+    @read_timeout.setter
+    def read_timeout(self, value: float | None) -> None:
+        self._read_timeout = check_timeout(value, "read_timeout")
+
+    @property
+    def write_timeout(self) -> float | None:
+        """Seconds a flush may take before ``WriteTimeoutError``, or None."""
+        return self._write_timeout
+
+    @write_timeout.setter
+    def write_timeout(self, value: float | None) -> None:
+        self._write_timeout = check_timeout(value, "write_timeout")
+
+    @property
+    def element_type(self) -> str:
+        return self._element_type
+
+    @property
+    def direction(self) -> str:
+        return self._direction
+
+    @property
+    def max_line_length(self) -> int | None:
+        return self._max_line
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def timed_out(self) -> bool:
+        """True when the most recent reading operation ended because of ``read_timeout``."""
+        return self._timed_out
+
+    @property
+    def ssl_object(self) -> Any:
+        """The live ``ssl.SSLObject`` when TLS is on, else None."""
+        return self._transport.ssl_object
+
+    @property
+    def local_address(self) -> tuple[Any, ...] | None:
+        """``(host, port)`` of this end, or None without a socket."""
+        return self._address(lambda s: s.getsockname())
+
+    @property
+    def peer_address(self) -> tuple[Any, ...] | None:
+        """``(host, port)`` of the other end, or None without a socket."""
+        return self._address(lambda s: s.getpeername())
+
+    def _address(self, get: Any) -> tuple[Any, ...] | None:
+        self._check_open()
+        if self._sock is None:
+            return None
+        addr = get(self._sock)
+        return tuple(addr[:2]) if isinstance(addr, tuple) else addr
+
+    def fileno(self) -> int:
+        """The socket's descriptor."""
+        self._check_open()
+        if self._sock is None:
+            raise ValueError("the stream has no socket")
+        return self._fd
+
+    def readable(self) -> bool:
+        self._check_open()
+        return self._direction != "output"
+
+    def writable(self) -> bool:
+        self._check_open()
+        return self._direction != "input"
+
+    def __repr__(self) -> str:
+        if self._closed:
+            return f"<SocketStream closed {self._direction} {self._element_type}>"
+        tls = " tls" if self._transport.ssl_object is not None else ""
+        try:
+            where = f" {self.local_address} -> {self.peer_address}"
+        except OSError:
+            where = ""
+        return f"<SocketStream fd={self._fd} {self._direction} {self._element_type}{tls}{where}>"
+
+    # ---- the one input loop --------------------------------------------------------------
+
+    def _extract(self, view: memoryview, wait: bool = True) -> int:
+        """Receive into ``view``; 0 at end-of-file, at timeout, or (``wait=False``) would-block.
+
+        The only place input is taken from the transport.
+        """
+        if self._eof:
+            return 0
+        transport = self._transport
+        deadline: float | None = None
+        waited = False
+        while True:
+            try:
+                n = transport.recv_into(view)
+            except SocketError:
+                self._broken = True
+                raise
+            except OSError as exc:
+                if self._closed:  # closed by another thread while we waited
+                    return 0
+                self._broken = True
+                raise SocketIOError(f"reading from the socket failed: {exc}") from exc
+            if n >= 0:
+                if n == 0:
+                    self._eof = True
+                return n
+            if not wait:
+                return -1
+            if not waited:
+                deadline = deadline_after(self._read_timeout)
+                waited = True
+            if not wait_fd(self._fd, n, deadline):
+                self._timed_out = True
+                return 0
+
+    def _fill(self, wait: bool = True) -> int:
+        """Extract more input into the buffer; the count added (0: end-of-file or timeout)."""
+        self._timed_out = False
+        ib = self._in
+        view = ib.writable()
+        try:
+            n = self._extract(view, wait)
+        finally:
+            view.release()
+        if n > 0:
+            ib.end += n
+        return n
+
+    def _eof_result(self, eof_error: bool, eof_value: Any) -> Any:
+        if eof_error:
+            why = " (read timeout)" if self._timed_out else ""
+            raise EOFError(f"end of file on {self!r}{why}")
+        return eof_value
+
+    # ---- hooks for wait_for_input_streams ----------------------------------------------
+
+    def _buffered_input(self) -> bool:
+        """True, without a system call, if a read would not block now."""
+        ib = self._in
+        return ib.end > ib.pos or self._eof or self._broken or self._transport.has_decrypted()
+
+    def _probe_input(self) -> bool:
+        """One non-blocking extraction; True if input (or end-of-file, or an error) is there."""
+        if self._buffered_input():
+            return True
+        try:
+            n = self._fill(wait=False)
+        except OSError:
+            return True  # the next read reports it
+        return n > 0 or self._eof
+
+    # ---- reading -----------------------------------------------------------------------
+
+    @overload
+    def read_char(self) -> str: ...
+    @overload
+    def read_char(self, eof_error: bool = ..., eof_value: T = ...) -> str | T: ...
+
+    def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """Read one character; at end-of-file raise ``EOFError`` or return ``eof_value``."""
+        ib = self._in
+        pos = ib.pos
+        if pos < ib.end:
+            ib.pos = pos + 1
+            return CHARS[ib.buf[pos]]
+        while self._fill():
+            if ib.pos < ib.end:
+                pos = ib.pos
+                ib.pos = pos + 1
+                return CHARS[ib.buf[pos]]
+        return self._eof_result(eof_error, eof_value)
+
+    def read_char_no_hang(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """Read a character if one is available now; None if none is (without waiting)."""
+        ib = self._in
+        if ib.pos >= ib.end:
+            n = self._fill(wait=False)
+            if n < 0:
+                return None
+            if n == 0:
+                return self._eof_result(eof_error, eof_value)
+        pos = ib.pos
+        ib.pos = pos + 1
+        return CHARS[ib.buf[pos]]
+
+    def peek_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """The next character, left in the stream; at end-of-file as ``read_char``."""
+        ib = self._in
+        while ib.pos >= ib.end:
+            if not self._fill():
+                return self._eof_result(eof_error, eof_value)
+        return CHARS[ib.buf[ib.pos]]
+
+    def unread_char(self, char: str) -> None:
+        """Put back ``char``, which must be the character just read."""
+        ib = self._in
+        if not (isinstance(char, str) and len(char) == 1):
+            raise TypeError(f"unread_char needs a single character, not {char!r}")
+        code = ord(char)
+        if code > 255 or not ib.unread_byte(code):
+            raise ValueError(f"{char!r} is not the character just read; nothing was unread")
+        self._timed_out = False
+
+    def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """Read one byte as an int of the element type (byte element types only)."""
+        table = self._byte_table
+        if table is None:
+            raise TypeError("read_byte needs a byte element type; this stream is base-char")
+        ib = self._in
+        pos = ib.pos
+        if pos < ib.end:
+            ib.pos = pos + 1
+            return table[ib.buf[pos]]
+        while self._fill():
+            if ib.pos < ib.end:
+                pos = ib.pos
+                ib.pos = pos + 1
+                return table[ib.buf[pos]]
+        return self._eof_result(eof_error, eof_value)
+
+    def _take_line(self, keep_newline: bool, limit: int = -1) -> bytes | None:
+        """Consume one line (or up to ``limit`` bytes); None at end-of-file with nothing read."""
+        ib = self._in
+        mll = self._max_line
+        while True:
+            i = ib.find_newline()
+            pos = ib.pos
+            if i >= 0:
+                if mll is not None and i - pos > mll:
+                    raise LineTooLongError(mll, i - pos)
+                stop = i + 1
+                if 0 <= limit < stop - pos:
+                    return ib.take(limit)
+                line = bytes(ib.buf[pos : stop if keep_newline else i])
+                ib.pos = stop
+                return line
+            have = ib.end - pos
+            if 0 <= limit <= have:
+                return ib.take(limit)
+            if mll is not None and have > mll:
+                raise LineTooLongError(mll, have)
+            if not self._fill():
+                if ib.end > ib.pos:
+                    return ib.take_all()
+                return None
+
+    def read_line(self, eof_error: bool = True, eof_value: Any = None) -> tuple[Any, bool]:
+        """Read a line: ``(line_without_newline, missing_newline)``.
+
+        ``missing_newline`` is true when the line ended at end-of-file or timeout.  At
+        end-of-file with nothing read: ``EOFError``, or ``(eof_value, True)``.
+        """
+        ib = self._in
+        buf = ib.buf
+        pos = ib.pos
+        i = buf.find(10, pos, ib.end)
+        if i >= 0 and (self._max_line is None or i - pos <= self._max_line):
+            ib.pos = i + 1
+            return buf[pos:i].decode("latin-1"), False
+        line = self._take_line(keep_newline=True)
+        if line is None:
+            return self._eof_result(eof_error, eof_value), True
+        if line[-1:] == b"\n":
+            return line[:-1].decode("latin-1"), False
+        return line.decode("latin-1"), True
+
+    def readline(self, size: int | None = -1) -> Any:
+        """Read a line with its newline, in the natural type; empty at end-of-file."""
+        if size is None:
+            size = -1
+        ib = self._in
+        buf = ib.buf
+        pos = ib.pos
+        i = buf.find(10, pos, ib.end)
+        if (
+            i >= 0
+            and (size < 0 or i - pos < size)
+            and (self._max_line is None or i - pos <= self._max_line)
+        ):
+            ib.pos = i + 1
+            if self._text:
+                return buf[pos : i + 1].decode("latin-1")
+            return bytes(buf[pos : i + 1])
+        line = self._take_line(keep_newline=True, limit=size) or b""
+        return line.decode("latin-1") if self._text else line
+
+    def __iter__(self) -> Iterator[Any]:
+        return self
+
+    def __next__(self) -> Any:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
+
+    def _read_into(self, view: memoryview) -> int:
+        """Fill ``view`` (raw bytes) until full or end-of-file; return how many bytes."""
+        ib = self._in
+        total = ib.take_into(view)
+        want = len(view)
+        while total < want:
+            if want - total >= _BYPASS:
+                # Our buffer is empty: receive straight into the caller's memory.
+                self._timed_out = False
+                n = self._extract(view[total:])
+            else:
+                n = self._fill()
+                if n > 0:
+                    n = ib.take_into(view[total:])
+            if n <= 0:
+                break
+            total += n
+        return total
+
+    def _read_bytes(self, size: int) -> bytes:
+        """Up to ``size`` bytes, fewer only at end-of-file; ``size < 0``: all until then."""
+        ib = self._in
+        if size < 0:
+            while self._fill():
+                pass
+            return ib.take_all()
+        if len(ib) >= size:
+            return ib.take(size)
+        out = bytearray(size)
+        n = self._read_into(memoryview(out))
+        del out[n:]
+        return bytes(out)
+
+    def read_sequence(self, seq: Any, start: int = 0, end: int | None = None) -> int:
+        """Fill ``seq[start:end]`` until it is full or at end-of-file.
+
+        Returns the index of the first element not filled.  ``seq`` may be a bytearray, a
+        writable memoryview, an ``array.array`` of bytes (``'B'``, ``'b'``) or of characters
+        (``'u'``, ``'w'``), or a list (characters on base-char, integers otherwise).
+        """
+        self._in  # noqa: B018  (closed / direction check before looking at seq)
+        if isinstance(seq, list):
+            start, end = _check_bounds(start, end, len(seq))
+            data = self._read_bytes(end - start)
+            seq[start : start + len(data)] = decode_list(data, self._element_type)
+            return start + len(data)
+        if isinstance(seq, array.array) and seq.typecode in ("u", "w"):
+            start, end = _check_bounds(start, end, len(seq))
+            data = self._read_bytes(end - start)
+            seq[start : start + len(data)] = array.array(seq.typecode, data.decode("latin-1"))
+            return start + len(data)
+        try:
+            view = memoryview(seq)
+        except TypeError:
+            raise TypeError(
+                "read_sequence needs a bytearray, memoryview, array.array or list, "
+                f"not {type(seq).__name__}"
+            ) from None
+        with view:
+            if view.readonly:
+                raise TypeError(f"read_sequence needs a writable buffer, not {type(seq).__name__}")
+            if view.itemsize != 1 or view.format not in ("B", "b", "c"):
+                raise TypeError(
+                    f"read_sequence needs a buffer of bytes, not one of format {view.format!r}"
+                )
+            start, end = _check_bounds(start, end, len(view))
+            with view.cast("B") as raw:
+                return start + self._read_into(raw[start:end])
+
+    def readinto(self, buffer: Any) -> int:
+        """Fill ``buffer`` with raw bytes until it is full or at end-of-file; return the count."""
+        self._in  # noqa: B018  (closed / direction check first)
+        with memoryview(buffer) as view, view.cast("B") as raw:
+            return self._read_into(raw)
+
+    def read(self, size: int | None = -1) -> Any:
+        """Read ``size`` elements (all until end-of-file if negative), in the natural type."""
+        if size is None:
+            size = -1
+        data = self._read_bytes(size)
+        return data.decode("latin-1") if self._text else data
+
+    def read1(self, size: int = -1) -> Any:
+        """What is available, waiting only for the first byte; in the natural type."""
+        ib = self._in
+        if ib.pos == ib.end:
+            self._fill()
+        data = ib.take(len(ib) if size is None or size < 0 else size)
+        return data.decode("latin-1") if self._text else data
+
+    def listen(self) -> bool:
+        """True if a character is available without waiting (false at end-of-file)."""
+        ib = self._in
+        if ib.pos < ib.end:
+            return True
+        return self._fill(wait=False) > 0
+
+    def clear_input(self) -> None:
+        """Discard the input that is available now, without waiting."""
+        ib = self._in
+        dropped = ib.clear()
+        while dropped < _CLEAR_INPUT_LIMIT and self._fill(wait=False) > 0:
+            dropped += ib.clear()
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def write_char(self, char: str) -> None:
+        """Write one 8-bit character."""
+        buf = self._out.buf
+        if type(char) is not str or len(char) != 1:
+            raise TypeError(f"write_char needs a single character, not {char!r}")
+        code = ord(char)
+        if code > 255:
+            encode_chars(char)  # raises the ValueError that names it
+        buf.append(code)
+        if len(buf) >= OUTPUT_BUFFER_SIZE:
+            self._flush_out()
+
+    def write_string(self, string: str, start: int = 0, end: int | None = None) -> None:
+        """Write ``string[start:end]``; a character above 255 writes nothing and raises."""
+        buf = self._out.buf
+        if start or end is not None:
+            if not isinstance(string, str):
+                raise TypeError(f"write_string needs a str, not {type(string).__name__}")
+            start, end = _check_bounds(start, end, len(string))
+            string = string[start:end]
+        try:
+            data = string.encode("latin-1")
+        except (UnicodeEncodeError, AttributeError):
+            data = encode_chars(string)
+        buf += data
+        if len(buf) >= OUTPUT_BUFFER_SIZE:
+            self._flush_out()
+
+    def write_line(self, string: str) -> None:
+        """Write ``string`` and a newline."""
+        buf = self._out.buf
+        try:
+            data = string.encode("latin-1")
+        except (UnicodeEncodeError, AttributeError):
+            data = encode_chars(string)
+        buf += data
+        buf.append(10)
+        if len(buf) >= OUTPUT_BUFFER_SIZE:
+            self._flush_out()
+
+    def write_byte(self, byte: int) -> None:
+        """Write one byte given as an int of the element type (byte element types only)."""
+        buf = self._out.buf
+        if self._byte_table is None:
+            raise TypeError("write_byte needs a byte element type; this stream is base-char")
+        buf.append(check_byte(byte, self._element_type))
+        if len(buf) >= OUTPUT_BUFFER_SIZE:
+            self._flush_out()
+
+    def _append(self, data: Any) -> None:
+        buf = self._out.buf
+        buf += data
+        if len(buf) >= OUTPUT_BUFFER_SIZE:
+            self._flush_out()
+
+    def write_sequence(self, seq: Any, start: int = 0, end: int | None = None) -> None:
+        """Write ``seq[start:end]``: a str, bytes-like, ``array.array`` or list/tuple.
+
+        Lists and tuples hold characters or integers of the element type.  The whole slice is
+        validated before anything is written.
+        """
+        self._out  # noqa: B018  (closed / direction check first)
+        if isinstance(seq, str):
+            self.write_string(seq, start, end)
+            return
+        if isinstance(seq, (list, tuple)):
+            start, end = _check_bounds(start, end, len(seq))
+            self._append(encode_items(seq[start:end], self._element_type))
+            return
+        if isinstance(seq, array.array) and seq.typecode in ("u", "w"):
+            start, end = _check_bounds(start, end, len(seq))
+            self._append(encode_chars(seq[start:end].tounicode()))
+            return
+        try:
+            view = memoryview(seq)
+        except TypeError:
+            raise TypeError(
+                "write_sequence needs a str, bytes-like object, array.array, list or tuple, "
+                f"not {type(seq).__name__}"
+            ) from None
+        with view:
+            if view.itemsize != 1:
+                raise TypeError(
+                    f"write_sequence needs a buffer of bytes, not one of format {view.format!r}"
+                )
+            with view.cast("B") as raw:
+                start, end = _check_bounds(start, end, len(raw))
+                self._append(raw[start:end])
+
+    def write(self, data: Any) -> int:
+        """Write a str or bytes-like object; return the number of characters or bytes."""
+        if isinstance(data, str):
+            self.write_string(data)
+            return len(data)
+        with memoryview(data) as view, view.cast("B") as raw:
+            self._append(raw)
+            return len(raw)
+
+    def _flush_out(self) -> None:
+        """Send the output buffer, all of it, within ``write_timeout``."""
+        ob = self._out
+        buf = ob.buf
+        transport = self._transport
+        sent = 0
+        try:
+            if buf:
+                total = len(buf)
+                deadline: float | None = None
+                waited = False
+                with memoryview(buf) as view:
+                    while sent < total:
+                        n = transport.send(view[sent:])
+                        if n >= 0:
+                            sent += n
+                            continue
+                        if not waited:
+                            deadline = deadline_after(self._write_timeout)
+                            waited = True
+                        if not wait_fd(self._fd, n, deadline):
+                            self._write_timed_out(sent, total - sent)
+            while (n := transport.flush()) < 0:  # TLS records produced but not yet sent
+                if not wait_fd(self._fd, n, deadline_after(self._write_timeout)):
+                    self._write_timed_out(sent, len(buf) - sent)
+        except SocketError:
+            raise
+        except OSError as exc:
+            self._broken = True
+            raise SocketIOError(f"writing to the socket failed: {exc}") from exc
+        finally:
+            if sent:
+                del buf[:sent]
+
+    def _write_timed_out(self, sent: int, pending: int) -> NoReturn:
+        raise WriteTimeoutError(self._write_timeout or 0.0, sent, pending)
+
+    def force_output(self) -> None:
+        """Send buffered output now."""
+        self._flush_out()
+
+    flush = force_output
+
+    def finish_output(self) -> None:
+        """Send buffered output and return once all of it is handed to the kernel."""
+        self._flush_out()
+
+    def clear_output(self) -> None:
+        """Drop output that has not been sent."""
+        del self._out.buf[:]
+
+    def shutdown_output(self) -> None:
+        """Flush, then half-close: the peer reads end-of-file; this side can still read."""
+        self._check_open()
+        if self._direction != "input":
+            self._flush_out()
+            _tls.send_close_notify(self)
+            self._out = _OUTPUT_SHUT
+        if self._sock is not None:
+            try:
+                self._sock.shutdown(_socket.SHUT_WR)
+            except OSError as exc:
+                raise SocketIOError(f"shutdown of output failed: {exc}") from exc
+
+    # ---- closing -----------------------------------------------------------------------
+
+    def close(self, abort: bool = False) -> None:
+        """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent."""
+        if self._closed:
+            return
+        error: BaseException | None = None
+        try:
+            if not abort and not self._broken:
+                if isinstance(self._out, OutputBuffer):
+                    try:
+                        self._flush_out()
+                    except OSError as exc:
+                        error = exc
+                if error is None:
+                    try:
+                        _tls.send_close_notify(self)
+                    except OSError:
+                        pass  # the peer is gone; closing is what the caller wants
+        finally:
+            self._closed = True
+            self._in = self._out = _CLOSED
+            sock, self._sock = self._sock, None
+            self._transport = NoTransport()
+            if sock is not None:
+                try:
+                    # Wakes any thread blocked in poll() on this socket before the fd goes.
+                    sock.shutdown(_socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+        if error is not None:
+            raise error
+
+    def __enter__(self) -> SocketStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+__all__ = ["SocketStream"]

@@ -1,0 +1,376 @@
+"""TLS for socket streams: contexts, the TLS transport, STARTTLS on and off.
+
+Theory of operation
+===================
+
+The TLS engine is an ``ssl.SSLObject`` between two ``MemoryBIO``s (as in trio, anyio, urllib3's
+``SSLTransport`` and httpcore): OpenSSL never touches the socket.  ``TLSTransport`` has the shape
+of the plain transport -- non-blocking ``recv_into``/``send`` that answer ``WANT_READ`` or
+``WANT_WRITE`` instead of blocking -- so the stream's one I/O loop, its deadlines and its buffers
+serve TLS unchanged, and the stream can swap transports at run time:
+
+* **attach** (STARTTLS): pending output is flushed as plain text first (Twisted #10445); input the
+  stream had already read ahead (say, a ClientHello pipelined behind ``STARTTLS``) is moved from
+  the stream's buffer into the engine's incoming BIO, never handed to the application
+  (CPython #142352; RFC 3207 section 7: plaintext pipelined after STARTTLS is fed to the TLS
+  engine, where it can only fail the handshake, and never reads as if it were protected).
+* **detach**: our close-notify goes out; then we keep *reading* (``SSLObject.read``, not
+  ``unwrap``, so application data that the peer sent before its close-notify lands in the
+  stream's buffer instead of being discarded) until the peer's close-notify; whatever raw bytes
+  follow it in the incoming BIO go back into the stream's buffer as plain input (trio/anyio
+  ``unwrap``).
+
+Two locks: ``_engine`` guards the SSLObject and its BIOs (OpenSSL objects are not safe for
+concurrent use, and one thread may read while another writes); ``_wire`` serialises moving the
+engine's output to the socket, so records from the two directions never interleave out of order.
+Raw bytes that the socket would not take yet wait in ``_pending`` and go first next time.
+
+Truncation: a TCP close without close-notify raises ``SSLTruncatedError`` unless the context has
+``ssl.OP_IGNORE_UNEXPECTED_EOF`` set (contexts we make have it cleared, as trio and anyio do).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import ssl
+import threading
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import SSLFailure, SSLHandshakeTimeout, SSLTruncatedError
+from ._wait import WANT_READ, WANT_WRITE, check_timeout, deadline_after, wait_fd
+
+if TYPE_CHECKING:
+    from ._stream import SocketStream
+
+#: Bytes asked of the socket at a time: four maximal TLS records.
+RAW_CHUNK: Final = 65536
+#: Plaintext handed to the engine at a time, so the outgoing BIO stays small.
+WRITE_CHUNK: Final = 65536
+
+_SIDES: Final = ("client", "server", "both")
+_MIN_VERSION: Final = {
+    "default": ssl.TLSVersion.TLSv1_2,
+    "v23": ssl.TLSVersion.TLSv1_2,
+    "tls-v1-2": ssl.TLSVersion.TLSv1_2,
+    "tls-v1-3": ssl.TLSVersion.TLSv1_3,
+}
+_INSECURE: Final = ("v2", "v3", "tls-v1", "tls-v1-1")
+
+
+def _check_side(ssl_side: object) -> str:
+    if isinstance(ssl_side, str) and ssl_side.lstrip(":").lower() in _SIDES:
+        return ssl_side.lstrip(":").lower()
+    raise ValueError(f"ssl_side must be 'client', 'server' or 'both', not {ssl_side!r}")
+
+
+def _keyword(ssl_ctx: object) -> str:
+    """The protocol keyword of an ``ssl_ctx`` given as True or a string."""
+    if ssl_ctx is True:
+        return "default"
+    if isinstance(ssl_ctx, str):
+        key = ssl_ctx.lstrip(":").lower()
+        if key == "t":
+            key = "default"
+        if key in _MIN_VERSION:
+            return key
+        if key in _INSECURE:
+            raise ValueError(
+                f"ssl_ctx={ssl_ctx!r} asks for a protocol version below TLS 1.2, which is "
+                "insecure and refused; pass an ssl.SSLContext of your own to allow it"
+            )
+    raise ValueError(
+        "ssl_ctx must be None, True, 'default', 'v23', 'tls-v1-2', 'tls-v1-3' or an "
+        f"ssl.SSLContext, not {ssl_ctx!r}"
+    )
+
+
+def make_ssl_ctx(ssl_ctx: bool | str = True, ssl_side: str = "server") -> ssl.SSLContext:
+    """Make a context of the kind ``ssl_side`` asks for, accepting TLS 1.2 or newer.
+
+    A client context verifies the peer's certificate (system trust store) and host name.  A
+    server context needs a certificate loaded before use (``load_cert_chain``).
+    """
+    side = _check_side(ssl_side)
+    key = _keyword(ssl_ctx)
+    if side == "client":
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    elif side == "server":
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    else:
+        # One context usable on both sides needs the generic method, which CPython deprecates
+        # in favour of the side-specific ones; LispWorks' :both asks for exactly it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS)
+    ctx.minimum_version = _MIN_VERSION[key]
+    ctx.options &= ~getattr(ssl, "OP_IGNORE_UNEXPECTED_EOF", 0)
+    return ctx
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    reason = getattr(exc, "reason", None)
+    return str(reason or exc)
+
+
+class TLSTransport:
+    """TLS over a non-blocking socket, with the plain transport's non-blocking shape."""
+
+    def __init__(self, sock: Any, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO,
+                 outgoing: ssl.MemoryBIO) -> None:
+        self.sock = sock
+        self.ssl_object: ssl.SSLObject | None = sslobj
+        self.incoming = incoming
+        self.outgoing = outgoing
+        self._engine = threading.Lock()
+        self._wire = threading.Lock()
+        self._pending = memoryview(b"")
+        self.raw_eof = False
+        self.peer_closed = False
+        self.notify_sent = False
+
+    def flush(self) -> int:
+        """Send what the engine produced: 0 when all of it is on the wire, else WANT_WRITE."""
+        with self._wire:
+            data = self._pending
+            while True:
+                if not data:
+                    data = memoryview(self.outgoing.read())
+                    if not data:
+                        self._pending = data
+                        return 0
+                try:
+                    n = self.sock.send(data)
+                except BlockingIOError:
+                    self._pending = data
+                    return WANT_WRITE
+                data = data[n:]
+
+    def _receive_raw(self) -> int:
+        """Move raw bytes from the socket into the engine: 1 if any moved, else WANT_READ."""
+        if self.raw_eof:
+            return 1  # the engine has seen the end; let it say what that means
+        try:
+            data = self.sock.recv(RAW_CHUNK)
+        except BlockingIOError:
+            return WANT_READ
+        with self._engine:
+            if data:
+                self.incoming.write(data)
+            else:
+                self.raw_eof = True
+                self.incoming.write_eof()
+        return 1
+
+    def recv_into(self, view: memoryview) -> int:
+        """Decrypted bytes into ``view``: a count, 0 at close-notify, or WANT_READ/WANT_WRITE."""
+        sslobj = self.ssl_object
+        assert sslobj is not None
+        while True:
+            with self._engine:
+                try:
+                    return int(sslobj.read(len(view), view))
+                except ssl.SSLWantReadError:
+                    pass
+                except ssl.SSLZeroReturnError:
+                    self.peer_closed = True
+                    return 0
+                except ssl.SSLEOFError as exc:
+                    raise SSLTruncatedError(
+                        "the peer closed the connection without a TLS close-notify; the data "
+                        "may be truncated"
+                    ) from exc
+                except ssl.SSLError as exc:
+                    raise SSLFailure(f"TLS error while reading: {_describe(exc)}") from exc
+            self.flush()  # e.g. a KeyUpdate answer; what the socket won't take waits
+            r = self._receive_raw()
+            if r < 0:
+                return r
+
+    def send(self, view: memoryview) -> int:
+        """Encrypt from ``view``: the count of plaintext bytes taken, or WANT_WRITE."""
+        if self.flush() < 0:
+            return WANT_WRITE
+        sslobj = self.ssl_object
+        assert sslobj is not None
+        with self._engine:
+            try:
+                n = sslobj.write(view[:WRITE_CHUNK])
+            except ssl.SSLError as exc:
+                raise SSLFailure(f"TLS error while writing: {_describe(exc)}") from exc
+        self.flush()
+        return n
+
+    def has_decrypted(self) -> bool:
+        """True when decrypted bytes wait inside the engine."""
+        sslobj = self.ssl_object
+        if sslobj is None:
+            return False
+        with self._engine:
+            return sslobj.pending() > 0
+
+    def handshake_step(self) -> int:
+        """One step of the handshake: 0 done, 1 progress, WANT_READ/WANT_WRITE."""
+        sslobj = self.ssl_object
+        assert sslobj is not None
+        with self._engine:
+            try:
+                sslobj.do_handshake()
+                done = True
+            except ssl.SSLWantReadError:
+                done = False
+            except ssl.SSLError as exc:
+                raise SSLFailure(f"TLS handshake failed: {_describe(exc)}") from exc
+        r = self.flush()
+        if r < 0:
+            return r
+        if done:
+            return 0
+        if self.raw_eof:
+            raise SSLFailure("TLS handshake failed: the peer closed the connection")
+        return self._receive_raw()
+
+    def close_notify_step(self) -> int:
+        """Queue our close-notify (once) and send it: 0 when it is on the wire."""
+        sslobj = self.ssl_object
+        if not self.notify_sent and sslobj is not None:
+            with self._engine:
+                try:
+                    sslobj.unwrap()
+                except ssl.SSLWantReadError:
+                    pass  # our alert is queued; the peer's comes later
+                except ssl.SSLError as exc:
+                    raise SSLFailure(f"TLS close-notify failed: {_describe(exc)}") from exc
+            self.notify_sent = True
+        return self.flush()
+
+
+def _drive(stream: SocketStream, step: Callable[[], int], deadline: float | None) -> bool:
+    """Run a non-blocking step until it returns 0; False if the deadline passed first."""
+    while True:
+        r = step()
+        if r == 0:
+            return True
+        if r < 0 and not wait_fd(stream._fd, r, deadline):
+            return False
+
+
+def attach_ssl(
+    stream: SocketStream,
+    *,
+    ssl_ctx: Any = True,
+    ssl_side: str = "server",
+    ctx_configure_callback: Callable[[ssl.SSLContext], Any] | None = None,
+    ssl_configure_callback: Callable[[ssl.SSLObject], Any] | None = None,
+    handshake_timeout: float | None = None,
+    tlsext_host_name: str | None = None,
+) -> None:
+    """Start TLS on a plain stream (STARTTLS) and complete the handshake.
+
+    Pending output is flushed first; input the stream already read ahead goes to TLS.  On
+    failure (``SSLFailure``; a handshake timeout is also a ``TimeoutError``) or if a callback
+    raises, the stream is closed: its connection is in an unknown state.
+    """
+    stream._check_open()
+    if stream._transport.ssl_object is not None:
+        raise ValueError("TLS is already on for this stream")
+    if stream._sock is None:
+        raise ValueError("the stream has no socket to start TLS on")
+    side = _check_side(ssl_side)
+    timeout = check_timeout(handshake_timeout, "handshake_timeout")
+    if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
+        raise TypeError(f"tlsext_host_name must be a str or None, not {tlsext_host_name!r}")
+    if isinstance(ssl_ctx, ssl.SSLContext):
+        ctx = ssl_ctx
+    elif ssl_ctx is True or isinstance(ssl_ctx, str):
+        ctx = make_ssl_ctx(ssl_ctx, side)
+        if ctx_configure_callback is not None:
+            ctx_configure_callback(ctx)
+    else:
+        raise TypeError(
+            "ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, "
+            f"not {ssl_ctx!r}"
+        )
+    try:
+        if stream._direction != "input":
+            stream._flush_out()
+        server_hostname = None
+        if side == "client":
+            server_hostname = tlsext_host_name
+            if server_hostname is None and ctx.check_hostname:
+                # Verify against the address we are connected to (an IP SAN).
+                server_hostname = str(ipaddress.ip_address(stream._sock.getpeername()[0]))
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        try:
+            sslobj = ctx.wrap_bio(
+                incoming, outgoing, server_side=side != "client", server_hostname=server_hostname
+            )
+        except (ssl.SSLError, ValueError) as exc:
+            raise SSLFailure(f"cannot start TLS: {exc}") from exc
+        if ssl_configure_callback is not None:
+            ssl_configure_callback(sslobj)
+        if stream._direction != "output":
+            incoming.write(stream._in.take_all())
+        transport = TLSTransport(stream._sock, sslobj, incoming, outgoing)
+        stream._transport = transport
+        try:
+            done = _drive(stream, transport.handshake_step, deadline_after(timeout))
+        except SSLFailure:
+            raise
+        except OSError as exc:
+            raise SSLFailure(f"TLS handshake failed: {exc}") from exc
+        if not done:
+            assert timeout is not None
+            raise SSLHandshakeTimeout(timeout)
+    except BaseException:
+        stream.close(abort=True)
+        raise
+
+
+def detach_ssl(stream: SocketStream) -> None:
+    """End TLS (close-notify both ways) and leave a plain stream.
+
+    Application data that arrives before the peer's close-notify stays readable, and so do the
+    bytes that follow it, now as plain input.  Waiting for the peer's close-notify is bounded by
+    the stream's ``read_timeout``; if it does not come, ``SSLFailure`` is raised and the stream
+    stays as it was (TLS, our close-notify sent).
+    """
+    stream._check_open()
+    transport = stream._transport
+    if not isinstance(transport, TLSTransport):
+        raise ValueError("the stream has no TLS to detach")
+    if stream._direction != "input":
+        stream._flush_out()
+    if not _drive(stream, transport.close_notify_step, deadline_after(stream._write_timeout)):
+        raise SSLFailure("TLS close-notify could not be sent within write_timeout")
+    if stream._direction != "output":
+        ib = stream._in
+        while not transport.peer_closed:
+            if stream._fill() == 0 and not transport.peer_closed:
+                if stream._timed_out:
+                    raise SSLFailure("the peer's TLS close-notify did not come within read_timeout")
+                raise SSLFailure("the connection ended before the peer's TLS close-notify")
+        with transport._engine:
+            leftover = transport.incoming.read()
+        ib.feed(leftover)
+    else:
+        # Output-only: nothing may be handed to the application; just wait for the alert.
+        while not transport.peer_closed:
+            scratch = memoryview(bytearray(RAW_CHUNK))
+            if stream._extract(scratch) == 0 and not transport.peer_closed:
+                raise SSLFailure("the peer's TLS close-notify did not come")
+    transport.ssl_object = None
+    stream._install(stream._sock)
+
+
+def send_close_notify(stream: SocketStream) -> None:
+    """Send our close-notify if TLS is on (for ``close`` and ``shutdown_output``)."""
+    transport = stream._transport
+    if isinstance(transport, TLSTransport) and not transport.notify_sent:
+        _drive(stream, transport.close_notify_step, deadline_after(stream._write_timeout or 5.0))
+
+
+__all__ = ["RAW_CHUNK", "WANT_READ", "TLSTransport", "attach_ssl", "detach_ssl", "make_ssl_ctx"]

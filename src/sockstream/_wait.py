@@ -1,0 +1,66 @@
+"""Deadlines and the one wait primitive.  The only module that blocks.
+
+Every blocking path of the package goes through ``wait_fd``: a non-blocking operation is tried
+first; when it would block, the caller waits here with ``poll(2)`` until the descriptor is ready or
+the monotonic deadline passes, then tries again.  A timeout is a deadline, not a socket option:
+``SO_RCVTIMEO`` is ignored by OpenSSL (CPython #74747) and ``socket.settimeout`` poisons
+``makefile`` streams after a timeout (bpo-7322); here a timeout only ever means "this wait ended".
+
+PEP 475: ``poll`` is retried by CPython on EINTR with the remaining time, so a signal whose
+handler returns does not end a wait; one that raises (KeyboardInterrupt) propagates, and callers
+only change their state after an operation succeeded, so the stream stays consistent.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import time
+from typing import Final
+
+monotonic = time.monotonic
+
+#: Events to wait for, by what a non-blocking operation asked for.
+WANT_READ: Final = -1
+WANT_WRITE: Final = -2
+
+_EVENTS: Final = {
+    WANT_READ: select.POLLIN | select.POLLPRI,
+    WANT_WRITE: select.POLLOUT,
+}
+
+
+def deadline_after(seconds: float | None) -> float | None:
+    """The monotonic time ``seconds`` from now, or ``None`` (no deadline) for ``None``."""
+    return None if seconds is None else monotonic() + seconds
+
+
+def wait_fd(fd: int, want: int, deadline: float | None) -> bool:
+    """Wait until ``fd`` is ready for ``want`` (WANT_READ/WANT_WRITE) or ``deadline`` passes.
+
+    Returns True when the descriptor is ready (or in error, or hung up: the next operation will
+    tell), False when the deadline passed first.
+    """
+    if fd < 0:
+        return True  # closed under us: let the operation report it
+    poller = select.poll()
+    poller.register(fd, _EVENTS[want])
+    if deadline is None:
+        return bool(poller.poll())
+    remaining = deadline - monotonic()
+    # Round up to whole milliseconds (as selectors does), so we never wake just before the
+    # deadline and spin.
+    ms = math.ceil(remaining * 1000) if remaining > 0 else 0
+    return bool(poller.poll(ms))
+
+
+def check_timeout(value: object, name: str) -> float | None:
+    """Validate a timeout: ``None`` or a positive, finite real number of seconds."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be None or a positive number of seconds, not {value!r}")
+    seconds = float(value)
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"{name} must be None or a positive number of seconds, not {value!r}")
+    return seconds
