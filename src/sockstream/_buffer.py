@@ -18,11 +18,21 @@ Plan
     ``writable()`` makes room (reset when empty, compact when the tail is short, grow when
     full) and returns a memoryview of the free tail; the caller adds what it wrote with
     ``commit(n)``.  ``take_*`` methods return ``None`` for "need more data".
+
+Line cache
+    A Python-level call per line costs several times what the line's bytes do, so reading many
+    lines splits a window of complete lines at once (one ``decode`` and one ``split`` in C) into
+    ``lines``; each line read then costs a list index and a little arithmetic.  The cache is
+    only a *view*: ``pos`` stays the truth.  It is valid while ``pos == lposK`` (K the kind of cache) (any other read
+    moves ``pos`` and so invalidates it) and until ``writable()`` moves or reuses the bytes (it
+    resets them).  ``lines`` ends with a ``None`` sentinel.  The window starts small and
+    doubles each time a cache is used up, so a caller that mixes line reads with other reads
+    never pays for splitting more than it reads.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 #: Initial capacity: 64 KiB holds four maximal TLS records and matches a typical socket
 #: receive window chunk; reads of this size or more bypass the buffer entirely.
@@ -31,12 +41,15 @@ INPUT_BUFFER_SIZE: Final = 65536
 MIN_FREE: Final = 8192
 #: Output is sent once this much has accumulated (as BufferedWriter's default, times 8).
 OUTPUT_BUFFER_SIZE: Final = 65536
+#: Line cache window: from about three 80-column lines up to the whole buffer.
+LINE_WINDOW_MIN: Final = 256
+LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
 
 
 class InputBuffer:
     """Bytes received and not yet consumed: ``buf[pos:end]``."""
 
-    __slots__ = ("buf", "end", "pos", "scan")
+    __slots__ = ("buf", "end", "li", "lines", "lpos0", "lpos1", "lpos2", "lwin", "pos", "scan")
 
     def __init__(self, size: int = INPUT_BUFFER_SIZE) -> None:
         self.buf = bytearray(size)
@@ -44,6 +57,47 @@ class InputBuffer:
         self.end = 0
         # Where the search for a newline resumes (nothing in buf[pos:scan] is a newline).
         self.scan = 0
+        # The line cache (see the module comment).
+        self.lines: list[Any] = [None]
+        self.li = 0
+        # Where the cache's next line starts, per kind of cache (-1: no valid cache).
+        self.lpos0 = self.lpos1 = self.lpos2 = -1
+        self.lwin = LINE_WINDOW_MIN
+
+    def cache_lines(self, kind: int) -> bool:
+        """Split complete lines at ``pos`` into the line cache; False if there is no newline.
+
+        ``kind``: 0, str without the newline (``lpos0``); 1, str with it (``lpos1``); 2, bytes
+        with it (``lpos2``).
+        """
+        pos = self.pos
+        buf = self.buf
+        # Grow the window after a cache was used up; start small again after it was abandoned.
+        win = self.lwin
+        if self.lines[self.li] is None:
+            win = min(win * 2, LINE_WINDOW_MAX)
+        else:
+            win = LINE_WINDOW_MIN
+        self.lwin = win
+        stop = min(self.end, pos + win)
+        last = buf.rfind(10, pos, stop)
+        if last < 0:
+            last = buf.find(10, stop, self.end)
+            if last < 0:
+                return False
+        if kind == 0:
+            lines: list[Any] = buf[pos:last].decode("latin-1").split("\n")
+        elif kind == 1:
+            lines = [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
+        else:
+            lines = [line + b"\n" for line in bytes(buf[pos:last]).split(b"\n")]
+        lines.append(None)
+        self.lines = lines
+        self.li = 0
+        self.lpos0 = pos if kind == 0 else -1
+        self.lpos1 = pos if kind == 1 else -1
+        self.lpos2 = pos if kind == 2 else -1
+        return True
 
     def __len__(self) -> int:
         return self.end - self.pos
@@ -55,6 +109,7 @@ class InputBuffer:
         """
         buf = self.buf
         pos, end = self.pos, self.end
+        self.lpos0 = self.lpos1 = self.lpos2 = -1
         if pos == end and pos > 1:
             # Empty: start again at 1, keeping the last consumed byte for unread_char.
             buf[0] = buf[pos - 1]

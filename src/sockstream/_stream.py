@@ -493,12 +493,16 @@ class SocketStream:
         end-of-file with nothing read: ``EOFError``, or ``(eof_value, True)``.
         """
         ib = self._in
-        buf = ib.buf
         pos = ib.pos
-        i = buf.find(10, pos, ib.end)
-        if i >= 0 and (self._max_line is None or i - pos <= self._max_line):
-            ib.pos = i + 1
-            return buf[pos:i].decode("latin-1"), False
+        if pos == ib.lpos0:
+            i = ib.li
+            line = ib.lines[i]
+            if line is not None:
+                ib.li = i + 1
+                ib.pos = ib.lpos0 = pos + len(line) + 1
+                return line, False
+        if self._max_line is None and ib.cache_lines(0):
+            return self.read_line(eof_error, eof_value)
         line = self._take_line(keep_newline=True)
         if line is None:
             return self._eof_result(eof_error, eof_value), True
@@ -508,23 +512,30 @@ class SocketStream:
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        if size is None:
-            size = -1
         ib = self._in
-        buf = ib.buf
         pos = ib.pos
-        i = buf.find(10, pos, ib.end)
-        if (
-            i >= 0
-            and (size < 0 or i - pos < size)
-            and (self._max_line is None or i - pos <= self._max_line)
-        ):
-            ib.pos = i + 1
-            if self._text:
-                return buf[pos : i + 1].decode("latin-1")
-            return bytes(buf[pos : i + 1])
-        line = self._take_line(keep_newline=True, limit=size) or b""
-        return line.decode("latin-1") if self._text else line
+        if self._text:
+            if pos == ib.lpos1 and (size is None or size < 0):
+                i = ib.li
+                line = ib.lines[i]
+                if line is not None:
+                    ib.li = i + 1
+                    ib.pos = ib.lpos1 = pos + len(line)
+                    return line
+            if self._max_line is None and (size is None or size < 0) and ib.cache_lines(1):
+                return self.readline()
+        else:
+            if pos == ib.lpos2 and (size is None or size < 0):
+                i = ib.li
+                line = ib.lines[i]
+                if line is not None:
+                    ib.li = i + 1
+                    ib.pos = ib.lpos2 = pos + len(line)
+                    return line
+            if self._max_line is None and (size is None or size < 0) and ib.cache_lines(2):
+                return self.readline()
+        data = self._take_line(keep_newline=True, limit=-1 if size is None else size) or b""
+        return data.decode("latin-1") if self._text else data
 
     def __iter__(self) -> Iterator[Any]:
         return self
