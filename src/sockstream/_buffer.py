@@ -23,9 +23,9 @@ Line cache
     A Python-level call per line costs several times what the line's bytes do, so reading many
     lines splits a window of complete lines at once (one ``decode`` and one ``split`` in C) into
     ``lines``; each line read then costs a list index and a little arithmetic.  The cache is
-    only a *view*: ``pos`` stays the truth.  It is valid while ``pos == lposK`` (K the kind of cache) (any other read
-    moves ``pos`` and so invalidates it) and until ``writable()`` moves or reuses the bytes (it
-    resets them).  ``lines`` ends with a ``None`` sentinel.  The window starts small and
+    only a *view*: ``pos`` stays the truth.  A cache of kind K is valid while ``pos == lposK``
+    (any other read moves ``pos`` and so invalidates it) and until ``writable()`` moves or
+    reuses the bytes (it resets them).  ``lines`` ends with a ``None`` sentinel.  The window starts small and
     doubles each time a cache is used up, so a caller that mixes line reads with other reads
     never pays for splitting more than it reads.
 """
@@ -49,7 +49,9 @@ LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
 class InputBuffer:
     """Bytes received and not yet consumed: ``buf[pos:end]``."""
 
-    __slots__ = ("buf", "end", "li", "lines", "lpos0", "lpos1", "lpos2", "lwin", "pos", "scan")
+    __slots__ = (
+        "buf", "end", "li", "lines", "lpos0", "lpos1", "lpos2", "lwin", "pos", "scan", "unread_mark"
+    )
 
     def __init__(self, size: int = INPUT_BUFFER_SIZE) -> None:
         self.buf = bytearray(size)
@@ -63,6 +65,8 @@ class InputBuffer:
         # Where the cache's next line starts, per kind of cache (-1: no valid cache).
         self.lpos0 = self.lpos1 = self.lpos2 = -1
         self.lwin = LINE_WINDOW_MIN
+        # pos right after an unread_char, so a second one in a row is refused (-1: none).
+        self.unread_mark = -1
 
     def cache_lines(self, kind: int) -> bool:
         """Split complete lines at ``pos`` into the line cache; False if there is no newline.
@@ -73,11 +77,8 @@ class InputBuffer:
         pos = self.pos
         buf = self.buf
         # Grow the window after a cache was used up; start small again after it was abandoned.
-        win = self.lwin
-        if self.lines[self.li] is None:
-            win = min(win * 2, LINE_WINDOW_MAX)
-        else:
-            win = LINE_WINDOW_MIN
+        used_up = self.lines[self.li] is None
+        win = min(self.lwin * 2, LINE_WINDOW_MAX) if used_up else LINE_WINDOW_MIN
         self.lwin = win
         stop = min(self.end, pos + win)
         last = buf.rfind(10, pos, stop)
@@ -109,7 +110,7 @@ class InputBuffer:
         """
         buf = self.buf
         pos, end = self.pos, self.end
-        self.lpos0 = self.lpos1 = self.lpos2 = -1
+        self.lpos0 = self.lpos1 = self.lpos2 = self.unread_mark = -1
         if pos == end and pos > 1:
             # Empty: start again at 1, keeping the last consumed byte for unread_char.
             buf[0] = buf[pos - 1]

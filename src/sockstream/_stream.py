@@ -70,6 +70,9 @@ class _Refuse:
     def __getattr__(self, name: str) -> NoReturn:
         raise self._exc(self._msg)
 
+    def __len__(self) -> NoReturn:
+        raise self._exc(self._msg)
+
 
 _CLOSED: Final[Any] = _Refuse(ValueError, "I/O operation on a closed stream")
 _NO_INPUT: Final[Any] = _Refuse(io.UnsupportedOperation, "stream was opened for output only")
@@ -225,6 +228,8 @@ class SocketStream:
         sock = None if new is None else _as_socket(new)
         old = self._sock
         self._install(sock)
+        if old is not None and old.fileno() >= 0:
+            old.setblocking(True)  # as the caller would expect of a socket handed back
         return old
 
     def _check_open(self) -> None:
@@ -439,17 +444,20 @@ class SocketStream:
         if not (isinstance(char, str) and len(char) == 1):
             raise TypeError(f"unread_char needs a single character, not {char!r}")
         code = ord(char)
+        if ib.pos == ib.unread_mark:
+            raise ValueError("unread_char may put back only one character; nothing was unread")
         if code > 255 or not ib.unread_byte(code):
             raise ValueError(f"{char!r} is not the character just read; nothing was unread")
+        ib.unread_mark = ib.pos
         self._timed_out = False
 
     def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read one byte as an int of the element type (byte element types only)."""
+        ib = self._in
+        pos = ib.pos
         table = self._byte_table
         if table is None:
             raise TypeError("read_byte needs a byte element type; this stream is base-char")
-        ib = self._in
-        pos = ib.pos
         if pos < ib.end:
             ib.pos = pos + 1
             return table[ib.buf[pos]]
@@ -586,7 +594,7 @@ class SocketStream:
         writable memoryview, an ``array.array`` of bytes (``'B'``, ``'b'``) or of characters
         (``'u'``, ``'w'``), or a list (characters on base-char, integers otherwise).
         """
-        self._in  # noqa: B018  (closed / direction check before looking at seq)
+        self._in.pos  # noqa: B018  (closed / direction check before looking at seq)
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))
             data = self._read_bytes(end - start)
@@ -617,7 +625,7 @@ class SocketStream:
 
     def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` with raw bytes until it is full or at end-of-file; return the count."""
-        self._in  # noqa: B018  (closed / direction check first)
+        self._in.pos  # noqa: B018  (closed / direction check first)
         with memoryview(buffer) as view, view.cast("B") as raw:
             return self._read_into(raw)
 
@@ -713,7 +721,7 @@ class SocketStream:
         Lists and tuples hold characters or integers of the element type.  The whole slice is
         validated before anything is written.
         """
-        self._out  # noqa: B018  (closed / direction check first)
+        self._out.buf  # noqa: B018  (closed / direction check first)
         if isinstance(seq, str):
             self.write_string(seq, start, end)
             return

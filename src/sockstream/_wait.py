@@ -24,6 +24,8 @@ monotonic = time.monotonic
 WANT_READ: Final = -1
 WANT_WRITE: Final = -2
 
+_MAX_POLL_MS: Final = 2**31 - 1
+
 _EVENTS: Final = {
     WANT_READ: select.POLLIN | select.POLLPRI,
     WANT_WRITE: select.POLLOUT,
@@ -47,11 +49,15 @@ def wait_fd(fd: int, want: int, deadline: float | None) -> bool:
     poller.register(fd, _EVENTS[want])
     if deadline is None:
         return bool(poller.poll())
-    remaining = deadline - monotonic()
-    # Round up to whole milliseconds (as selectors does), so we never wake just before the
-    # deadline and spin.
-    ms = math.ceil(remaining * 1000) if remaining > 0 else 0
-    return bool(poller.poll(ms))
+    while True:
+        remaining = deadline - monotonic()
+        # Round up to whole milliseconds (as selectors does), so we never wake just before the
+        # deadline and spin; poll takes at most INT_MAX ms, so a longer wait goes round again.
+        ms = min(math.ceil(remaining * 1000), _MAX_POLL_MS) if remaining > 0 else 0
+        if poller.poll(ms):
+            return True
+        if ms < _MAX_POLL_MS:
+            return False
 
 
 def check_timeout(value: object, name: str) -> float | None:
