@@ -25,9 +25,9 @@ Line cache
     ``lines``; each line read then costs a list index and a little arithmetic.  The cache is
     only a *view*: ``pos`` stays the truth.  A cache of kind K is valid while ``pos == lposK``
     (any other read moves ``pos`` and so invalidates it) and until ``writable()`` moves or
-    reuses the bytes (it resets them).  ``lines`` ends with a ``None`` sentinel.  The window starts small and
-    doubles each time a cache is used up, so a caller that mixes line reads with other reads
-    never pays for splitting more than it reads.
+    reuses the bytes (it resets them).  ``lines`` ends with a ``None`` sentinel.  The window
+    starts small and doubles each time a cache is used up, so a caller that mixes line reads
+    with other reads never pays for splitting much more than it reads.
 """
 
 from __future__ import annotations

@@ -1,19 +1,645 @@
-"""PLACEHOLDER: replaced by the server work (issue 4)."""
+"""start_up_server, serve and Server: listening for TCP connections.
 
-from typing import Any
+Goals
+    ``start_up_server`` is LispWorks' ``start-up-server``: one thread listens and calls
+    ``function(sock)`` with each accepted ``socket.socket``; like LispWorks, it accepts no further
+    connection until ``function`` returns, so a function that does real work hands the socket to
+    a thread of its own.  ``serve`` is that pattern done right once: each connection gets a thread
+    in which its ``SocketStream`` is made (so a slow or hostile TLS handshake never blocks the
+    accept loop), ``handler(stream)`` runs there, and the stream is closed when it returns.
+
+Plan
+    - The listening socket is made in the caller's thread, before ``start_up_server`` returns,
+      whatever ``wait`` says: bind and listen never block, and ``server.port`` is then always
+      known.  ``wait`` only decides how a failure is reported: raised (``wait=True``) or given
+      to ``announce`` and the log (``wait=False``, the returned server is already stopped and
+      has ``error`` set).  ``announce`` runs in the caller's thread.
+    - The accept loop waits on one selector holding the (non-blocking) listener and the read end
+      of a socketpair (trio's WakeupSocketpair).  ``terminate()`` writes a byte to the other end:
+      the loop wakes at once; there is no polling timeout anywhere.  The loop thread alone closes
+      the listener, the selector and the socketpair, so no descriptor is closed under a thread
+      that still uses it.
+    - Accept errors (trio's errno review): ECONNABORTED, EPROTO, EPERM and the like concern one
+      connection that went away, so the loop goes on; EMFILE, ENFILE, ENOBUFS and ENOMEM mean we
+      are out of resources, so the loop logs, waits ``ACCEPT_BACKOFF`` seconds (as the
+      selector's timeout, still woken at once by ``terminate``) and goes on; anything else (the
+      listener is broken) is logged and ends the loop.
+    - ``serve``: ``max_connections`` bounds the connection threads, handshakes included.  When
+      they are all busy the accept loop stops accepting until one ends, so excess connections
+      wait in the kernel's backlog (and beyond it the client's SYNs are retried by its kernel):
+      nothing is refused.  An idle client holds its slot until ``handshake_timeout`` (TLS, 10 s
+      by default) or the handler's ``read_timeout`` ends it.
+    - ``terminate()`` on a ``serve`` server closes the listener, then *aborts* the running
+      connections: it shuts down their sockets (``shutdown(SHUT_RDWR)``), which wakes any thread
+      blocked on them (a poll on a descriptor closed by another thread is not woken on Linux;
+      a shutdown is).  Handlers see end-of-file or a ``SocketIOError`` and return; their streams
+      are then closed with ``abort=True``.  The shutdown goes through a ``dup`` of each
+      connection's descriptor that this module owns, so it can never hit a descriptor number
+      that the connection thread has just closed and the kernel has reused.  The threads are
+      joined for up to ``timeout`` seconds (5 by default); one still running is logged.
+    - A handler that raises is logged (logger ``"sockstream"``) with its traceback and costs no
+      one else; a failed TLS handshake is logged at INFO without a traceback.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import selectors
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from types import TracebackType
+from typing import IO, Any, Final, final
+
+from ._connect import IPv6Choice, SSLCtxSpec, _check_bool, _check_family, resolve_service
+from ._elements import check_direction, check_element_type
+from ._errors import SocketCreateError
+from ._stream import SocketStream
+from ._tls import make_ssl_ctx
+from ._wait import check_timeout
+
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "Server", "serve",
+           "server_terminate", "start_up_server"]
+
+_log = logging.getLogger("sockstream")
+
+#: Seconds to wait before accepting again after running out of descriptors or memory (trio uses
+#: 0.1 s too: long enough to let other threads close something, short enough to be unnoticed).
+ACCEPT_BACKOFF: Final = 0.1
+
+#: ``serve``'s TLS handshake timeout by default: a client that does not finish its handshake
+#: in this long is dropped, so idle connections cannot hold threads for ever.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+
+#: ``serve``'s ``max_line_length`` by default (h11 uses 64 KiB for its incomplete-event limit).
+DEFAULT_MAX_LINE_LENGTH: Final = 65536
+
+#: How long ``terminate()`` waits for aborted connection threads, by default.
+TERMINATE_JOIN_TIMEOUT: Final = 5.0
+
+# accept() errors about one connection that went away before we took it.
+_TRANSIENT_ACCEPT_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in ("ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN",
+                 "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EINTR", "ECONNRESET")
+    if hasattr(errno, name)
+)
+# accept() errors that mean we are out of resources: back off, then go on.
+_RESOURCE_ACCEPT_ERRNOS: Final = frozenset(
+    getattr(errno, name)
+    for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
+    if hasattr(errno, name)
+)
+
+Announce = bool | Callable[[Any], object] | IO[str] | None
+
+_NOT_GIVEN: Any = object()
 
 
+# ---- listening ------------------------------------------------------------------------------
+
+def _make_listener(
+    address: str | None, port: int, family: int, backlog: int
+) -> socket.socket:
+    """Bind and listen; raise SocketCreateError naming the address and port."""
+    where = f"{address if address is not None else 'all interfaces'} port {port}"
+    candidates: list[tuple[int, Any]]
+    try:
+        if address is None:
+            if family == socket.AF_INET or not socket.has_ipv6:
+                candidates = [(socket.AF_INET, ("0.0.0.0", port))]
+            else:
+                candidates = [(socket.AF_INET6, ("::", port, 0, 0))]
+                if family == socket.AF_UNSPEC:  # dual stack, or IPv4 if the host has no IPv6
+                    candidates.append((socket.AF_INET, ("0.0.0.0", port)))
+        else:
+            infos = socket.getaddrinfo(
+                address, port, family, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE
+            )
+            candidates = [(info[0], info[4]) for info in infos[:1]]
+    except OSError as exc:
+        raise SocketCreateError(f"cannot listen on {where}: {exc}") from exc
+    error: OSError | None = None
+    for fam, sockaddr in candidates:
+        try:
+            sock = socket.socket(fam, socket.SOCK_STREAM)
+        except OSError as exc:
+            error = exc
+            continue
+        try:
+            if sys.platform != "win32":  # on Windows SO_REUSEADDR means something unsafe
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                # ipv6=True: IPv6 only; "any": IPv4 too on the same socket (dual stack).
+                sock.setsockopt(
+                    socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, int(family == socket.AF_INET6)
+                )
+            sock.bind(sockaddr)
+            sock.listen(backlog)
+            sock.setblocking(False)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    assert error is not None
+    raise SocketCreateError(error.errno, f"cannot listen on {where}: {error.strerror or error}") \
+        from error
+
+
+def _configure_accepted(sock: socket.socket, nodelay: bool, keepalive: bool) -> None:
+    try:
+        sock.setblocking(True)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, int(nodelay))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, int(keepalive))
+    except OSError:  # the peer may already be gone: the function will find out
+        pass
+
+
+def _announce(announce: Announce, what: Server | BaseException) -> None:
+    """Report a start or a failure to ``announce`` (None, True, a callable or a text stream)."""
+    if announce is None or announce is False:
+        return
+    if isinstance(what, Server):
+        line = f"sockstream: server listening on {what.address} port {what.port}"
+    else:
+        line = f"sockstream: server failed to start: {what}"
+    try:
+        if announce is True:
+            print(line, flush=True)
+        elif hasattr(announce, "write"):
+            announce.write(line + "\n")
+            flush = getattr(announce, "flush", None)
+            if flush is not None:
+                flush()
+        else:
+            announce(what)
+    except Exception:
+        _log.exception("announce %r raised", announce)
+
+
+# ---- the server -----------------------------------------------------------------------------
+
+@final
 class Server:
-    pass
+    """A TCP server listening in a thread of its own; made by start_up_server or serve.
+
+    ``address`` and ``port`` are where it listens (``port`` is 0 and ``error`` is set when it
+    could not start).  ``terminate()`` (or leaving a ``with`` block) stops it.
+    """
+
+    def __init__(
+        self,
+        listener: socket.socket | None,
+        function: Callable[[socket.socket], object],
+        *,
+        nodelay: bool = True,
+        keepalive: bool = False,
+        name: str | None = None,
+        error: BaseException | None = None,
+        address: str = "",
+    ) -> None:
+        self._listener = listener
+        self._function = function
+        self._nodelay = nodelay
+        self._keepalive = keepalive
+        self.error = error
+        self._pool: _ConnectionPool | None = None
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._wake_w: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        if listener is None:
+            self.address, self.port = address, 0
+            self._thread: threading.Thread | None = None
+            return
+        sockname = listener.getsockname()
+        self.address, self.port = str(sockname[0]), int(sockname[1])
+        self._wake_r, self._wake_w = socket.socketpair()
+        for s in (self._wake_r, self._wake_w):
+            s.setblocking(False)
+        self._thread = threading.Thread(
+            target=self._run,
+            name=name or f"sockstream server {self.address} port {self.port}",
+            daemon=True,
+        )
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error is not None else "listening" if self.listening else "stopped"
+        return f"<sockstream.Server {state} on {self.address!r} port {self.port}>"
+
+    def _start(self) -> None:
+        if self._thread is not None:
+            self._thread.start()
+
+    @property
+    def listening(self) -> bool:
+        """True while the accept loop runs."""
+        return self._thread is not None and self._thread.is_alive() and not self._stopping
+
+    @property
+    def active_connections(self) -> int:
+        """The number of connection threads running (``serve`` only; 0 otherwise)."""
+        return 0 if self._pool is None else self._pool.active
+
+    def terminate(self, *, timeout: float | None = TERMINATE_JOIN_TIMEOUT) -> None:
+        """Stop listening and, for ``serve``, abort the running connections.
+
+        Returns once the accept loop has ended and the listener is closed, and (for ``serve``)
+        once the connection threads have ended or ``timeout`` seconds have passed.  Idempotent;
+        it may be called from the server's own threads (it then does not wait for itself).
+        """
+        with self._lock:
+            self._stopping = True
+            if self._wake_w is not None:
+                try:
+                    self._wake_w.send(b"\0")
+                except OSError:  # full (already woken) or closed (already stopped)
+                    pass
+        if self._pool is not None:
+            self._pool.abort()
+        me = threading.current_thread()
+        if self._thread is not None and self._thread is not me and self._thread.ident is not None:
+            self._thread.join()
+        if self._pool is not None:
+            self._pool.join(timeout)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until the accept loop ends; True when it has."""
+        if self._thread is None or self._thread.ident is None:
+            return True
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.terminate()
+
+    # -- the accept loop (in the server thread) --
+
+    def _run(self) -> None:
+        listener, wake_r = self._listener, self._wake_r
+        assert listener is not None
+        assert wake_r is not None
+        sel = selectors.DefaultSelector()
+        try:
+            sel.register(listener, selectors.EVENT_READ)
+            sel.register(wake_r, selectors.EVENT_READ)
+            backoff: float | None = None
+            while not self._stopping:
+                sel.select(backoff)
+                backoff = None
+                if self._stopping:
+                    break
+                try:
+                    conn, _ = listener.accept()
+                except BlockingIOError:
+                    continue  # the wakeup byte, or a connection that went away
+                except OSError as exc:
+                    if exc.errno in _TRANSIENT_ACCEPT_ERRNOS:
+                        continue
+                    if exc.errno in _RESOURCE_ACCEPT_ERRNOS:
+                        _log.warning("%r: accept failed (%s); retrying in %g s",
+                                     self, exc, ACCEPT_BACKOFF)
+                        backoff = ACCEPT_BACKOFF
+                        continue
+                    _log.error("%r: accept failed, server stops: %s", self, exc)
+                    self.error = exc
+                    break
+                _configure_accepted(conn, self._nodelay, self._keepalive)
+                try:
+                    self._function(conn)
+                except Exception:
+                    _log.exception("%r: server function %r raised", self, self._function)
+        except Exception as exc:  # a bug here must not vanish silently
+            _log.exception("%r: accept loop failed", self)
+            self.error = exc
+        finally:
+            sel.close()
+            with self._lock:
+                self._stopping = True
+                listener.close()
+                wake_r.close()
+                if self._wake_w is not None:
+                    self._wake_w.close()
+                    self._wake_w = None
 
 
-def start_up_server(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+def server_terminate(server: Server) -> None:
+    """Stop ``server``: the same as ``server.terminate()``."""
+    server.terminate()
 
 
-def serve(*args: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError
+def _check_backlog(backlog: object) -> int:
+    if isinstance(backlog, bool) or not isinstance(backlog, int):
+        raise TypeError(f"backlog must be an int, not {backlog!r}")
+    if backlog < 0:
+        raise ValueError(f"backlog must be 0 or more, not {backlog!r}")
+    return backlog
 
 
-def server_terminate(server: Any) -> None:
-    raise NotImplementedError
+def _check_announce(announce: object) -> None:
+    if not (announce is None or isinstance(announce, bool) or callable(announce)
+            or hasattr(announce, "write")):
+        raise TypeError(
+            f"announce must be None, True, a callable or a text stream, not {announce!r}"
+        )
+
+
+def start_up_server(
+    function: Callable[[socket.socket], object],
+    *,
+    service: int | str | None = 0,
+    address: str | None = None,
+    backlog: int = 128,
+    ipv6: IPv6Choice = "any",
+    nodelay: bool = True,
+    keepalive: bool = False,
+    announce: Announce = None,
+    wait: bool = False,
+    process_name: str | None = None,
+) -> Server:
+    """Listen on ``address``:``service`` and call ``function(sock)`` for each connection.
+
+    ``function`` runs in the server's thread and owns the accepted ``socket.socket``; no other
+    connection is accepted until it returns (as in LispWorks).  ``address=None`` listens on all
+    interfaces, as LispWorks does: pass ``"127.0.0.1"`` or ``"::1"`` to stay local.
+    ``service`` 0 or None picks a free port (see ``server.port``).  ``announce`` is told of the
+    start or the failure: None, True (print), a callable (given the Server or the exception) or
+    a text stream.  ``wait=True`` raises ``SocketCreateError`` on failure; ``wait=False`` returns
+    a stopped server whose ``error`` says why.  ``process_name`` names the thread.
+    """
+    if not callable(function):
+        raise TypeError(f"function must be callable, not {function!r}")
+    port = 0 if service is None else resolve_service(service, allow_zero=True)
+    family = _check_family(ipv6)
+    _check_backlog(backlog)
+    _check_bool(nodelay, "nodelay")
+    _check_bool(keepalive, "keepalive")
+    _check_bool(wait, "wait")
+    _check_announce(announce)
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"address must be a str or None, not {address!r}")
+    return _start(function, port, address, backlog, family, nodelay, keepalive, announce, wait,
+                  process_name)
+
+
+def _start(
+    function: Callable[[socket.socket], object],
+    port: int,
+    address: str | None,
+    backlog: int,
+    family: int,
+    nodelay: bool,
+    keepalive: bool,
+    announce: Announce,
+    wait: bool,
+    process_name: str | None,
+    pool: _ConnectionPool | None = None,
+) -> Server:
+    try:
+        listener = _make_listener(address, port, family, backlog)
+    except SocketCreateError as exc:
+        _announce(announce, exc)
+        if wait:
+            raise
+        _log.warning("sockstream server failed to start: %s", exc)
+        return Server(None, function, error=exc, address=address or "")
+    try:
+        server = Server(listener, function, nodelay=nodelay, keepalive=keepalive,
+                        name=process_name)
+    except BaseException:
+        listener.close()
+        raise
+    server._pool = pool
+    server._start()
+    _log.debug("%r started", server)
+    _announce(announce, server)
+    return server
+
+
+# ---- serve ----------------------------------------------------------------------------------
+
+class _Connection:
+    """One connection of a ``serve`` server: its thread, and a dup of its socket for aborts."""
+
+    __slots__ = ("abort_sock", "aborted", "peer", "thread")
+
+    def __init__(self, abort_sock: socket.socket, peer: str) -> None:
+        self.abort_sock: socket.socket | None = abort_sock
+        self.aborted = False
+        self.peer = peer
+        self.thread: threading.Thread | None = None
+
+
+class _ConnectionPool:
+    """The connection threads of a ``serve`` server, at most ``max_connections`` at once."""
+
+    def __init__(
+        self, handler: Callable[[SocketStream], object], max_connections: int,
+        stream_keywords: dict[str, Any],
+    ) -> None:
+        self._handler = handler
+        self._max = max_connections
+        self._keywords = stream_keywords
+        self._cond = threading.Condition()
+        self._connections: set[_Connection] = set()
+        self._stopping = False
+
+    @property
+    def active(self) -> int:
+        with self._cond:
+            return len(self._connections)
+
+    def dispatch(self, sock: socket.socket) -> None:
+        """Called by the accept loop: start a thread for ``sock``, then wait for a free slot."""
+        try:
+            peer = _format_peer(sock.getpeername())
+            abort_sock = sock.dup()
+        except OSError as exc:  # gone already
+            _log.debug("connection lost before it was served: %s", exc)
+            sock.close()
+            return
+        conn = _Connection(abort_sock, peer)
+        with self._cond:
+            if self._stopping:
+                abort_sock.close()
+                sock.close()
+                return
+            thread = threading.Thread(
+                target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
+                daemon=True,
+            )
+            conn.thread = thread
+            self._connections.add(conn)
+            try:
+                thread.start()
+            except BaseException:
+                self._connections.discard(conn)
+                abort_sock.close()
+                sock.close()
+                raise
+            while len(self._connections) >= self._max and not self._stopping:
+                self._cond.wait()
+
+    def _run(self, conn: _Connection, sock: socket.socket) -> None:
+        try:
+            try:
+                stream = SocketStream(sock, **self._keywords)
+            except OSError as exc:  # the constructor closed the socket
+                if conn.aborted:
+                    return
+                _log.info("connection from %s dropped during set-up: %s", conn.peer, exc)
+                return
+            except Exception:
+                _log.exception("connection from %s: SocketStream could not be made", conn.peer)
+                return
+            try:
+                self._handler(stream)
+            except Exception:
+                if conn.aborted:
+                    _log.debug("handler for %s ended by terminate()", conn.peer, exc_info=True)
+                else:
+                    _log.exception("handler for connection from %s raised", conn.peer)
+            finally:
+                try:
+                    stream.close(abort=conn.aborted)
+                except OSError as exc:
+                    _log.debug("closing the stream of %s: %s", conn.peer, exc)
+                    stream.close(abort=True)
+        finally:
+            with self._cond:
+                self._connections.discard(conn)
+                if conn.abort_sock is not None:
+                    conn.abort_sock.close()
+                    conn.abort_sock = None
+                self._cond.notify_all()
+
+    def abort(self) -> None:
+        """Refuse new connections and shut down the running ones (wakes blocked threads)."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            for conn in self._connections:
+                conn.aborted = True
+                if conn.abort_sock is not None:
+                    try:
+                        conn.abort_sock.shutdown(socket.SHUT_RDWR)
+                    except OSError:  # not connected any more
+                        pass
+
+    def join(self, timeout: float | None) -> None:
+        """Wait up to ``timeout`` seconds in all for the connection threads to end."""
+        with self._cond:
+            threads = [c.thread for c in self._connections if c.thread is not None]
+        me = threading.current_thread()
+        end = None if timeout is None else time.monotonic() + timeout
+        for t in threads:
+            if t is not me:
+                t.join(None if end is None else max(0.0, end - time.monotonic()))
+        stuck = [t.name for t in threads if t.is_alive() and t is not me]
+        if stuck:
+            _log.warning("terminate(): connection threads still running: %s", ", ".join(stuck))
+
+
+def _format_peer(sockaddr: Any) -> str:
+    if isinstance(sockaddr, tuple):
+        host, port = sockaddr[0], sockaddr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(sockaddr)
+
+
+def serve(
+    handler: Callable[[SocketStream], object],
+    *,
+    service: int | str | None = 0,
+    address: str | None = None,
+    max_connections: int = 100,
+    backlog: int = 128,
+    ipv6: IPv6Choice = "any",
+    nodelay: bool = True,
+    keepalive: bool = False,
+    announce: Announce = None,
+    process_name: str | None = None,
+    direction: str = "io",
+    element_type: str = "base-char",
+    read_timeout: float | None = None,
+    write_timeout: float | None = None,
+    ssl_ctx: SSLCtxSpec = None,
+    ssl_side: str = "server",
+    ctx_configure_callback: Callable[[ssl.SSLContext], object] | None = None,
+    ssl_configure_callback: Callable[[Any], object] | None = None,
+    handshake_timeout: float | None = _NOT_GIVEN,
+    tlsext_host_name: str | None = None,
+    max_line_length: int | None = DEFAULT_MAX_LINE_LENGTH,
+) -> Server:
+    """Listen, and run ``handler(stream)`` for each connection in a thread of its own.
+
+    The stream is a ``SocketStream`` made from the stream keywords in that thread (a TLS server
+    with ``ssl_ctx``; ``handshake_timeout`` is 10 s by default then) and is closed when the
+    handler returns.  At most ``max_connections`` connections are served at once; more wait in
+    the listen backlog.  A handler that raises is logged and the server goes on.  The server is
+    listening when this returns; a failure to listen raises ``SocketCreateError``.
+    ``terminate()`` stops listening and aborts the running connections.
+    """
+    if not callable(handler):
+        raise TypeError(f"handler must be callable, not {handler!r}")
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int):
+        raise TypeError(f"max_connections must be an int, not {max_connections!r}")
+    if max_connections < 1:
+        raise ValueError(f"max_connections must be 1 or more, not {max_connections!r}")
+    port = 0 if service is None else resolve_service(service, allow_zero=True)
+    family = _check_family(ipv6)
+    _check_backlog(backlog)
+    _check_bool(nodelay, "nodelay")
+    _check_bool(keepalive, "keepalive")
+    _check_announce(announce)
+    if address is not None and not isinstance(address, str):
+        raise TypeError(f"address must be a str or None, not {address!r}")
+    check_direction(direction)
+    check_element_type(element_type)
+    check_timeout(read_timeout, "read_timeout")
+    check_timeout(write_timeout, "write_timeout")
+    tls = ssl_ctx is not None and ssl_ctx is not False
+    if handshake_timeout is _NOT_GIVEN:
+        handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT if tls else None
+    check_timeout(handshake_timeout, "handshake_timeout")
+    if max_line_length is not None and (
+        isinstance(max_line_length, bool) or not isinstance(max_line_length, int)
+        or max_line_length < 1
+    ):
+        raise ValueError(f"max_line_length must be None or a positive int, not {max_line_length!r}")
+    if tls and not isinstance(ssl_ctx, ssl.SSLContext):
+        # Make the context once, not per connection: loading certificates costs milliseconds,
+        # and one SSLContext serves any number of connections (it is thread-safe).
+        ctx = make_ssl_ctx(ssl_ctx, ssl_side)
+        if ctx_configure_callback is not None:
+            ctx_configure_callback(ctx)
+        ssl_ctx, ctx_configure_callback = ctx, None
+    keywords: dict[str, Any] = {
+        "direction": direction,
+        "element_type": element_type,
+        "read_timeout": read_timeout,
+        "write_timeout": write_timeout,
+        "ssl_ctx": ssl_ctx if tls else None,
+        "ssl_side": ssl_side,
+        "ctx_configure_callback": ctx_configure_callback,
+        "ssl_configure_callback": ssl_configure_callback,
+        "handshake_timeout": handshake_timeout,
+        "tlsext_host_name": tlsext_host_name,
+        "max_line_length": max_line_length,
+    }
+    pool = _ConnectionPool(handler, max_connections, keywords)
+    return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
+                  True, process_name, pool)
