@@ -721,7 +721,13 @@ class SocketStream:
         Lists and tuples hold characters or integers of the element type.  The whole slice is
         validated before anything is written.
         """
-        self._out.buf  # noqa: B018  (closed / direction check first)
+        buf = self._out.buf
+        cls = type(seq)
+        if (cls is bytes or cls is bytearray) and not start and end is None:
+            buf += seq  # the common case, without a memoryview
+            if len(buf) >= OUTPUT_BUFFER_SIZE:
+                self._flush_out()
+            return
         if isinstance(seq, str):
             self.write_string(seq, start, end)
             return
@@ -751,6 +757,16 @@ class SocketStream:
 
     def write(self, data: Any) -> int:
         """Write a str or bytes-like object; return the number of characters or bytes."""
+        cls = type(data)
+        if cls is bytes or cls is bytearray or cls is str:
+            if cls is str:
+                self.write_string(data)
+            else:
+                buf = self._out.buf
+                buf += data
+                if len(buf) >= OUTPUT_BUFFER_SIZE:
+                    self._flush_out()
+            return len(data)
         if isinstance(data, str):
             self.write_string(data)
             return len(data)
