@@ -171,6 +171,7 @@ class SocketStream:
             self._eof = False
             self._timed_out = False
             self._broken = False
+            self._error: BaseException | None = None
             self._transport: Transport = NoTransport()
             self._fd = -1
             self._install(sock)
@@ -333,6 +334,9 @@ class SocketStream:
         """
         if self._eof:
             return 0
+        if self._error is not None:  # found by a probe: reported by the next read
+            exc, self._error = self._error, None
+            raise exc
         transport = self._transport
         deadline: float | None = None
         waited = False
@@ -384,7 +388,12 @@ class SocketStream:
     def _buffered_input(self) -> bool:
         """True, without a system call, if a read would not block now."""
         ib = self._in
-        return ib.end > ib.pos or self._eof or self._broken or self._transport.has_decrypted()
+        return (
+            ib.end > ib.pos
+            or self._eof
+            or self._error is not None
+            or self._transport.has_decrypted()
+        )
 
     def _probe_input(self) -> bool:
         """One non-blocking extraction; True if input (or end-of-file, or an error) is there."""
@@ -392,8 +401,9 @@ class SocketStream:
             return True
         try:
             n = self._fill(wait=False)
-        except OSError:
-            return True  # the next read reports it
+        except OSError as exc:
+            self._error = exc  # the next read reports it
+            return True
         return n > 0 or self._eof
 
     # ---- reading -----------------------------------------------------------------------

@@ -172,7 +172,15 @@ class TLSTransport:
         while True:
             with self._engine:
                 try:
-                    return int(sslobj.read(len(view), view))
+                    n = int(sslobj.read(len(view), view))
+                    # Decrypt the whole records already received too, so that no input hides
+                    # in the engine where waiting cannot see it.
+                    while n < len(view) and self.incoming.pending:
+                        try:
+                            n += int(sslobj.read(len(view) - n, view[n:]))
+                        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                            break  # a partial record, or close-notify: the next call sees it
+                    return n
                 except ssl.SSLWantReadError:
                     pass
                 except ssl.SSLZeroReturnError:
