@@ -178,7 +178,7 @@ class TLSTransport:
                     while n < len(view) and self.incoming.pending:
                         try:
                             n += int(sslobj.read(len(view) - n, view[n:]))
-                        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):  # noqa: PERF203  (ends the loop)
                             break  # a partial record, or close-notify: the next call sees it
                     return n
                 except ssl.SSLWantReadError:
