@@ -388,12 +388,24 @@ class SocketStream:
     def _buffered_input(self) -> bool:
         """True, without a system call, if a read would not block now."""
         ib = self._in
-        return (
-            ib.end > ib.pos
-            or self._eof
-            or self._error is not None
-            or self._transport.has_decrypted()
-        )
+        if ib.end > ib.pos or self._eof or self._error is not None:
+            return True
+        transport = self._transport
+        if not transport.has_decrypted():
+            return False
+        # The TLS engine holds bytes: decrypt what is whole, without the socket, and look.
+        view = ib.writable()
+        try:
+            n = transport.decrypt_into(view)  # type: ignore[attr-defined]
+        except OSError as exc:
+            self._error = exc
+            return True
+        finally:
+            view.release()
+        if n > 0:
+            ib.end += n
+            return True
+        return bool(n == -3)  # the peer's close-notify: end-of-file is ready
 
     def _probe_input(self) -> bool:
         """One non-blocking extraction; True if input (or end-of-file, or an error) is there."""

@@ -44,6 +44,8 @@ from ._wait import WANT_READ, WANT_WRITE, check_timeout, deadline_after, wait_fd
 if TYPE_CHECKING:
     from ._stream import SocketStream
 
+#: What ``decrypt_into`` answers at the peer's close-notify.
+CLOSED: Final = -3
 #: Bytes asked of the socket at a time: four maximal TLS records.
 RAW_CHUNK: Final = 65536
 #: Plaintext handed to the engine at a time, so the outgoing BIO stays small.
@@ -165,34 +167,49 @@ class TLSTransport:
                 self.incoming.write_eof()
         return 1
 
-    def recv_into(self, view: memoryview) -> int:
-        """Decrypted bytes into ``view``: a count, 0 at close-notify, or WANT_READ/WANT_WRITE."""
+    def decrypt_into(self, view: memoryview) -> int:
+        """Decrypt what the engine already holds into ``view``, without the socket.
+
+        Returns a count (0: nothing whole is there yet), or ``WANT_READ`` (-1) when the engine
+        needs more bytes from the socket, or ``CLOSED`` (-3) at the peer's close-notify.
+        """
         sslobj = self.ssl_object
         assert sslobj is not None
-        while True:
-            with self._engine:
-                try:
-                    n = int(sslobj.read(len(view), view))
-                    # Decrypt the whole records already received too, so that no input hides
-                    # in the engine where waiting cannot see it.
-                    while n < len(view) and self.incoming.pending:
-                        try:
-                            n += int(sslobj.read(len(view) - n, view[n:]))
-                        except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):  # noqa: PERF203  (ends the loop)
-                            break  # a partial record, or close-notify: the next call sees it
-                    return n
-                except ssl.SSLWantReadError:
-                    pass
-                except ssl.SSLZeroReturnError:
-                    self.peer_closed = True
-                    return 0
-                except ssl.SSLEOFError as exc:
+        n = 0
+        with self._engine:
+            try:
+                # Decrypt every whole record received, not just one, so that no input hides in
+                # the engine where waiting on the socket cannot see it.
+                while n < len(view):
+                    got = int(sslobj.read(len(view) - n, view[n:]))
+                    if got == 0:  # CPython's answer after the peer's close-notify
+                        self.peer_closed = True
+                        return n if n else CLOSED
+                    n += got
+            except ssl.SSLWantReadError:
+                if n == 0:
+                    return WANT_READ
+            except ssl.SSLZeroReturnError:
+                self.peer_closed = True
+                if n == 0:
+                    return CLOSED
+            except ssl.SSLEOFError as exc:
+                if n == 0:
                     raise SSLTruncatedError(
                         "the peer closed the connection without a TLS close-notify; the data "
                         "may be truncated"
                     ) from exc
-                except ssl.SSLError as exc:
+            except ssl.SSLError as exc:
+                if n == 0:
                     raise SSLFailure(f"TLS error while reading: {_describe(exc)}") from exc
+        return n
+
+    def recv_into(self, view: memoryview) -> int:
+        """Decrypted bytes into ``view``: a count, 0 at close-notify, or WANT_READ/WANT_WRITE."""
+        while True:
+            n = self.decrypt_into(view)
+            if n != WANT_READ:
+                return 0 if n == CLOSED else n
             self.flush()  # e.g. a KeyUpdate answer; what the socket won't take waits
             r = self._receive_raw()
             if r < 0:
@@ -213,12 +230,11 @@ class TLSTransport:
         return n
 
     def has_decrypted(self) -> bool:
-        """True when decrypted bytes wait inside the engine."""
+        """True when the engine holds bytes (decrypted, or received and not yet decrypted)."""
         sslobj = self.ssl_object
         if sslobj is None:
             return False
-        with self._engine:
-            return sslobj.pending() > 0
+        return self.incoming.pending > 0 or sslobj.pending() > 0 or self.peer_closed
 
     def handshake_step(self) -> int:
         """One step of the handshake: 0 done, 1 progress, WANT_READ/WANT_WRITE."""
@@ -291,18 +307,22 @@ def attach_ssl(
     timeout = check_timeout(handshake_timeout, "handshake_timeout")
     if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
         raise TypeError(f"tlsext_host_name must be a str or None, not {tlsext_host_name!r}")
+    made = False
     if isinstance(ssl_ctx, ssl.SSLContext):
         ctx = ssl_ctx
     elif ssl_ctx is True or isinstance(ssl_ctx, str):
         ctx = make_ssl_ctx(ssl_ctx, side)
-        if ctx_configure_callback is not None:
-            ctx_configure_callback(ctx)
+        made = True
     else:
         raise TypeError(
             "ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, "
             f"not {ssl_ctx!r}"
         )
+    # Bad arguments above change nothing; from here on a failure leaves the connection in an
+    # unknown state, so the stream is closed.
     try:
+        if made and ctx_configure_callback is not None:
+            ctx_configure_callback(ctx)
         if stream._direction != "input":
             stream._flush_out()
         server_hostname = None
