@@ -54,8 +54,10 @@ def _no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
         t.join(deadline)
     left = [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
     assert not left, f"threads left running: {left}"
-    gc.collect()
     leaked = _open_fds() - fds_before
+    if leaked:  # maybe only garbage not yet collected: collect, then look again
+        gc.collect()
+        leaked = _open_fds() - fds_before
     if leaked:
         details = {}
         for fd in leaked:
