@@ -37,8 +37,10 @@ Plan
       connection's descriptor that this module owns, so it can never hit a descriptor number
       that the connection thread has just closed and the kernel has reused.  The threads are
       joined for up to ``timeout`` seconds (5 by default); one still running is logged.
-    - A handler that raises is logged (logger ``"sockstream"``) with its traceback and costs no
-      one else; a failed TLS handshake is logged at INFO without a traceback.
+    - A handler that raises is logged (logger ``"sockstream"``) with its traceback at ERROR and
+      costs no one else.  A ``SocketError`` out of a handler (the peer reset the connection,
+      vanished without a TLS close-notify, stopped reading) and a failed TLS handshake are the
+      peer's doing, not bugs: they are logged at INFO without a traceback.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ from typing import IO, Any, Final, final
 
 from ._connect import IPv6Choice, SSLCtxSpec, _check_bool, _check_family, resolve_service
 from ._elements import check_direction, check_element_type
-from ._errors import SocketCreateError
+from ._errors import SocketCreateError, SocketError
 from ._stream import SocketStream
 from ._tls import make_ssl_ctx
 from ._wait import check_timeout
@@ -219,9 +221,21 @@ class Server:
             return
         sockname = listener.getsockname()
         self.address, self.port = str(sockname[0]), int(sockname[1])
-        self._wake_r, self._wake_w = socket.socketpair()
-        for s in (self._wake_r, self._wake_w):
-            s.setblocking(False)
+        # Everything the accept loop needs is made here, in the caller's thread, so that running
+        # out of descriptors is a failure to start and not a dead thread.
+        self._selector = selectors.DefaultSelector()
+        try:
+            self._wake_r, self._wake_w = socket.socketpair()
+            for s in (self._wake_r, self._wake_w):
+                s.setblocking(False)
+            self._selector.register(listener, selectors.EVENT_READ)
+            self._selector.register(self._wake_r, selectors.EVENT_READ)
+        except BaseException:
+            self._selector.close()
+            for end in (self._wake_r, self._wake_w):
+                if end is not None:
+                    end.close()
+            raise
         self._thread = threading.Thread(
             target=self._run,
             name=name or f"sockstream server {self.address} port {self.port}",
@@ -292,10 +306,8 @@ class Server:
         listener, wake_r = self._listener, self._wake_r
         assert listener is not None
         assert wake_r is not None
-        sel = selectors.DefaultSelector()
+        sel = self._selector
         try:
-            sel.register(listener, selectors.EVENT_READ)
-            sel.register(wake_r, selectors.EVENT_READ)
             backoff: float | None = None
             while not self._stopping:
                 sel.select(backoff)
@@ -326,14 +338,19 @@ class Server:
             _log.exception("%r: accept loop failed", self)
             self.error = exc
         finally:
-            sel.close()
-            with self._lock:
-                self._stopping = True
-                listener.close()
-                wake_r.close()
-                if self._wake_w is not None:
-                    self._wake_w.close()
-                    self._wake_w = None
+            self._close_resources()
+            listener.close()
+
+    def _close_resources(self) -> None:
+        """Close the selector and the wakeup socketpair (not the listener)."""
+        with self._lock:
+            self._stopping = True
+            self._selector.close()
+            if self._wake_r is not None:
+                self._wake_r.close()
+            if self._wake_w is not None:
+                self._wake_w.close()
+                self._wake_w = None
 
 
 def server_terminate(server: Server) -> None:
@@ -410,20 +427,26 @@ def _start(
 ) -> Server:
     try:
         listener = _make_listener(address, port, family, backlog)
+        server: Server | None = None
+        try:
+            server = Server(listener, function, nodelay=nodelay, keepalive=keepalive,
+                            name=process_name)
+            server._pool = pool
+            server._start()
+        except BaseException as exc:
+            if server is not None:
+                server._close_resources()
+            listener.close()
+            if isinstance(exc, (OSError, RuntimeError)):  # out of descriptors or threads
+                raise SocketCreateError(f"cannot start a server on {address} port {port}: "
+                                        f"{exc}") from exc
+            raise
     except SocketCreateError as exc:
         _announce(announce, exc)
         if wait:
             raise
         _log.warning("sockstream server failed to start: %s", exc)
         return Server(None, function, error=exc, address=address or "")
-    try:
-        server = Server(listener, function, nodelay=nodelay, keepalive=keepalive,
-                        name=process_name)
-    except BaseException:
-        listener.close()
-        raise
-    server._pool = pool
-    server._start()
     _log.debug("%r started", server)
     _announce(announce, server)
     return server
@@ -507,6 +530,9 @@ class _ConnectionPool:
                 return
             try:
                 self._handler(stream)
+            except SocketError as exc:  # the peer reset, vanished or broke TLS: not a bug
+                _log.log(logging.DEBUG if conn.aborted else logging.INFO,
+                         "connection from %s broken: %s", conn.peer, exc)
             except Exception:
                 if conn.aborted:
                     _log.debug("handler for %s ended by terminate()", conn.peer, exc_info=True)
@@ -620,7 +646,7 @@ def serve(
         or max_line_length < 1
     ):
         raise ValueError(f"max_line_length must be None or a positive int, not {max_line_length!r}")
-    if tls and not isinstance(ssl_ctx, ssl.SSLContext):
+    if ssl_ctx is not None and ssl_ctx is not False and not isinstance(ssl_ctx, ssl.SSLContext):
         # Make the context once, not per connection: loading certificates costs milliseconds,
         # and one SSLContext serves any number of connections (it is thread-safe).
         ctx = make_ssl_ctx(ssl_ctx, ssl_side)
