@@ -188,8 +188,32 @@ def test_buffered_input_counts(pairs: Any, n: int, consume: str) -> None:
     assert s.read_char_no_hang() == ("a" if consume == "peek_char" else "b")
 
 
-def test_unread_char_counts(pairs: Any) -> None:
-    streams, peers = pairs(2)
+@pytest.mark.parametrize("n", SIZES)
+@pytest.mark.parametrize("consume", ["read_char", "peek_char", "read_char_no_hang", "read1"])
+def test_input_buffered_between_cached_calls_counts(pairs: Any, n: int, consume: str) -> None:
+    # The registration is built first; then a read leaves input in the buffer with the socket
+    # drained.  A cached call must see it without scanning every stream.
+    streams, peers = pairs(n)
+    s = streams[n - 3]
+    for _ in range(3):
+        assert wait_for_input_streams(streams, timeout=0) == []
+    peers[n - 3].sendall(b"abc")
+    assert fd_readable(s.fileno(), LONG)
+    if consume == "read1":
+        assert s.read1(1) == "a"
+    else:
+        getattr(s, consume)()
+    assert not fd_readable(s.fileno())
+    for _ in range(3):  # and it stays ready, call after call, until the input is read
+        assert wait_for_input_streams(streams, timeout=0) == [s]
+    s.read_sequence(bytearray(3 if consume == "peek_char" else 2))
+    assert wait_for_input_streams(streams, timeout=0) == []
+
+
+@pytest.mark.parametrize("n", [2, 100])
+def test_unread_char_counts(pairs: Any, n: int) -> None:
+    streams, peers = pairs(n)
+    assert wait_for_input_streams(streams, timeout=0) == []
     peers[1].sendall(b"a")
     assert streams[1].read_char() == "a"
     assert wait_for_input_streams(streams, timeout=0) == []

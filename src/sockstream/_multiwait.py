@@ -35,13 +35,13 @@ The registration cache
     least ``CACHE_MIN_STREAMS`` streams; shorter lists use a one-shot ``poll(2)`` object, which
     holds no descriptor, so casual use never leaves one behind.  The cache is keyed by the
     identity of every stream *and of its socket* (``stream.socket``), in order.  Identity is safe
-    as a key because the entry keeps weak references to all of them, whose callbacks mark the
-    entry stale when any of them is collected (so an ``id`` cannot be reused while it is a key).
+    as a key because the entry holds the streams it watches (so an ``id`` cannot be reused while
+    it is a key); closing any of them releases the entry's descriptors.
     Keying on the socket object and not the descriptor number catches the classic epoll trap:
     a socket closed and a new one opened with the same number is a different object, and
     ``close()`` and ``replace_socket()`` both change ``stream.socket``.  When the entry goes
     stale the epoll is closed at once if no call is using it (a non-blocking try of the entry's
-    lock), else by its owner on the way out; it is also closed with its thread's local data.
+    lock), else by its owner on the way out; it also goes with its thread's local data.
     Per-thread entries mean no lock is held while waiting and two threads never share an epoll.
     Closing a stream's socket behind the stream's back (``stream.socket.close()``) is not
     supported: the stream itself cannot read then either.
@@ -63,15 +63,21 @@ Several threads on the same streams
     raises ``ValueError`` at once rather than blocking.  (Closing a stream wakes a waiter through
     the ``shutdown`` that ``close()`` does first.)
 
-What stays O(N), and the way past it
-    With a cache hit the system calls are O(ready), but three C-driven passes over the list
-    remain: the identity key (``id`` of each stream and of its socket) and ``_buffered_input``.
-    At N = 5000 they cost about 1.5 ms against about 1 µs for ``epoll_wait``.  Removing them
-    needs the stream to announce changes instead of being asked: a module-level counter bumped
-    by ``SocketStream._install``/``close`` (socket changed) would replace the socket key, and a
-    hook called at the end of ``_fill`` when it stored anything (and by ``unread_char`` and
-    ``attach_ssl``) that adds the stream to a "may have input" set would replace the buffer
-    scan; the list itself can then be compared with ``==`` (identity, in C: ~3 µs at 5000).
+What a cached call costs
+    With a cache hit nothing is asked of every stream.  The list is compared with the entry's
+    copy (identity, in C: a few microseconds at 5000), and ``_stream.socket_generation``, a
+    counter that ``SocketStream`` bumps whenever any stream gets a new socket or is closed,
+    says whether the per-stream socket identities need comparing at all.  Buffered input is
+    announced rather than scanned for: each stream of a cached list holds the entry in its
+    ``_watchers``, and whenever input lands in its memory (``_fill``, ``unread_char``, a TLS
+    engine decrypting, ``attach_ssl``/``detach_ssl``) it adds itself to the entry's ``dirty``
+    set; a call asks only those streams, keeps the ones still holding input, and starts a fresh
+    set each time (sets never shrink, and iterating one sized for every stream would be O(N)
+    again).  Closing a stream tells its entries, which release their descriptors at once.  So a
+    call costs O(ready) Python work plus one ``epoll_wait`` (about 10 µs at N = 5000 here,
+    against 1.5 ms for a scan of every stream).  Input put into a stream's memory by a read in
+    *another* thread, racing with the swap of the dirty set, could go unannounced: two consumers
+    of one stream are the caller's business (see above).
 
 Decisions where API.md is silent (also in docs/waiting.md)
     An output-only stream is ``io.UnsupportedOperation`` (as reading it would be), a closed one
@@ -90,13 +96,12 @@ import selectors
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
-from itertools import compress
 from numbers import Real
 from operator import attrgetter, methodcaller
 from typing import Any, Final
 
+from . import _stream
 from ._stream import SocketStream
 
 monotonic = time.monotonic
@@ -273,23 +278,31 @@ class _Registration:
     """A thread's cached epoll registration for one list of streams (see the module comment)."""
 
     __slots__ = (
-        "__weakref__",
+        "dirty",
         "epoll",
+        "generation",
+        "index",
+        "items",
         "key",
         "lock",
         "maxevents",
         "plan",
-        "refs",
         "stale",
         "wakeup",
     )
 
-    def __init__(self, key: _Key, plan: _Plan) -> None:
+    def __init__(self, items: list[SocketStream], key: _Key, plan: _Plan) -> None:
+        self.items = items
         self.key = key
         self.plan = plan
+        self.generation = _stream.socket_generation
         self.stale = False
         self.lock = threading.Lock()
-        self.refs: list[weakref.ref[Any]] = []
+        self.index: dict[int, list[int]] = {}
+        for i, s in enumerate(items):
+            self.index.setdefault(id(s), []).append(i)
+        # Streams that may hold input in memory; every one at first, then those that said so.
+        self.dirty: set[SocketStream] = set(items)
         self.maxevents = len(plan.by_fd) + 1
         self.epoll = select.epoll(sizehint=self.maxevents)
         self.wakeup = _Wakeup()
@@ -300,11 +313,8 @@ class _Registration:
         except BaseException:
             self.close()
             raise
-
-    def watch(self, objects: Iterable[object]) -> None:
-        """Go stale when any of ``objects`` is collected."""
-        callback = _make_stale_callback(weakref.ref(self))
-        self.refs = [weakref.ref(o, callback) for o in objects]
+        for s in set(items):
+            s._watchers += (self,)
 
     def get_wakeup(self) -> _Wakeup:
         return self.wakeup
@@ -314,62 +324,72 @@ class _Registration:
         events = self.epoll.poll(-1 if timeout is None else timeout, self.maxevents)
         return [fd for fd, _ in events]
 
+    def scan(self) -> set[int]:
+        """Indices of the streams ready without a system call: only the dirty ones are asked."""
+        ready = set(self.plan.no_socket)
+        # A fresh set each time: a set never shrinks, and iterating one that once held every
+        # stream would cost O(N) again.  Input arriving meanwhile goes into the new set.
+        dirty, self.dirty = self.dirty, set()
+        keep = self.dirty
+        for s in list(dirty):
+            if _safe_buffered(s):
+                keep.add(s)
+                ready.update(self.index[id(s)])
+        return ready
+
+    def stream_closed(self) -> None:
+        """One of our streams was closed: release the descriptors now unless a call holds us."""
+        self.stale = True
+        if self.lock.acquire(blocking=False):
+            try:
+                self.close()
+            finally:
+                self.lock.release()
+
     def close(self) -> None:
         """Release the descriptors; the caller holds ``lock`` (or is the only user)."""
         self.stale = True
-        self.refs = []
         self.epoll.close()
         self.wakeup.close()
+        for s in set(self.items):
+            s._watchers = tuple(w for w in s._watchers if w is not self)
+        self.items = []
+        self.dirty = set()
 
 
-def _make_stale_callback(
-    entry_ref: weakref.ref[_Registration],
-) -> Callable[[weakref.ref[Any]], None]:
-    def stale(_: weakref.ref[Any]) -> None:
-        entry = entry_ref()
-        if entry is None:
-            return
-        entry.stale = True
-        # Close now unless a call is using it (then its owner closes it on the way out).  A
-        # non-blocking try: this may run inside the owner's own call, during garbage collection.
-        if entry.lock.acquire(blocking=False):
-            try:
-                entry.close()
-            finally:
-                entry.lock.release()
-
-    return stale
+def _key(items: list[Any]) -> _Key:
+    return (tuple(map(id, items)), tuple(map(id, map(_get_socket, items))))
 
 
 def _cached_registration(items: list[Any]) -> _Registration:
     """The calling thread's epoll registration for ``items`` (checked), locked for the call.
 
-    A hit (same streams, same sockets, in order) skips the per-stream checks: the objects are
-    the ones checked when the entry was made, their direction cannot change, and closing a
-    stream changes its socket to None, so only streams that had no socket need a look.
+    A hit costs one list comparison (identity, in C) when no stream anywhere has changed its
+    socket or been closed since (``socket_generation``); otherwise the identities of the streams
+    and of their sockets are compared, as the checks made when the entry was built still hold
+    for the same objects (their direction cannot change; closing changes the socket to None).
     """
     entry: _Registration | None = getattr(_local, "entry", None)
     if entry is not None:
-        try:
-            key = (tuple(map(id, items)), tuple(map(id, map(_get_socket, items))))
-        except Exception:  # not streams at all: the checks below say which
-            key = None
         entry.lock.acquire()
-        if (
-            not entry.stale
-            and entry.key == key
-            and not any(items[i].closed for i in entry.plan.no_socket)
-        ):
-            return entry
+        if not entry.stale and entry.items == items:
+            if entry.generation == _stream.socket_generation:
+                return entry
+            try:
+                key = _key(items)
+            except Exception:  # not streams at all: the checks below say which
+                key = None
+            if entry.key == key and not any(items[i].closed for i in entry.plan.no_socket):
+                entry.generation = _stream.socket_generation
+                return entry
         try:
             entry.close()
         finally:
             entry.lock.release()
         _local.entry = None
     _check_items(items)
-    socks = list(map(_get_socket, items))
-    entry = _Registration((tuple(map(id, items)), tuple(map(id, socks))), _Plan(items))
-    entry.watch([*items, *(s for s in socks if s is not None)])
+    items = list(items)  # our own copy: the caller may change theirs between calls
+    entry = _Registration(items, _key(items), _Plan(items))
     entry.lock.acquire()
     _local.entry = entry
     return entry
@@ -439,15 +459,19 @@ def _safe_buffered(stream: SocketStream) -> bool:
         return True
 
 
-def _scan_buffers(items: list[SocketStream], plan: _Plan) -> list[bool]:
-    """Which streams are ready without a system call (input held in memory, or no socket)."""
+def _scan_buffers(items: list[SocketStream], plan: _Plan) -> set[int]:
+    """Indices of the streams ready without a system call (input in memory, or no socket)."""
     try:
-        ready = list(map(_buffered, items))  # the hot O(N) loop, run in C
+        flags = list(map(_buffered, items))  # the O(N) loop, run in C
     except ValueError:
-        ready = list(map(_safe_buffered, items))
-    for i in plan.no_socket:
-        ready[i] = True
+        flags = list(map(_safe_buffered, items))
+    ready = {i for i, flag in enumerate(flags) if flag}
+    ready.update(plan.no_socket)
     return ready
+
+
+def _in_order(items: list[SocketStream], ready: set[int]) -> list[SocketStream]:
+    return [items[i] for i in sorted(ready)]
 
 
 def _wait(
@@ -459,12 +483,15 @@ def _wait(
 ) -> list[SocketStream]:
     extractions_before = _extractions
     by_fd = plan.by_fd
-    ready = _scan_buffers(items, plan)
-    buffered = True in ready
+    scan: Callable[[], set[int]] = (
+        waiter.scan if isinstance(waiter, _Registration) else lambda: _scan_buffers(items, plan)
+    )
+    ready = scan()
+    buffered = bool(ready)
     # Poll once without waiting: with input buffered somewhere this finds every other ready
     # stream; otherwise it is the cheap answer before any wait_function or blocking.
     if _confirm(items, waiter.wait(0), by_fd, ready, None) or buffered:
-        return list(compress(items, ready))
+        return _in_order(items, ready)
     if wait_function is not None and wait_function():
         return []
     # About to block.  Another call's probe may move input from a socket we watch into its
@@ -477,9 +504,9 @@ def _wait(
         missed = _extractions != extractions_before
     try:
         if missed:
-            ready = _scan_buffers(items, plan)
-            if True in ready:
-                return list(compress(items, ready))
+            ready = scan()
+            if ready:
+                return _in_order(items, ready)
         while True:
             timeout = None if deadline is None else max(0.0, deadline - monotonic())
             if wait_function is not None:
@@ -493,7 +520,7 @@ def _wait(
             if wakeup.fd in fired and _confirm_hints(items, _take_hints(me), by_fd, ready):
                 found = True
             if found:
-                return list(compress(items, ready))
+                return _in_order(items, ready)
             if deadline is not None and monotonic() >= deadline:
                 return []
             if wait_function is not None and wait_function():
@@ -507,15 +534,16 @@ def _confirm(
     items: list[SocketStream],
     fired: list[int],
     by_fd: dict[int, list[int]],
-    ready: list[bool],
+    ready: set[int],
     me: _Waiting | None,
 ) -> bool:
     """Probe the streams behind the descriptors that fired; True if any is now ready."""
     found = False
     for fd in fired:
         for i in by_fd.get(fd, ()):
-            if ready[i] or _probe(items[i], me):
-                ready[i] = found = True
+            if i in ready or _probe(items[i], me):
+                ready.add(i)
+                found = True
     return found
 
 
@@ -523,7 +551,7 @@ def _confirm_hints(
     items: list[SocketStream],
     hints: list[SocketStream],
     by_fd: dict[int, list[int]],
-    ready: list[bool],
+    ready: set[int],
 ) -> bool:
     """Mark the hinted streams (moved into their buffer by another call) that are ours."""
     found = False
@@ -535,7 +563,8 @@ def _confirm_hints(
             candidates = range(len(items))
         for i in candidates:
             if items[i] is s and _safe_buffered(s):
-                ready[i] = found = True
+                ready.add(i)
+                found = True
     return found
 
 
@@ -566,7 +595,8 @@ def wait_for_input_streams(
     seconds = _check_timeout(timeout)
     if wait_function is not None and not callable(wait_function):
         raise TypeError(f"wait_function must be None or callable, not {wait_function!r}")
-    items = _as_list(streams)
+    # A list is used as it is (the cache compares against its own copy); anything else is copied.
+    items = streams if type(streams) is list else _as_list(streams)
     if not items and seconds is None and wait_function is None:
         raise ValueError(
             "streams is empty and there is no timeout or wait_function: it would wait forever"
@@ -581,7 +611,7 @@ def wait_for_input_streams(
         finally:
             _local.busy = False
             entry.lock.release()
-            if entry.stale:  # a stream or socket was collected while we waited
+            if entry.stale:  # a stream was closed while we waited
                 _forget_registrations()
     _check_items(items)
     plan = _Plan(items)

@@ -48,6 +48,10 @@ from ._wait import check_timeout, deadline_after, wait_fd
 
 T = TypeVar("T")
 
+#: Bumped whenever any stream gets a new socket or is closed, so that a cached wait on many
+#: streams can tell in O(1) that none of its streams changed (see ``_multiwait``).
+socket_generation = 0
+
 _UNSIGNED: Final = tuple(range(256))
 _SIGNED: Final = tuple(range(128)) + tuple(range(-128, 0))
 #: A read into the caller's buffer of at least this much, with our buffer empty, goes straight
@@ -172,6 +176,8 @@ class SocketStream:
             self._timed_out = False
             self._broken = False
             self._error: BaseException | None = None
+            # The cached waits (``_multiwait``) that watch this stream for input.
+            self._watchers: tuple[Any, ...] = ()
             self._transport: Transport = NoTransport()
             self._fd = -1
             self._install(sock)
@@ -198,6 +204,8 @@ class SocketStream:
 
     def _install(self, sock: _socket.socket | None) -> None:
         """Make ``sock`` the stream's socket, with a plain transport."""
+        global socket_generation
+        socket_generation += 1
         self._sock = sock
         if sock is None:
             self._transport = NoTransport()
@@ -375,7 +383,14 @@ class SocketStream:
             view.release()
         if n > 0:
             ib.end += n
+        if self._watchers and (n > 0 or self._eof):
+            self._input_arrived()
         return n
+
+    def _input_arrived(self) -> None:
+        """Tell the cached waits watching this stream that it may hold input now."""
+        for watcher in self._watchers:
+            watcher.dirty.add(self)
 
     def _eof_result(self, eof_error: bool, eof_value: Any) -> Any:
         if eof_error:
@@ -404,6 +419,8 @@ class SocketStream:
             view.release()
         if n > 0:
             ib.end += n
+            if self._watchers:
+                self._input_arrived()
             return True
         return bool(n == -3)  # the peer's close-notify: end-of-file is ready
 
@@ -471,6 +488,8 @@ class SocketStream:
         if code > 255 or not ib.unread_byte(code):
             raise ValueError(f"{char!r} is not the character just read; nothing was unread")
         ib.unread_mark = ib.pos
+        if self._watchers:
+            self._input_arrived()
         self._timed_out = False
 
     def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
@@ -864,6 +883,7 @@ class SocketStream:
 
     def close(self, abort: bool = False) -> None:
         """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent."""
+        global socket_generation
         if self._closed:
             return
         error: BaseException | None = None
@@ -882,6 +902,10 @@ class SocketStream:
         finally:
             self._closed = True
             self._in = self._out = _CLOSED
+            socket_generation += 1
+            watchers, self._watchers = self._watchers, ()
+            for watcher in watchers:
+                watcher.stream_closed()
             sock, self._sock = self._sock, None
             self._transport = NoTransport()
             if sock is not None:

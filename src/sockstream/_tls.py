@@ -353,6 +353,8 @@ def attach_ssl(
         if not done:
             assert timeout is not None
             raise SSLHandshakeTimeout(timeout)
+        if stream._watchers:
+            stream._input_arrived()  # the engine may hold input that came with the handshake
     except BaseException:
         stream.close(abort=True)
         raise
@@ -392,6 +394,8 @@ def detach_ssl(stream: SocketStream) -> None:
                 raise SSLFailure("the peer's TLS close-notify did not come")
     transport.ssl_object = None
     stream._install(stream._sock)
+    if stream._watchers:
+        stream._input_arrived()
 
 
 def send_close_notify(stream: SocketStream) -> None:
