@@ -92,7 +92,7 @@ class LineTooLongError(ValueError):
         self.buffered = buffered
         super().__init__(
             f"line longer than max_line_length={max_line_length} "
-            f"({buffered} bytes buffered without a newline); nothing was consumed"
+            f"({buffered} bytes at least); nothing was consumed"
         )
 
     def __reduce__(self) -> tuple[Any, ...]:

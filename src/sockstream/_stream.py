@@ -516,17 +516,23 @@ class SocketStream:
         while True:
             i = ib.find_newline()
             pos = ib.pos
+            # max_line_length is checked against what would be returned (without its newline),
+            # so the answer never depends on how the input was chunked.
             if i >= 0:
-                if mll is not None and i - pos > mll:
-                    raise LineTooLongError(mll, i - pos)
                 stop = i + 1
                 if 0 <= limit < stop - pos:
+                    if mll is not None and limit > mll:
+                        raise LineTooLongError(mll, limit)
                     return ib.take(limit)
+                if mll is not None and i - pos > mll:
+                    raise LineTooLongError(mll, i - pos)
                 line = bytes(ib.buf[pos : stop if keep_newline else i])
                 ib.pos = stop
                 return line
             have = ib.end - pos
             if 0 <= limit <= have:
+                if mll is not None and limit > mll:
+                    raise LineTooLongError(mll, limit)
                 return ib.take(limit)
             if mll is not None and have > mll:
                 raise LineTooLongError(mll, have)

@@ -216,16 +216,29 @@ class TLSTransport:
                 return r
 
     def send(self, view: memoryview) -> int:
-        """Encrypt from ``view``: the count of plaintext bytes taken, or WANT_WRITE."""
+        """Encrypt from ``view``: the count of plaintext bytes taken, or WANT_WRITE/WANT_READ.
+
+        Raw input received while a renegotiation needs it goes into the engine, where the next
+        read decrypts it.
+        """
         if self.flush() < 0:
             return WANT_WRITE
         sslobj = self.ssl_object
         assert sslobj is not None
-        with self._engine:
-            try:
-                n = sslobj.write(view[:WRITE_CHUNK])
-            except ssl.SSLError as exc:
-                raise SSLFailure(f"TLS error while writing: {_describe(exc)}") from exc
+        while True:
+            with self._engine:
+                try:
+                    n = sslobj.write(view[:WRITE_CHUNK])
+                    break
+                except ssl.SSLWantReadError:
+                    pass  # a renegotiation (TLS 1.2) is under way: it needs the peer's answer
+                except ssl.SSLError as exc:
+                    raise SSLFailure(f"TLS error while writing: {_describe(exc)}") from exc
+            if self.flush() < 0:
+                return WANT_WRITE
+            r = self._receive_raw()
+            if r < 0:
+                return r  # WANT_READ: the stream waits until the socket is readable
         self.flush()
         return n
 
