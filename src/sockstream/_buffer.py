@@ -19,15 +19,12 @@ Plan
     full) and returns a memoryview of the free tail; the caller adds what it wrote with
     ``commit(n)``.  ``take_*`` methods return ``None`` for "need more data".
 
-Line cache
-    A Python-level call per line costs several times what the line's bytes do, so reading many
-    lines splits a window of complete lines at once (one ``decode`` and one ``split`` in C) into
-    ``lines``; each line read then costs a list index and a little arithmetic.  The cache is
-    only a *view*: ``pos`` stays the truth.  A cache of kind K is valid while ``pos == lposK``
-    (any other read moves ``pos`` and so invalidates it) and until ``writable()`` moves or
-    reuses the bytes (it resets them).  ``lines`` ends with a ``None`` sentinel.  The window
-    starts small and doubles each time a cache is used up, so a caller that mixes line reads
-    with other reads never pays for splitting much more than it reads.
+Lines in bulk
+    A Python-level call per line costs several times what the line's bytes do, so a reader of
+    many lines has ``split_lines`` cut a window of complete lines at once (one ``decode`` and
+    one ``split``, in C) without consuming them; the stream then serves them one by one and
+    moves ``pos`` past those it served when anything else touches the buffer (see
+    ``_stream._LineMode``).
 """
 
 from __future__ import annotations
@@ -49,59 +46,40 @@ LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
 class InputBuffer:
     """Bytes received and not yet consumed: ``buf[pos:end]``."""
 
-    __slots__ = (
-        "buf", "end", "li", "lines", "lpos0", "lpos1", "lpos2", "lwin", "pos", "scan", "unread_mark"
-    )
+    __slots__ = ("buf", "end", "pos", "scan", "size", "unread_mark")
 
     def __init__(self, size: int = INPUT_BUFFER_SIZE) -> None:
-        self.buf = bytearray(size)
+        # Allocated on first use: an idle stream costs no buffer memory.
+        self.buf = bytearray()
+        self.size = size
         self.pos = 0
         self.end = 0
         # Where the search for a newline resumes (nothing in buf[pos:scan] is a newline).
         self.scan = 0
-        # The line cache (see the module comment).
-        self.lines: list[Any] = [None]
-        self.li = 0
-        # Where the cache's next line starts, per kind of cache (-1: no valid cache).
-        self.lpos0 = self.lpos1 = self.lpos2 = -1
-        self.lwin = LINE_WINDOW_MIN
         # pos right after an unread_char, so a second one in a row is refused (-1: none).
         self.unread_mark = -1
 
-    def cache_lines(self, kind: int) -> bool:
-        """Split complete lines at ``pos`` into the line cache; False if there is no newline.
+    def __len__(self) -> int:
+        return self.end - self.pos
 
-        ``kind``: 0, str without the newline (``lpos0``); 1, str with it (``lpos1``); 2, bytes
-        with it (``lpos2``).
+    def split_lines(self, kind: int, window: int) -> list[Any] | None:
+        """The complete lines in about ``window`` bytes from ``pos``, not consumed; None if none.
+
+        ``kind``: 0, str without the newline; 1, str with it; 2, bytes with it.
         """
         pos = self.pos
         buf = self.buf
-        # Grow the window after a cache was used up; start small again after it was abandoned.
-        used_up = self.lines[self.li] is None
-        win = min(self.lwin * 2, LINE_WINDOW_MAX) if used_up else LINE_WINDOW_MIN
-        self.lwin = win
-        stop = min(self.end, pos + win)
+        stop = min(self.end, pos + window)
         last = buf.rfind(10, pos, stop)
         if last < 0:
             last = buf.find(10, stop, self.end)
             if last < 0:
-                return False
+                return None
         if kind == 0:
-            lines: list[Any] = buf[pos:last].decode("latin-1").split("\n")
-        elif kind == 1:
-            lines = [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
-        else:
-            lines = [line + b"\n" for line in bytes(buf[pos:last]).split(b"\n")]
-        lines.append(None)
-        self.lines = lines
-        self.li = 0
-        self.lpos0 = pos if kind == 0 else -1
-        self.lpos1 = pos if kind == 1 else -1
-        self.lpos2 = pos if kind == 2 else -1
-        return True
-
-    def __len__(self) -> int:
-        return self.end - self.pos
+            return buf[pos:last].decode("latin-1").split("\n")
+        if kind == 1:
+            return [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
+        return [line + b"\n" for line in bytes(buf[pos:last]).split(b"\n")]
 
     def writable(self, want: int = MIN_FREE) -> memoryview:
         """Make at least ``want`` bytes of room at the tail and return a view of the free tail.
@@ -110,7 +88,7 @@ class InputBuffer:
         """
         buf = self.buf
         pos, end = self.pos, self.end
-        self.lpos0 = self.lpos1 = self.lpos2 = self.unread_mark = -1
+        self.unread_mark = -1
         if pos == end and pos > 1:
             # Empty: start again at 1, keeping the last consumed byte for unread_char.
             buf[0] = buf[pos - 1]
@@ -123,7 +101,11 @@ class InputBuffer:
                 self.end = end = end - start
                 self.scan = max(self.scan - start, pos)
             if len(buf) - end < want:
-                buf.extend(bytes(max(len(buf), want)))
+                more = bytes(max(len(buf), want, self.size))
+                try:
+                    buf.extend(more)
+                except BufferError:  # a traceback still holds a view of it: use a new one
+                    self.buf = buf = buf + more
         return memoryview(buf)[end:]
 
     def commit(self, n: int) -> None:

@@ -27,11 +27,18 @@ import io
 import socket as _socket
 import ssl
 from collections.abc import Iterator
+from itertools import repeat
 from types import TracebackType
 from typing import Any, Final, NoReturn, TypeVar, overload
 
 from . import _tls
-from ._buffer import OUTPUT_BUFFER_SIZE, InputBuffer, OutputBuffer
+from ._buffer import (
+    LINE_WINDOW_MAX,
+    LINE_WINDOW_MIN,
+    OUTPUT_BUFFER_SIZE,
+    InputBuffer,
+    OutputBuffer,
+)
 from ._elements import (
     CHARS,
     ElementType,
@@ -44,7 +51,13 @@ from ._elements import (
 )
 from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
 from ._transport import NoTransport, PlainTransport, Transport
-from ._wait import check_timeout, deadline_after, wait_fd
+from ._wait import (
+    WANT_READ,
+    check_timeout,
+    deadline_after,
+    make_poller,
+    wait_poller,
+)
 
 T = TypeVar("T")
 
@@ -60,6 +73,63 @@ _BYPASS: Final = 16384
 #: clear_input drains at most this much that is already available, so a flooding peer cannot
 #: keep it busy forever.
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
+#: Output up to this size is first sent straight from the buffer, without a memoryview.
+_SEND_AT_ONCE: Final = 65536
+
+
+def _no_line() -> NoReturn:
+    raise StopIteration
+
+
+class _LineMode:
+    """Stands in for the input buffer while whole lines are served from a pre-split list.
+
+    The reading verbs that return lines call the list's iterator directly (one C call a line).
+    ``pos`` is not moved line by line: the first touch of the buffer by anything else -- any
+    attribute, read or written -- comes here, moves ``pos`` past the lines served, puts the real
+    buffer back in ``stream._in`` and ends the line mode; the rest of that operation goes on
+    through this object to the real buffer.
+    """
+
+    __slots__ = ("it", "kind", "lines", "real", "start", "stream", "synced")
+
+    def __init__(self, stream: SocketStream, real: InputBuffer, kind: int, lines: list[Any]):
+        setattr_ = object.__setattr__
+        setattr_(self, "stream", stream)
+        setattr_(self, "real", real)
+        setattr_(self, "kind", kind)
+        setattr_(self, "lines", lines)
+        setattr_(self, "start", real.pos)
+        # read_line serves (line, False) tuples; readline and iteration the lines themselves.
+        setattr_(self, "it", iter(list(zip(lines, repeat(False)))) if kind == 0 else iter(lines))
+        setattr_(self, "synced", False)
+
+    def sync(self) -> InputBuffer:
+        """Account for the lines served and hand the buffer back to the stream."""
+        real: InputBuffer = self.real
+        if self.synced:
+            return real
+        object.__setattr__(self, "synced", True)
+        stream = self.stream
+        lines = self.lines
+        left = self.it.__length_hint__()
+        served = len(lines) - left
+        # Kind 0 lines lack their newline: count it back in.
+        real.pos = self.start + sum(map(len, lines[:served])) + (served if self.kind == 0 else 0)
+        stream._lines_used_up = left == 0
+        stream._next_line_tuple = stream._next_line = _no_line
+        if stream._in is self:
+            stream._in = real
+        return real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sync(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self.sync(), name, value)
+
+    def __len__(self) -> int:
+        return len(self.sync())
 
 
 class _Refuse:
@@ -175,6 +245,12 @@ class SocketStream:
             self._eof = False
             self._timed_out = False
             self._broken = False
+            self._poll_first = False
+            # Lines served in bulk (``_LineMode``): the iterators' ``__next__``, or _no_line.
+            self._next_line_tuple: Any = _no_line
+            self._next_line: Any = _no_line
+            self._line_window = LINE_WINDOW_MIN
+            self._lines_used_up = False
             self._error: BaseException | None = None
             # The cached waits (``_multiwait``) that watch this stream for input.
             self._watchers: tuple[Any, ...] = ()
@@ -215,6 +291,10 @@ class SocketStream:
             self._transport = PlainTransport(sock)
             self._fd = sock.fileno()
         self._eof = False
+        # Poll objects by what is awaited, one set for the reading side and one for the
+        # writing side (a poll object must not be used by two threads at once); made on use.
+        self._rpollers: dict[int, Any] = {}
+        self._wpollers: dict[int, Any] = {}
 
     @property
     def socket(self) -> _socket.socket | None:
@@ -224,7 +304,7 @@ class SocketStream:
     @socket.setter
     def socket(self, new: _socket.socket | int | None) -> None:
         old = self.replace_socket(new)
-        if old is not None:
+        if old is not None and old is not self._sock:
             old.close()
 
     def replace_socket(self, new: _socket.socket | int | None) -> _socket.socket | None:
@@ -236,6 +316,8 @@ class SocketStream:
         self._check_open()
         sock = None if new is None else _as_socket(new)
         old = self._sock
+        if sock is old:
+            return old  # the same socket again: nothing changes (and nothing is closed)
         self._install(sock)
         if old is not None and old.fileno() >= 0:
             old.setblocking(True)  # as the caller would expect of a socket handed back
@@ -348,6 +430,14 @@ class SocketStream:
         transport = self._transport
         deadline: float | None = None
         waited = False
+        if wait and self._poll_first and not transport.has_decrypted():
+            # The last optimistic try found nothing (a conversation, not a stream of data):
+            # wait first, saving a system call that would only say "not yet".
+            deadline = deadline_after(self._read_timeout)
+            waited = True
+            if not self._wait_reading(WANT_READ, deadline):
+                self._timed_out = True
+                return 0
         while True:
             try:
                 n = transport.recv_into(view)
@@ -362,15 +452,36 @@ class SocketStream:
             if n >= 0:
                 if n == 0:
                     self._eof = True
+                elif n == len(view):
+                    self._poll_first = False  # data is streaming in: try before waiting
                 return n
             if not wait:
                 return -1
             if not waited:
                 deadline = deadline_after(self._read_timeout)
                 waited = True
-            if not wait_fd(self._fd, n, deadline):
+                self._poll_first = True
+            if not self._wait_reading(n, deadline):
                 self._timed_out = True
                 return 0
+
+    def _wait_reading(self, want: int, deadline: float | None) -> bool:
+        """Wait, on the reading side's poll objects, until ready or the deadline passes."""
+        if self._closed:
+            return True  # closed by another thread: the next try reports it
+        poller = self._rpollers.get(want)
+        if poller is None:
+            poller = self._rpollers[want] = make_poller(self._fd, want)
+        return wait_poller(poller, deadline)
+
+    def _wait_writing(self, want: int, deadline: float | None) -> bool:
+        """Wait, on the writing side's poll objects, until ready or the deadline passes."""
+        if self._closed:
+            return True
+        poller = self._wpollers.get(want)
+        if poller is None:
+            poller = self._wpollers[want] = make_poller(self._fd, want)
+        return wait_poller(poller, deadline)
 
     def _fill(self, wait: bool = True) -> int:
         """Extract more input into the buffer; the count added (0: end-of-file or timeout)."""
@@ -547,17 +658,12 @@ class SocketStream:
         ``missing_newline`` is true when the line ended at end-of-file or timeout.  At
         end-of-file with nothing read: ``EOFError``, or ``(eof_value, True)``.
         """
-        ib = self._in
-        pos = ib.pos
-        if pos == ib.lpos0:
-            i = ib.li
-            line = ib.lines[i]
-            if line is not None:
-                ib.li = i + 1
-                ib.pos = ib.lpos0 = pos + len(line) + 1
-                return line, False
-        if self._max_line is None and ib.cache_lines(0):
-            return self.read_line(eof_error, eof_value)
+        try:
+            return self._next_line_tuple()  # type: ignore[no-any-return]
+        except StopIteration:
+            pass
+        if self._max_line is None and self._start_lines(0):
+            return self._next_line_tuple()  # type: ignore[no-any-return]
         line = self._take_line(keep_newline=True)
         if line is None:
             return self._eof_result(eof_error, eof_value), True
@@ -567,47 +673,58 @@ class SocketStream:
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        ib = self._in
-        pos = ib.pos
-        if self._text:
-            if pos == ib.lpos1 and (size is None or size < 0):
-                i = ib.li
-                line = ib.lines[i]
-                if line is not None:
-                    ib.li = i + 1
-                    ib.pos = ib.lpos1 = pos + len(line)
-                    return line
-            if self._max_line is None and (size is None or size < 0) and ib.cache_lines(1):
-                return self.readline()
-        else:
-            if pos == ib.lpos2 and (size is None or size < 0):
-                i = ib.li
-                line = ib.lines[i]
-                if line is not None:
-                    ib.li = i + 1
-                    ib.pos = ib.lpos2 = pos + len(line)
-                    return line
-            if self._max_line is None and (size is None or size < 0) and ib.cache_lines(2):
-                return self.readline()
-        data = self._take_line(keep_newline=True, limit=-1 if size is None else size) or b""
+        if size is None or size < 0:
+            try:
+                return self._next_line()
+            except StopIteration:
+                pass
+            if self._max_line is None and self._start_lines(1 if self._text else 2):
+                return self._next_line()
+            size = -1
+        data = self._take_line(keep_newline=True, limit=size) or b""
         return data.decode("latin-1") if self._text else data
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
+        try:
+            return self._next_line()
+        except StopIteration:
+            pass
         line = self.readline()
         if not line:
             raise StopIteration
         return line
+
+    def _start_lines(self, kind: int) -> bool:
+        """Serve the complete lines buffered now from a pre-split list (see ``_LineMode``)."""
+        ib = self._in
+        if isinstance(ib, _LineMode):
+            ib = ib.sync()
+        window = (
+            min(self._line_window * 2, LINE_WINDOW_MAX) if self._lines_used_up else LINE_WINDOW_MIN
+        )
+        self._line_window = window
+        lines = ib.split_lines(kind, window)
+        if lines is None:
+            return False
+        mode = _LineMode(self, ib, kind, lines)
+        self._in = mode  # type: ignore[assignment]
+        if kind == 0:
+            self._next_line_tuple = mode.it.__next__
+        else:
+            self._next_line = mode.it.__next__
+        return True
 
     def _read_into(self, view: memoryview) -> int:
         """Fill ``view`` (raw bytes) until full or end-of-file; return how many bytes."""
         ib = self._in
         total = ib.take_into(view)
         want = len(view)
+        direct = want >= _BYPASS
         while total < want:
-            if want - total >= _BYPASS:
+            if direct:
                 # Our buffer is empty: receive straight into the caller's memory.
                 self._timed_out = False
                 n = self._extract(view[total:])
@@ -686,7 +803,7 @@ class SocketStream:
     def read1(self, size: int = -1) -> Any:
         """What is available, waiting only for the first byte; in the natural type."""
         ib = self._in
-        if ib.pos == ib.end:
+        if ib.pos == ib.end and size != 0:
             self._fill()
         data = ib.take(len(ib) if size is None or size < 0 else size)
         return data.decode("latin-1") if self._text else data
@@ -830,6 +947,11 @@ class SocketStream:
         try:
             if buf:
                 total = len(buf)
+                if total <= _SEND_AT_ONCE:
+                    # Small output (the usual case): one send from the bytearray itself.
+                    n = transport.send(buf)  # type: ignore[arg-type]
+                    if n > 0:
+                        sent = n
                 deadline: float | None = None
                 waited = False
                 with memoryview(buf) as view:
@@ -841,10 +963,10 @@ class SocketStream:
                         if not waited:
                             deadline = deadline_after(self._write_timeout)
                             waited = True
-                        if not wait_fd(self._fd, n, deadline):
+                        if not self._wait_writing(n, deadline):
                             self._write_timed_out(sent, total - sent)
             while (n := transport.flush()) < 0:  # TLS records produced but not yet sent
-                if not wait_fd(self._fd, n, deadline_after(self._write_timeout)):
+                if not self._wait_writing(n, deadline_after(self._write_timeout)):
                     self._write_timed_out(sent, len(buf) - sent)
         except SocketError:
             raise
@@ -853,7 +975,10 @@ class SocketStream:
             raise SocketIOError(f"writing to the socket failed: {exc}") from exc
         finally:
             if sent:
-                del buf[:sent]
+                try:
+                    del buf[:sent]
+                except BufferError:  # a traceback still holds a view of it: use a new one
+                    ob.buf = buf[sent:]
 
     def _write_timed_out(self, sent: int, pending: int) -> NoReturn:
         raise WriteTimeoutError(self._write_timeout or 0.0, sent, pending)
@@ -908,6 +1033,7 @@ class SocketStream:
         finally:
             self._closed = True
             self._in = self._out = _CLOSED
+            self._next_line_tuple = self._next_line = _no_line
             socket_generation += 1
             watchers, self._watchers = self._watchers, ()
             for watcher in watchers:

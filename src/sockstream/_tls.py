@@ -20,9 +20,10 @@ serve TLS unchanged, and the stream can swap transports at run time:
   follow it in the incoming BIO go back into the stream's buffer as plain input (trio/anyio
   ``unwrap``).
 
-Two locks: ``_engine`` guards the SSLObject and its BIOs (OpenSSL objects are not safe for
-concurrent use, and one thread may read while another writes); ``_wire`` serialises moving the
-engine's output to the socket, so records from the two directions never interleave out of order.
+Two locks: ``_engine`` guards the SSLObject and its BIOs -- every touch of either, since
+OpenSSL runs without the GIL and its objects are not safe for concurrent use, and one thread
+may read while another writes; ``_wire`` serialises moving the engine's output to the socket,
+so records from the two directions never interleave out of order.
 Raw bytes that the socket would not take yet wait in ``_pending`` and go first next time.
 
 Truncation: a TCP close without close-notify raises ``SSLTruncatedError`` unless the context has
@@ -140,7 +141,10 @@ class TLSTransport:
             data = self._pending
             while True:
                 if not data:
-                    data = memoryview(self.outgoing.read())
+                    # Under the engine lock too: another thread's SSL_write (which runs without
+                    # the GIL) may be appending to this BIO right now.
+                    with self._engine:
+                        data = memoryview(self.outgoing.read())
                     if not data:
                         self._pending = data
                         return 0
@@ -155,11 +159,13 @@ class TLSTransport:
         """Move raw bytes from the socket into the engine: 1 if any moved, else WANT_READ."""
         if self.raw_eof:
             return 1  # the engine has seen the end; let it say what that means
-        try:
-            data = self.sock.recv(RAW_CHUNK)
-        except BlockingIOError:
-            return WANT_READ
+        # recv and the BIO write under one lock: a writer waiting out a renegotiation may read
+        # too, and two threads must never reorder raw bytes.
         with self._engine:
+            try:
+                data = self.sock.recv(RAW_CHUNK)
+            except BlockingIOError:
+                return WANT_READ
             if data:
                 self.incoming.write(data)
             else:
@@ -247,7 +253,10 @@ class TLSTransport:
         sslobj = self.ssl_object
         if sslobj is None:
             return False
-        return self.incoming.pending > 0 or sslobj.pending() > 0 or self.peer_closed
+        if self.peer_closed:
+            return True
+        with self._engine:  # OpenSSL objects are not safe against a concurrent SSL_read/write
+            return self.incoming.pending > 0 or sslobj.pending() > 0
 
     def handshake_step(self) -> int:
         """One step of the handshake: 0 done, 1 progress, WANT_READ/WANT_WRITE."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import select
 import time
-from typing import Final
+from typing import Any, Final
 
 monotonic = time.monotonic
 
@@ -37,16 +37,32 @@ def deadline_after(seconds: float | None) -> float | None:
     return None if seconds is None else monotonic() + seconds
 
 
+def make_poller(fd: int, want: int) -> Any:
+    """A poll object watching ``fd`` for ``want`` (WANT_READ/WANT_WRITE); None for no socket.
+
+    A poll object must not be used by two threads at once, so each side of a stream keeps
+    its own.
+    """
+    if fd < 0:
+        return None
+    poller = select.poll()
+    poller.register(fd, _EVENTS[want])
+    return poller
+
+
 def wait_fd(fd: int, want: int, deadline: float | None) -> bool:
     """Wait until ``fd`` is ready for ``want`` (WANT_READ/WANT_WRITE) or ``deadline`` passes.
 
     Returns True when the descriptor is ready (or in error, or hung up: the next operation will
     tell), False when the deadline passed first.
     """
-    if fd < 0:
-        return True  # closed under us: let the operation report it
-    poller = select.poll()
-    poller.register(fd, _EVENTS[want])
+    return wait_poller(make_poller(fd, want), deadline)
+
+
+def wait_poller(poller: Any, deadline: float | None) -> bool:
+    """``wait_fd`` with a poll object made by ``make_poller``."""
+    if poller is None:
+        return True  # no socket: let the operation report it
     if deadline is None:
         return bool(poller.poll())
     while True:
