@@ -264,3 +264,14 @@ def test_model(ops: list[tuple[str, object]], size: int) -> None:
         assert len(ib) == len(model)
         assert bytes(ib.buf[ib.pos : ib.end]) == model
     assert ib.take_all() == model
+
+
+def test_unread_newline_is_found_again() -> None:
+    """A newline put back after a line was taken is the next line (the resumed search restarts)."""
+    ib = InputBuffer()
+    ib.feed(b"\n")
+    assert ib.find_newline() == 0
+    ib.pos = 1
+    assert ib.find_newline() == -1
+    assert ib.unread_byte(10)
+    assert ib.find_newline() == 0

@@ -29,6 +29,7 @@ Lines in bulk
 
 from __future__ import annotations
 
+import re
 from typing import Any, Final
 
 #: Initial capacity: 64 KiB holds four maximal TLS records and matches a typical socket
@@ -38,6 +39,8 @@ INPUT_BUFFER_SIZE: Final = 65536
 MIN_FREE: Final = 8192
 #: Output is sent once this much has accumulated (as BufferedWriter's default, times 8).
 OUTPUT_BUFFER_SIZE: Final = 65536
+#: Where bytes.splitlines breaks besides "\n".
+_CR: Final = re.compile(b"\r")
 #: Line cache window: from about three 80-column lines up to the whole buffer.
 LINE_WINDOW_MIN: Final = 256
 LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
@@ -79,7 +82,12 @@ class InputBuffer:
             return buf[pos:last].decode("latin-1").split("\n")
         if kind == 1:
             return [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
-        return [line + b"\n" for line in bytes(buf[pos:last]).split(b"\n")]
+        # bytes.splitlines(True) keeps the newlines in C, twice as fast as adding them back,
+        # but it also breaks at "\r": use it only where there is none (a memchr-fast search).
+        data = bytes(buf[pos : last + 1])
+        if _CR.search(buf, pos, last) is None:
+            return data.splitlines(True)
+        return [line + b"\n" for line in data[:-1].split(b"\n")]
 
     def writable(self, want: int = MIN_FREE) -> memoryview:
         """Make at least ``want`` bytes of room at the tail and return a view of the free tail.
@@ -152,7 +160,7 @@ class InputBuffer:
         """Put back the byte just consumed; False if it is not the byte at ``pos - 1``."""
         pos = self.pos
         if pos > 0 and self.buf[pos - 1] == byte:
-            self.pos = pos - 1
+            self.pos = self.scan = pos - 1  # the byte put back may be a newline: search it again
             return True
         return False
 
