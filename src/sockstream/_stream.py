@@ -442,6 +442,8 @@ class SocketStream:
             try:
                 n = transport.recv_into(view)
             except SocketError:
+                if self._closed:  # closed by another thread: not the peer's doing
+                    return 0
                 self._broken = True
                 raise
             except OSError as exc:
