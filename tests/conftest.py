@@ -11,9 +11,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from sockstream import SocketStream
 
 LONG = 10.0  # seconds: an upper bound that a passing test never comes near
 SHORT = 0.2  # seconds: a timeout that is meant to fire
@@ -153,6 +156,41 @@ def peer() -> Iterator[Callable[..., PeerThread]]:
     yield start
     for t in started:
         t.join_checked()
+
+
+# ---- streams over socketpairs ---------------------------------------------------------------
+
+Make = Callable[..., "tuple[SocketStream, socket.socket]"]
+
+
+@pytest.fixture
+def make() -> Iterator[Make]:
+    """A factory: ``make(element_type, direction, **kw) -> (stream, peer_socket)``."""
+    from sockstream import SocketStream
+
+    made: list[tuple[SocketStream, socket.socket]] = []
+
+    def factory(
+        element_type: str = "base-char", direction: str = "io", **kw: Any
+    ) -> tuple[SocketStream, socket.socket]:
+        a, b = socket.socketpair()
+        s = SocketStream(a, direction, element_type, **kw)
+        made.append((s, b))
+        return s, b
+
+    yield factory
+    for s, b in made:
+        s.close(abort=True)
+        b.close()
+
+
+def drain(peer: socket.socket) -> bytes:
+    """Everything the peer socket receives until end-of-file."""
+    peer.settimeout(LONG)
+    chunks = []
+    while chunk := peer.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 # ---- TLS material, made at test time ------------------------------------------------------

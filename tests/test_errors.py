@@ -16,13 +16,13 @@ import os
 import pickle
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 import sockstream
-from conftest import LONG
+from conftest import LONG, Make, drain
 from sockstream import (
     LineTooLongError,
     SocketCreateError,
@@ -37,33 +37,9 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:The 'u' type code is deprecated:DeprecationWarning"
 )
 
-Make = Callable[..., tuple[SocketStream, socket.socket]]
 
 
-@pytest.fixture
-def make() -> Iterator[Make]:
-    made: list[tuple[SocketStream, socket.socket]] = []
 
-    def factory(
-        element_type: str = "base-char", direction: str = "io", **kw: Any
-    ) -> tuple[SocketStream, socket.socket]:
-        a, b = socket.socketpair()
-        s = SocketStream(a, direction, element_type, **kw)
-        made.append((s, b))
-        return s, b
-
-    yield factory
-    for s, b in made:
-        s.close(abort=True)
-        b.close()
-
-
-def drain(peer: socket.socket) -> bytes:
-    peer.settimeout(LONG)
-    chunks = []
-    while chunk := peer.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def is_closed(sock: socket.socket) -> bool:

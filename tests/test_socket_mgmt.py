@@ -12,41 +12,13 @@ import hashlib
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import LONG, PeerThread
+from conftest import LONG, Make, PeerThread, drain
 from sockstream import SocketStream
-
-Make = Callable[..., tuple[SocketStream, socket.socket]]
-
-
-@pytest.fixture
-def make() -> Iterator[Make]:
-    made: list[tuple[SocketStream, socket.socket]] = []
-
-    def factory(
-        element_type: str = "base-char", direction: str = "io", **kw: Any
-    ) -> tuple[SocketStream, socket.socket]:
-        a, b = socket.socketpair()
-        s = SocketStream(a, direction, element_type, **kw)
-        made.append((s, b))
-        return s, b
-
-    yield factory
-    for s, b in made:
-        s.close(abort=True)
-        b.close()
-
-
-def drain(peer: socket.socket) -> bytes:
-    peer.settimeout(LONG)
-    chunks = []
-    while chunk := peer.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def open_fds() -> int:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 import sockstream
-from conftest import LONG, SHORT, PeerThread
+from conftest import LONG, SHORT, Make, PeerThread
 from sockstream import LineTooLongError, SocketStream
 
 pytestmark = pytest.mark.filterwarnings(
@@ -31,26 +31,8 @@ BYTE_TYPES = ["unsigned-byte-8", "signed-byte-8"]
 CHAR_TYPECODES = ["u"] + (["w"] if sys.version_info >= (3, 13) else [])
 ALL_BYTES = bytes(range(256))
 
-Make = Callable[..., tuple[SocketStream, socket.socket]]
 
 
-@pytest.fixture
-def make() -> Iterator[Make]:
-    """A factory: ``make(element_type, direction, **kw) -> (stream, peer_socket)``."""
-    made: list[tuple[SocketStream, socket.socket]] = []
-
-    def factory(
-        element_type: str = "base-char", direction: str = "io", **kw: Any
-    ) -> tuple[SocketStream, socket.socket]:
-        a, b = socket.socketpair()
-        s = SocketStream(a, direction, element_type, **kw)
-        made.append((s, b))
-        return s, b
-
-    yield factory
-    for s, b in made:
-        s.close(abort=True)
-        b.close()
 
 
 def natural(element_type: str, data: bytes) -> str | bytes:

@@ -13,15 +13,14 @@ import math
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import LONG, SHORT, PeerThread
+from conftest import LONG, SHORT, Make, PeerThread
 from sockstream import SocketIOError, SocketStream, WriteTimeoutError
 
-Make = Callable[..., tuple[SocketStream, socket.socket]]
 EOF = object()
 
 #: A read timeout for the trickle tests and the interval at which the peer trickles.
@@ -30,21 +29,6 @@ TRICKLE_INTERVAL = 0.3 * TRICKLE_TIMEOUT
 TRICKLE_BYTES = 8  # 8 x 0.15 s = 1.2 s in total: well past the timeout
 
 
-@pytest.fixture
-def make() -> Iterator[Make]:
-    """``make(element_type="base-char", **kw) -> (stream, peer)`` over a socketpair."""
-    made: list[tuple[SocketStream, socket.socket]] = []
-
-    def factory(element_type: str = "base-char", **kw: Any) -> tuple[SocketStream, socket.socket]:
-        a, b = socket.socketpair()
-        s = SocketStream(a, "io", element_type, **kw)
-        made.append((s, b))
-        return s, b
-
-    yield factory
-    for s, b in made:
-        s.close(abort=True)
-        b.close()
 
 
 def _read_sequence(s: SocketStream) -> tuple[int, bytes]:
