@@ -60,7 +60,7 @@ from typing import IO, Any, Final, final
 from ._connect import IPv6Choice, SSLCtxSpec, _check_bool, _check_family, resolve_service
 from ._elements import check_direction, check_element_type
 from ._errors import SocketCreateError, SocketError
-from ._stream import SocketStream
+from ._stream import SocketStream, check_max_line_length
 from ._tls import make_ssl_ctx
 from ._wait import check_timeout
 
@@ -641,11 +641,7 @@ def serve(
     if handshake_timeout is _NOT_GIVEN:
         handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT if tls else None
     check_timeout(handshake_timeout, "handshake_timeout")
-    if max_line_length is not None and (
-        isinstance(max_line_length, bool) or not isinstance(max_line_length, int)
-        or max_line_length < 1
-    ):
-        raise ValueError(f"max_line_length must be None or a positive int, not {max_line_length!r}")
+    check_max_line_length(max_line_length)
     if ssl_ctx is not None and ssl_ctx is not False and not isinstance(ssl_ctx, ssl.SSLContext):
         # Make the context once, not per connection: loading certificates costs milliseconds,
         # and one SSLContext serves any number of connections (it is thread-safe).

@@ -171,6 +171,13 @@ def _as_socket(value: object) -> _socket.socket:
     )
 
 
+def check_max_line_length(value: object) -> int | None:
+    """Validate a line-length limit: None or a positive int."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"max_line_length must be None or a positive int, not {value!r}")
+    return value
+
+
 def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise TypeError(f"start must be an int, not {start!r}")
@@ -223,15 +230,7 @@ class SocketStream:
             self._read_timeout = check_timeout(read_timeout, "read_timeout")
             self._write_timeout = check_timeout(write_timeout, "write_timeout")
             check_timeout(handshake_timeout, "handshake_timeout")
-            if max_line_length is not None and (
-                isinstance(max_line_length, bool)
-                or not isinstance(max_line_length, int)
-                or max_line_length < 1
-            ):
-                raise ValueError(
-                    f"max_line_length must be None or a positive int, not {max_line_length!r}"
-                )
-            self._max_line = max_line_length
+            self._max_line = check_max_line_length(max_line_length)
             self._byte_table: tuple[int, ...] | None = (
                 None
                 if self._element_type == "base-char"
