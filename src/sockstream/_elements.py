@@ -102,6 +102,8 @@ def encode_items(items: list[object] | tuple[object, ...], element_type: Element
             bad = next(x for x in items if len(x) != 1)  # type: ignore[arg-type]
             raise ValueError(f"a sequence of characters must hold single characters, not {bad!r}")
         return encode_chars(text)
+    if all(type(x) is int for x in items):
+        return encode_ints(items, element_type)  # in C
     out = bytearray()
     for x in items:
         if isinstance(x, str) and len(x) == 1:
