@@ -914,6 +914,7 @@ class StreamMachine(RuleBasedStateMachine):
     def start_tls(self, side: str, pipelined: bool) -> None:
         """STARTTLS at a quiet point of the conversation (as SMTP, IMAP and LDAP do)."""
         s = self.s
+        self.last_char = None  # what was read before TLS cannot be unread after it
         self._settle()
         s.read_timeout = LONG
         try:
@@ -958,6 +959,7 @@ class StreamMachine(RuleBasedStateMachine):
     def stop_tls(self, trailer: bytes) -> None:
         """detach_ssl on both sides; the peer's plaintext that follows its close-notify stays."""
         s = self.s
+        self.last_char = None
         peer = self.peer
         assert peer is not None
 

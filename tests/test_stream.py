@@ -806,3 +806,16 @@ def test_seed_example_bytes_from_base_char_stream(
         assert rest[-1] == "hello\n"
         assert x.read_char(False) is None
     assert server.join_checked() == b"GET / HTTP/1.0\n\n"
+
+
+def test_unread_after_clear_input_is_refused(make: Make) -> None:
+    """What clear_input discarded cannot come back through unread_char."""
+    s, b = make()
+    b.sendall(b"ab")
+    assert s.read_char() == "a"
+    assert s.listen()
+    s.clear_input()
+    with pytest.raises(ValueError):
+        s.unread_char("b")
+    b.sendall(b"c")
+    assert s.read_char() == "c"

@@ -96,7 +96,7 @@ class InputBuffer:
         """
         buf = self.buf
         pos, end = self.pos, self.end
-        self.unread_mark = -1
+        refuse_unread = self.unread_mark == pos  # kept across the moves below
         if pos == end and pos > 1:
             # Empty: start again at 1, keeping the last consumed byte for unread_char.
             buf[0] = buf[pos - 1]
@@ -114,6 +114,7 @@ class InputBuffer:
                     buf.extend(more)
                 except BufferError:  # a traceback still holds a view of it: use a new one
                     self.buf = buf = buf + more
+        self.unread_mark = pos if refuse_unread else -1
         return memoryview(buf)[end:]
 
     def commit(self, n: int) -> None:
@@ -165,9 +166,12 @@ class InputBuffer:
         return False
 
     def clear(self) -> int:
-        """Discard everything buffered; return how many bytes were discarded."""
+        """Discard everything buffered; return how many bytes were discarded.
+
+        Nothing discarded can be unread.
+        """
         n = self.end - self.pos
-        self.pos = self.end
+        self.pos = self.unread_mark = self.end
         return n
 
 

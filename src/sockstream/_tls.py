@@ -363,7 +363,9 @@ def attach_ssl(
         if ssl_configure_callback is not None:
             ssl_configure_callback(sslobj)
         if stream._direction != "output":
-            incoming.write(stream._in.take_all())
+            ib = stream._in
+            incoming.write(ib.take_all())
+            ib.unread_mark = ib.pos  # a character read before TLS cannot come back after it
         transport = TLSTransport(stream._sock, sslobj, incoming, outgoing)
         stream._transport = transport
         try:
