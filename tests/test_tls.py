@@ -28,6 +28,7 @@ from sockstream import (
     SSLFailure,
     SSLTruncatedError,
     WriteTimeoutError,
+    detach_ssl,
     make_ssl_ctx,
     wait_for_input_streams,
 )
@@ -1100,3 +1101,43 @@ def test_clear_input_under_tls(
     server.write_line("fresh")
     server.force_output()
     assert client.read_line() == ("fresh", False)
+
+
+@pytest.mark.parametrize("ending", ["shutdown_output", "detach_ssl"])
+def test_close_notify_keeps_data_already_received(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, streams: list[SocketStream],
+    ending: str,
+) -> None:
+    """Data received but not yet decrypted when our close-notify goes out is not lost.
+
+    (OpenSSL's SSL_shutdown reads on after sending close-notify and drops application data it
+    meets there.)  White-box: the raw records are moved into the engine without decrypting.
+    A socketpair, so that a record is in our kernel queue as soon as the peer's send returns.
+    """
+    csock, ssock = socket.socketpair()
+    t = PeerThread(lambda: SocketStream(ssock, ssl_ctx=server_ctx, handshake_timeout=LONG))
+    t.start()
+    client = SocketStream(csock, ssl_ctx=client_ctx, ssl_side="client",
+                          tlsext_host_name="localhost", handshake_timeout=LONG)
+    streams.append(client)
+    server = t.join_checked()
+    streams.append(server)
+    server.write_string("already here\n")
+    server.force_output()
+    transport = client._transport
+    while transport._receive_raw() > 0:  # type: ignore[attr-defined]
+        pass
+    assert transport.incoming.pending > 0  # type: ignore[attr-defined]
+    if ending == "shutdown_output":
+        client.shutdown_output()
+        assert client.read_line() == ("already here", False)
+        assert server.read_line(eof_error=False) == (None, True)  # our close-notify: clean EOF
+    else:
+        peer = PeerThread(detach_ssl, server)
+        peer.start()
+        detach_ssl(client)
+        peer.join_checked()
+        assert client.read_line() == ("already here", False)
+        client.write_line("plain again")
+        client.force_output()
+        assert server.read_line() == ("plain again", False)

@@ -39,7 +39,13 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import SSLFailure, SSLHandshakeTimeout, SSLTruncatedError
+from ._errors import (
+    SocketError,
+    SocketIOError,
+    SSLFailure,
+    SSLHandshakeTimeout,
+    SSLTruncatedError,
+)
 from ._wait import WANT_READ, WANT_WRITE, check_timeout, deadline_after, wait_fd
 
 if TYPE_CHECKING:
@@ -131,6 +137,7 @@ class TLSTransport:
         self._engine = threading.Lock()
         self._wire = threading.Lock()
         self._pending = memoryview(b"")
+        self._held = bytearray()
         self.raw_eof = False
         self.peer_closed = False
         self.notify_sent = False
@@ -183,6 +190,12 @@ class TLSTransport:
         assert sslobj is not None
         n = 0
         with self._engine:
+            held = self._held
+            if held:  # decrypted before our close-notify went out (close_notify_step)
+                n = min(len(view), len(held))
+                view[:n] = held[:n]
+                del held[:n]
+                return n
             try:
                 # Decrypt every whole record received, not just one, so that no input hides in
                 # the engine where waiting on the socket cannot see it.
@@ -253,7 +266,7 @@ class TLSTransport:
         sslobj = self.ssl_object
         if sslobj is None:
             return False
-        if self.peer_closed:
+        if self.peer_closed or self._held:
             return True
         with self._engine:  # OpenSSL objects are not safe against a concurrent SSL_read/write
             return self.incoming.pending > 0 or sslobj.pending() > 0
@@ -279,11 +292,33 @@ class TLSTransport:
             raise SSLFailure("TLS handshake failed: the peer closed the connection")
         return self._receive_raw()
 
+    def _hold_decrypted(self, sslobj: ssl.SSLObject) -> None:
+        """Decrypt every whole record received into ``_held`` (the caller holds the lock).
+
+        ``unwrap`` (SSL_shutdown) reads on after sending our close-notify, and fails on the
+        application data it meets there, losing it (APPLICATION_DATA_AFTER_CLOSE_NOTIFY).  So
+        what is received is decrypted first; the reads that follow get it from ``_held``.
+        """
+        held = self._held
+        while self.incoming.pending:
+            try:
+                chunk = sslobj.read(RAW_CHUNK)
+            except ssl.SSLZeroReturnError:
+                self.peer_closed = True
+                return
+            except ssl.SSLError:  # a partial record, or an error the next read reports
+                return
+            if not chunk:
+                self.peer_closed = True
+                return
+            held += chunk
+
     def close_notify_step(self) -> int:
         """Queue our close-notify (once) and send it: 0 when it is on the wire."""
         sslobj = self.ssl_object
         if not self.notify_sent and sslobj is not None:
             with self._engine:
+                self._hold_decrypted(sslobj)
                 try:
                     sslobj.unwrap()
                 except ssl.SSLWantReadError:
@@ -426,7 +461,13 @@ def send_close_notify(stream: SocketStream) -> None:
     """Send our close-notify if TLS is on (for ``close`` and ``shutdown_output``)."""
     transport = stream._transport
     if isinstance(transport, TLSTransport) and not transport.notify_sent:
-        _drive(stream, transport.close_notify_step, deadline_after(stream._write_timeout or 5.0))
+        try:
+            deadline = deadline_after(stream._write_timeout or 5.0)
+            _drive(stream, transport.close_notify_step, deadline)
+        except SocketError:
+            raise
+        except OSError as exc:
+            raise SocketIOError(f"sending TLS close-notify failed: {exc}") from exc
 
 
 __all__ = ["RAW_CHUNK", "WANT_READ", "TLSTransport", "attach_ssl", "detach_ssl", "make_ssl_ctx"]
