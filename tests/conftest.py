@@ -184,6 +184,15 @@ def make() -> Iterator[Make]:
         b.close()
 
 
+@pytest.fixture
+def streams() -> Iterator[list[SocketStream]]:
+    """Streams to close (abort) at the end of the test, whatever happened."""
+    made: list[SocketStream] = []
+    yield made
+    for s in made:
+        s.close(abort=True)
+
+
 def drain(peer: socket.socket) -> bytes:
     """Everything the peer socket receives until end-of-file."""
     peer.settimeout(LONG)

@@ -15,7 +15,7 @@ import select
 import socket
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -41,13 +41,6 @@ def _pin(ctx: ssl.SSLContext, version: str) -> ssl.SSLContext:
 def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
-
-@pytest.fixture
-def streams() -> Iterator[list[SocketStream]]:
-    made: list[SocketStream] = []
-    yield made
-    for s in made:
-        s.close(abort=True)
 
 
 def _wait_for_bytes(sock: socket.socket, n: int) -> None:

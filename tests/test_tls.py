@@ -16,7 +16,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -56,14 +56,6 @@ def _open_fd_count() -> int:
 def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
-
-@pytest.fixture
-def streams() -> Iterator[list[SocketStream]]:
-    """Streams to close (abort) at the end of the test, whatever happened."""
-    made: list[SocketStream] = []
-    yield made
-    for s in made:
-        s.close(abort=True)
 
 
 @pytest.fixture
