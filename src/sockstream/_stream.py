@@ -468,20 +468,18 @@ class SocketStream:
 
     def _wait_reading(self, want: int, deadline: float | None) -> bool:
         """Wait, on the reading side's poll objects, until ready or the deadline passes."""
-        if self._closed:
-            return True  # closed by another thread: the next try reports it
-        poller = self._rpollers.get(want)
-        if poller is None:
-            poller = self._rpollers[want] = make_poller(self._fd, want)
-        return wait_poller(poller, deadline)
+        return self._wait(self._rpollers, want, deadline)
 
     def _wait_writing(self, want: int, deadline: float | None) -> bool:
         """Wait, on the writing side's poll objects, until ready or the deadline passes."""
+        return self._wait(self._wpollers, want, deadline)
+
+    def _wait(self, pollers: dict[int, Any], want: int, deadline: float | None) -> bool:
         if self._closed:
-            return True
-        poller = self._wpollers.get(want)
+            return True  # closed by another thread: the next try reports it
+        poller = pollers.get(want)
         if poller is None:
-            poller = self._wpollers[want] = make_poller(self._fd, want)
+            poller = pollers[want] = make_poller(self._fd, want)
         return wait_poller(poller, deadline)
 
     def _fill(self, wait: bool = True) -> int:
@@ -523,7 +521,7 @@ class SocketStream:
         # The TLS engine holds bytes: decrypt what is whole, without the socket, and look.
         view = ib.writable()
         try:
-            n = transport.decrypt_into(view)  # type: ignore[attr-defined]
+            n = transport.decrypt_into(view)
         except OSError as exc:
             self._error = exc
             return True
@@ -678,10 +676,13 @@ class SocketStream:
             try:
                 return self._next_line()
             except StopIteration:
-                pass
-            if self._max_line is None and self._start_lines(1 if self._text else 2):
-                return self._next_line()
-            size = -1
+                return self._readline_slow(-1)
+        return self._readline_slow(size)
+
+    def _readline_slow(self, size: int) -> Any:
+        """``readline`` when no pre-split line is waiting."""
+        if size < 0 and self._max_line is None and self._start_lines(1 if self._text else 2):
+            return self._next_line()
         data = self._take_line(keep_newline=True, limit=size) or b""
         return data.decode("latin-1") if self._text else data
 
@@ -692,8 +693,7 @@ class SocketStream:
         try:
             return self._next_line()
         except StopIteration:
-            pass
-        line = self.readline()
+            line = self._readline_slow(-1)
         if not line:
             raise StopIteration
         return line

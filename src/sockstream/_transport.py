@@ -32,6 +32,8 @@ class Transport(Protocol):
 
     def has_decrypted(self) -> bool: ...
 
+    def decrypt_into(self, view: memoryview) -> int: ...
+
 
 class PlainTransport:
     """Bytes straight to and from a non-blocking socket."""
@@ -66,6 +68,10 @@ class PlainTransport:
     def has_decrypted(self) -> bool:
         return False
 
+    def decrypt_into(self, view: memoryview) -> int:
+        """Only a TLS transport holds bytes of its own."""
+        return 0
+
 
 class NoTransport:
     """The stream has no socket (``stream.socket = None``): reads see end-of-file."""
@@ -85,3 +91,6 @@ class NoTransport:
 
     def has_decrypted(self) -> bool:
         return False
+
+    def decrypt_into(self, view: memoryview) -> int:
+        return 0
