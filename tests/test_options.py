@@ -18,14 +18,16 @@ def test_options_defaults_are_the_constructor_defaults() -> None:
     o = StreamOptions.make()
     assert (o.direction, o.element_type, o.read_timeout, o.write_timeout) == (
         "io", "base-char", None, None)
-    assert o.tls is None and o.max_line_length is None
+    assert o.tls is None
+    assert o.max_line_length is None
 
 
 def test_options_canonical_values() -> None:
     o = StreamOptions.make(element_type="(signed-byte 8)", read_timeout=1, ssl_ctx=True,
                            ssl_side=":CLIENT", max_line_length=10)
     assert o.element_type == "signed-byte-8"
-    assert o.read_timeout == 1.0 and type(o.read_timeout) is float
+    assert o.read_timeout == 1.0
+    assert type(o.read_timeout) is float
     assert o.tls == TLSOptions(True, "client")
     assert o.max_line_length == 10
 
@@ -145,4 +147,5 @@ def test_attach_ssl_checks_its_keywords_before_touching_the_stream(make: Make) -
     s, _ = make()
     with pytest.raises(ValueError, match="'middle'"):
         attach_ssl(s, ssl_ctx=ssl.create_default_context(), ssl_side="middle")
-    assert not s.closed and s.ssl_object is None
+    assert not s.closed
+    assert s.ssl_object is None
