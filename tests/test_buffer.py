@@ -15,15 +15,29 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sockstream._buffer import MIN_FREE, InputBuffer, OutputBuffer
+from sockstream._buffer import (
+    BYTES_LINE_NL,
+    MIN_FREE,
+    STR_LINE,
+    STR_LINE_NL,
+    InputBuffer,
+    OutputBuffer,
+)
+from sockstream._errors import LineTooLongError
 
 
 def take_line(ib: InputBuffer) -> bytes | None:
     """One line with its newline, or None if no complete line is buffered."""
-    i = ib.find_newline()
-    if i < 0:
-        return None
-    return ib.take(i + 1 - ib.pos)
+    line = ib.maybe_take_line(BYTES_LINE_NL)
+    assert line is None or isinstance(line, bytes)
+    return line
+
+
+def state(ib: InputBuffer) -> bytes:
+    """What is buffered, without consuming it."""
+    data = ib.take_all()
+    ib.unread_bytes(data)
+    return data
 
 
 def feed_whole(ib: InputBuffer, data: bytes) -> None:
@@ -69,8 +83,12 @@ def test_empty_buffer() -> None:
     assert len(ib) == 0
     assert ib.take(5) == b""
     assert ib.take_all() == b""
+    assert ib.maybe_take(1) is None
+    assert ib.maybe_take(0) == b""
+    assert ib.maybe_take_char() is None
+    assert ib.peek_char() is None
     assert ib.take_into(memoryview(bytearray(4))) == 0
-    assert ib.find_newline() == -1
+    assert ib.maybe_take_line(BYTES_LINE_NL) is None
     assert ib.clear() == 0
     assert ib.unread_byte(0) is False  # nothing consumed yet
 
@@ -108,16 +126,78 @@ def test_take_and_take_into(
 def test_newline_search_resumes_where_it_stopped() -> None:
     ib = InputBuffer(16)
     ib.feed(b"abc")
-    assert ib.find_newline() == -1
-    assert ib.scan == ib.end  # nothing before here is a newline
+    assert take_line(ib) is None
+    assert ib._scan == ib._end  # nothing before here is a newline
     ib.feed(b"def")
-    assert ib.find_newline() == -1
+    assert take_line(ib) is None
     ib.feed(b"g\nh")
-    i = ib.find_newline()
-    assert ib.buf[i] == 10
-    assert i - ib.pos == 7
     assert take_line(ib) == b"abcdefg\n"
     assert ib.take_all() == b"h"
+
+
+def test_line_kinds_and_limit() -> None:
+    ib = InputBuffer()
+    ib.feed(b"one\ntwo\nthree\nfour")
+    assert ib.maybe_take_line(STR_LINE) == ("one", False)
+    assert ib.maybe_take_line(STR_LINE_NL) == "two\n"
+    assert ib.maybe_take_line(BYTES_LINE_NL, 3) == b"thr"  # readline(size): a piece
+    assert ib.maybe_take_line(BYTES_LINE_NL, 30) == b"ee\n"
+    assert ib.maybe_take_line(BYTES_LINE_NL) is None  # "four" has no newline yet
+    assert ib.maybe_take_line(BYTES_LINE_NL, 2) == b"fo"
+    assert ib.take_all() == b"ur"
+
+
+def test_max_line_consumes_nothing() -> None:
+    ib = InputBuffer(max_line=4)
+    ib.feed(b"abcd\nabcde\n")
+    assert ib.maybe_take_line(BYTES_LINE_NL) == b"abcd\n"
+    with pytest.raises(LineTooLongError):
+        ib.maybe_take_line(BYTES_LINE_NL)
+    assert state(ib) == b"abcde\n"
+    ib2 = InputBuffer(max_line=4)
+    ib2.feed(b"abcde")  # no newline yet, and already too long
+    with pytest.raises(LineTooLongError):
+        ib2.maybe_take_line(STR_LINE)
+    assert state(ib2) == b"abcde"
+
+
+@pytest.mark.parametrize("kind", [STR_LINE, STR_LINE_NL, BYTES_LINE_NL])
+@pytest.mark.parametrize("mll", [None, 5])
+def test_batch_serves_lines_and_settles(kind: int, mll: int | None) -> None:
+    ib = InputBuffer(max_line=mll)
+    lines = [b"a", b"bb", b"ccc", b"dddd", b"ee\r", b"toolong", b"f"]
+    ib.feed(b"\n".join(lines) + b"\ntail")
+    got: list[object] = []
+    for _ in range(5):  # the first lines one by one, then from a batch
+        got.append(ib.maybe_take_line(kind))
+    expect: list[object] = []
+    for line in lines[:5]:
+        if kind == STR_LINE:
+            expect.append((line.decode("latin-1"), False))
+        elif kind == STR_LINE_NL:
+            expect.append(line.decode("latin-1") + "\n")
+        else:
+            expect.append(line + b"\n")
+    assert got == expect
+    # Any other method settles the batch first: nothing served is seen again.
+    if mll is None:
+        assert ib.take(8) == b"toolong\n"
+    else:
+        with pytest.raises(LineTooLongError):
+            ib.maybe_take_line(kind)
+        assert ib.take(8) == b"toolong\n"
+    assert ib.take_all() == b"f\ntail"
+
+
+def test_batch_unpublished_by_settle() -> None:
+    ib = InputBuffer()
+    ib.feed(b"1\n2\n3\n4\n5\n")
+    for _ in range(3):
+        ib.maybe_take_line(BYTES_LINE_NL)
+    assert ib.next_line() == b"4\n"  # the published batch
+    assert ib.maybe_take_char() == "5"  # settles
+    assert ib.next_line() is None
+    assert ib.take_all() == b"\n"
 
 
 def test_unread_byte() -> None:
@@ -127,17 +207,9 @@ def test_unread_byte() -> None:
     assert ib.unread_byte(ord("q")) is False  # not the byte just consumed: nothing changes
     assert len(ib) == 2
     assert ib.unread_byte(ord("x")) is True
+    assert ib.unread_refused()
+    assert ib.unread_byte(ord("x")) is False  # once
     assert ib.take_all() == b"xyz"
-
-
-def test_reset_when_empty_keeps_the_last_byte_for_unread() -> None:
-    ib = InputBuffer(16)
-    ib.feed(b"0123456789")
-    assert ib.take_all() == b"0123456789"
-    ib.writable()  # empty: starts again near the front...
-    assert ib.pos == ib.end == 1
-    assert ib.unread_byte(ord("9")) is True  # ...keeping the last byte consumed
-    assert ib.take_all() == b"9"
 
 
 def test_compaction_keeps_the_last_byte_for_unread() -> None:
@@ -147,18 +219,40 @@ def test_compaction_keeps_the_last_byte_for_unread() -> None:
     view = ib.writable(8)  # only 4 free: compacts instead of growing
     assert len(view) >= 8
     view.release()
-    assert len(ib.buf) == 16  # compacted, not grown
-    assert ib.pos == 1
+    assert len(ib._buf) == 16  # compacted, not grown
     ib.feed(b"mn")
     assert ib.unread_byte(ord("j")) is True
     assert ib.take_all() == b"jklmn"
+
+
+def test_filled_elsewhere_is_what_unread_puts_back() -> None:
+    ib = InputBuffer(16)
+    ib.feed(b"abc")
+    assert ib.take_all() == b"abc"
+    ib.filled_elsewhere(ord("z"))  # a large read went past the buffer, ending in "z"
+    assert ib.unread_byte(ord("c")) is False
+    assert ib.unread_byte(ord("z")) is True
+    assert ib.take_all() == b"z"
+    fresh = InputBuffer(16)
+    fresh.filled_elsewhere(ord("q"))
+    assert fresh.unread_byte(ord("q")) is True
+    assert fresh.take_all() == b"q"
+
+
+def test_unread_bytes_goes_in_front() -> None:
+    ib = InputBuffer(16)
+    ib.feed(b"abcdef")
+    assert ib.take(4) == b"abcd"
+    ib.unread_bytes(b"XYZ")
+    assert ib.take_all() == b"XYZef"
+    ib.unread_bytes(b"0123456789" * 3)  # more than the history before pos
+    assert ib.take_all() == b"0123456789" * 3
 
 
 def test_growth() -> None:
     ib = InputBuffer(16)
     data = bytes(range(256)) * 10
     ib.feed(data)
-    assert len(ib.buf) >= len(data)
     assert len(ib) == len(data)
     view = ib.writable(100_000)
     assert len(view) >= 100_000
@@ -191,6 +285,7 @@ def test_clear() -> None:
     ib.take(2)
     assert ib.clear() == 4
     assert len(ib) == 0
+    assert ib.unread_byte(ord("b")) is False  # nothing discarded can come back
     ib.feed(b"new")
     assert ib.take_all() == b"new"
 
@@ -262,7 +357,7 @@ def test_model(ops: list[tuple[str, object]], size: int) -> None:
             model = bytes([last]) + model
             last = None
         assert len(ib) == len(model)
-        assert bytes(ib.buf[ib.pos : ib.end]) == model
+        assert bytes(ib._buf[ib._pos : ib._end]) == model
     assert ib.take_all() == model
 
 
@@ -270,8 +365,7 @@ def test_unread_newline_is_found_again() -> None:
     """A newline put back after a line was taken is the next line (the resumed search restarts)."""
     ib = InputBuffer()
     ib.feed(b"\n")
-    assert ib.find_newline() == 0
-    ib.pos = 1
-    assert ib.find_newline() == -1
+    assert take_line(ib) == b"\n"
+    assert take_line(ib) is None
     assert ib.unread_byte(10)
-    assert ib.find_newline() == 0
+    assert take_line(ib) == b"\n"

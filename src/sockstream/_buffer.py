@@ -1,39 +1,47 @@
 """The input and output buffers: plain objects that know nothing of sockets or clocks.
 
 Operations (after h11's ``_receivebuffer.py``)
-    The input side is one ``bytearray`` with a read position ``pos`` and a fill mark ``end``;
-    the bytes ``buf[pos:end]`` are the input not yet consumed.  Characters are decoded from
-    these bytes on demand, so mixing character reads, byte reads, ``unread_char`` and
-    ``peek_char`` can never lose or reorder anything: there is only ever one copy of the input.
+    The input is one ``bytearray``; ``buf[pos:end]`` is what is not consumed yet.  Everything
+    that reads (bytes, characters, lines, ``unread_char``) is a method here: ``maybe_*`` returns
+    ``None`` for "need more", and the stream's I/O loop then feeds more and asks again.  There is
+    only ever one copy of the input, so mixing verbs never loses or reorders anything.
 
 Goals
-    * The transport writes straight into the buffer (``recv_into`` a memoryview of the free
-      tail), so a byte is copied once from the kernel and once to the caller.
-    * Lines are found with ``bytearray.find`` from where the last search stopped, so a long line
-      arriving in many pieces costs O(n) overall.
-    * The byte just consumed is always still at ``buf[pos - 1]``: when the buffer is compacted
-      one byte of history is kept, so ``unread_char`` always works after a ``read_char``.
-
-Plan
-    ``writable()`` makes room (reset when empty, compact when the tail is short, grow when
-    full) and returns a memoryview of the free tail; the caller adds what it wrote with
-    ``commit(n)``.  ``take_*`` methods return ``None`` for "need more data".
+    * The transport writes straight into the free tail (``writable`` + ``commit``).
+    * A newline search resumes where the last one stopped: a long line costs O(n) overall.
+    * The byte just consumed stays at ``buf[pos - 1]`` (compaction keeps one byte of history),
+      so ``unread_char`` works after any read; ``forbid_unread`` ends that where it must not.
 
 Lines in bulk
-    A Python-level call per line costs several times what the line's bytes do, so a reader of
-    many lines has ``split_lines`` cut a window of complete lines at once (one ``decode`` and
-    one ``split``, in C) without consuming them; the stream then serves them one by one and
-    moves ``pos`` past those it served when anything else touches the buffer (see
-    ``_stream._LineMode``).
+    A Python call per line costs more than the line's bytes, so a reader of many lines gets a
+    *batch*: ``split_lines`` cuts the complete lines of a window once (one ``decode``, one
+    ``split``, in C) and publishes the list's iterator as ``next_line``/``next_line_tuple``,
+    without moving ``pos``.  Any other method first ``settle``\\ s: it unpublishes the iterator,
+    then moves ``pos`` past the lines served.  Batches start only after two lines in a row, so
+    lines that alternate with byte reads (a header line, then a payload) never pay for one.
+
+Threads
+    Every method that consumes commits in one run of bytecode without a call between reading
+    the state and writing it (CPython switches threads and runs signal handlers only at calls,
+    backward jumps and function entries), or, where it must call first, commits only if the
+    state is unchanged (``pos`` and ``epoch``, a compare-and-set).  A second thread that finds a
+    batch unsettled waits for the settling one (``_settling``).  Filling is the caller's to
+    serialise (one filler at a time).
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Callable
+from itertools import repeat
 from typing import Any, Final
 
+from ._elements import CHARS
+from ._errors import LineTooLongError
+
 #: Initial capacity: 64 KiB holds four maximal TLS records and matches a typical socket
-#: receive window chunk; reads of this size or more bypass the buffer entirely.
+#: receive window chunk.
 INPUT_BUFFER_SIZE: Final = 65536
 #: Compact when the free tail is shorter than this, rather than recv a sliver.
 MIN_FREE: Final = 8192
@@ -41,138 +49,420 @@ MIN_FREE: Final = 8192
 OUTPUT_BUFFER_SIZE: Final = 65536
 #: Where bytes.splitlines breaks besides "\n".
 _CR: Final = re.compile(b"\r")
-#: Line cache window: from about three 80-column lines up to the whole buffer.
+#: Batch window: from about three 80-column lines up to the whole buffer.
 LINE_WINDOW_MIN: Final = 256
 LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
+#: Lines taken one by one in a row before a batch is cut.
+_LINES_BEFORE_BATCH: Final = 2
+
+#: Line kinds: str without its newline (``read_line``, served as ``(line, False)``), str with
+#: it (``readline`` on base-char), bytes with it (``readline`` on the byte types).
+STR_LINE: Final = 0
+STR_LINE_NL: Final = 1
+BYTES_LINE_NL: Final = 2
+
+
+#: What ``next_line``/``next_line_tuple`` are without a batch: a C callable returning None.
+_no_line: Final[Callable[[], None]] = type(None)
 
 
 class InputBuffer:
-    """Bytes received and not yet consumed: ``buf[pos:end]``."""
+    """Bytes received and not yet consumed, and what can be taken from them."""
 
-    __slots__ = ("buf", "end", "pos", "scan", "size", "unread_mark")
+    __slots__ = (
+        "_batch",
+        "_buf",
+        "_end",
+        "_epoch",
+        "_mark",
+        "_max_line",
+        "_pos",
+        "_run",
+        "_scan",
+        "_settling",
+        "_size",
+        "_window",
+        "next_line",
+        "next_line_tuple",
+    )
 
-    def __init__(self, size: int = INPUT_BUFFER_SIZE) -> None:
+    def __init__(self, size: int = INPUT_BUFFER_SIZE, max_line: int | None = None) -> None:
         # Allocated on first use: an idle stream costs no buffer memory.
-        self.buf = bytearray()
-        self.size = size
-        self.pos = 0
-        self.end = 0
-        # Where the search for a newline resumes (nothing in buf[pos:scan] is a newline).
-        self.scan = 0
-        # pos right after an unread_char, so a second one in a row is refused (-1: none).
-        self.unread_mark = -1
+        self._buf = bytearray()
+        self._size = size
+        self._pos = 0
+        self._end = 0
+        # Bumped whenever bytes move (compaction), so a compare-and-set on pos is exact.
+        self._epoch = 0
+        # Where the newline search resumes (nothing in buf[pos:scan] is a newline).
+        self._scan = 0
+        # pos at which unread is refused (after an unread, a clear, a hand-over); -1: none.
+        self._mark = -1
+        self._max_line = max_line
+        # The batch being served: (iterator, lines, start, kind), or None.
+        self._batch: tuple[Any, list[Any], int, int] | None = None
+        self._settling = threading.Lock()
+        self._window = LINE_WINDOW_MIN
+        self._run = 0  # lines taken one by one in a row
+        #: The published batch: ``next_line()`` (kinds 1, 2) and ``next_line_tuple()``
+        #: (kind 0) return the next line of the batch; None without a batch; StopIteration
+        #: when the batch is used up.
+        self.next_line: Callable[[], Any] = _no_line
+        self.next_line_tuple: Callable[[], Any] = _no_line
+
+    # ---- state ----------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return self.end - self.pos
+        if self._batch is not None:
+            self.settle()
+        return self._end - self._pos
 
-    def split_lines(self, kind: int, window: int) -> list[Any] | None:
-        """The complete lines in about ``window`` bytes from ``pos``, not consumed; None if none.
+    @property
+    def max_line(self) -> int | None:
+        """The line-length limit (bytes, without the newline), or None."""
+        return self._max_line
 
-        ``kind``: 0, str without the newline; 1, str with it; 2, bytes with it.
-        """
-        pos = self.pos
-        buf = self.buf
-        stop = min(self.end, pos + window)
-        last = buf.rfind(10, pos, stop)
-        if last < 0:
-            last = buf.find(10, stop, self.end)
-            if last < 0:
-                return None
-        if kind == 0:
-            return buf[pos:last].decode("latin-1").split("\n")
-        if kind == 1:
-            return [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
-        # bytes.splitlines(True) keeps the newlines in C, twice as fast as adding them back,
-        # but it also breaks at "\r": use it only where there is none (a memchr-fast search).
-        data = bytes(buf[pos : last + 1])
-        if _CR.search(buf, pos, last) is None:
-            return data.splitlines(True)
-        return [line + b"\n" for line in data[:-1].split(b"\n")]
+    def settle(self) -> None:
+        """End the batch: move ``pos`` past the lines it served."""
+        with self._settling:
+            batch = self._batch
+            if batch is None:
+                return
+            # Unpublish first: from here on no thread can take a line of this batch.
+            self.next_line = self.next_line_tuple = _no_line
+            it, lines, start, kind = batch
+            left = it.__length_hint__()
+            served = len(lines) - left
+            n = sum(map(len, lines[:served])) if kind != STR_LINE else (
+                sum(map(len, lines[:served])) + served)
+            if left == 0:
+                self._window = min(self._window * 2, LINE_WINDOW_MAX)
+            else:
+                self._window = LINE_WINDOW_MIN
+                self._run = 0
+            self._pos = start + n
+            self._batch = None
+
+    # ---- filling --------------------------------------------------------------------------
 
     def writable(self, want: int = MIN_FREE) -> memoryview:
         """Make at least ``want`` bytes of room at the tail and return a view of the free tail.
 
-        The caller must drop the view before the next call (a live view pins the bytearray).
+        The caller drops the view before the next call (a live view pins the bytearray).
         """
-        buf = self.buf
-        pos, end = self.pos, self.end
-        refuse_unread = self.unread_mark == pos  # kept across the moves below
-        if pos == end and pos > 1:
-            # Empty: start again at 1, keeping the last consumed byte for unread_char.
-            buf[0] = buf[pos - 1]
-            self.pos = self.end = self.scan = pos = end = 1
+        if self._batch is not None:
+            self.settle()
+        buf = self._buf
+        pos, end = self._pos, self._end
+        if len(buf) - end >= want:
+            return memoryview(buf)[end:]
+        refuse_unread = self._mark == pos
+        start = pos - 1 if pos > 0 else 0
+        if start > 0:
+            # Compact, keeping one consumed byte for unread_char.  One run: the bytes move and
+            # pos, end and epoch change together.
+            buf[0 : end - start] = buf[start:end]
+            self._pos = pos = pos - start
+            self._end = end = end - start
+            self._epoch += 1
+            self._scan = self._scan - start if self._scan - start > pos else pos
+            self._mark = pos if refuse_unread else -1
         if len(buf) - end < want:
-            start = pos - 1 if pos > 0 else 0
-            if start > 0:
-                buf[0 : end - start] = buf[start:end]
-                self.pos = pos = pos - start
-                self.end = end = end - start
-                self.scan = max(self.scan - start, pos)
-            if len(buf) - end < want:
-                more = bytes(max(len(buf), want, self.size))
-                try:
-                    buf.extend(more)
-                except BufferError:  # a traceback still holds a view of it: use a new one
-                    self.buf = buf = buf + more
-        self.unread_mark = pos if refuse_unread else -1
+            more = bytes(max(len(buf), want, self._size))
+            try:
+                buf.extend(more)
+            except BufferError:  # a traceback still holds a view of it: use a new one
+                self._buf = buf = buf + more
         return memoryview(buf)[end:]
 
     def commit(self, n: int) -> None:
         """Account for ``n`` bytes written into the view returned by ``writable``."""
-        self.end += n
+        self._end += n
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append bytes (from a TLS engine, or handed back on detach)."""
         n = len(data)
         if n:
             self.writable(n)[:n] = data
-            self.end += n
+            self._end += n
+
+    def unread_bytes(self, data: bytes | bytearray | memoryview) -> None:
+        """Put ``data`` back in front of what is buffered (a read that failed part-way).
+
+        Nothing of it can come back through ``unread_char`` beyond its last byte.
+        """
+        if self._batch is not None:
+            self.settle()
+        n = len(data)
+        if not n:
+            return
+        pos = self._pos
+        if pos >= n:
+            self._buf[pos - n : pos] = data
+            self._pos = pos - n
+        else:
+            self._buf[pos:pos] = data
+            self._end += n
+        self._scan = self._pos
+        self._epoch += 1
+        self._mark = -1
+
+    # ---- taking bytes -----------------------------------------------------------------------
+
+    def maybe_take(self, n: int) -> bytes | None:
+        """Exactly ``n`` bytes, or None if fewer are buffered."""
+        while True:
+            if self._batch is not None:
+                self.settle()
+            pos, epoch = self._pos, self._epoch
+            stop = pos + n
+            if stop > self._end:
+                return None
+            data = bytes(self._buf[pos:stop])
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = stop
+                self._run = 0
+                return data
+
+    def maybe_take_text(self, n: int) -> str | None:
+        """``maybe_take`` as characters (Latin-1)."""
+        while True:
+            if self._batch is not None:
+                self.settle()
+            pos, epoch = self._pos, self._epoch
+            stop = pos + n
+            if stop > self._end:
+                return None
+            data = self._buf[pos:stop].decode("latin-1")
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = stop
+                self._run = 0
+                return data
 
     def take(self, n: int) -> bytes:
-        """Consume and return up to ``n`` bytes (fewer if fewer are buffered)."""
-        pos = self.pos
-        stop = min(pos + n, self.end)
-        data = bytes(self.buf[pos:stop])
-        self.pos = stop
-        return data
+        """Up to ``n`` bytes (fewer if fewer are buffered)."""
+        while True:
+            if self._batch is not None:
+                self.settle()
+            pos, epoch = self._pos, self._epoch
+            stop = min(pos + n, self._end)
+            data = bytes(self._buf[pos:stop])
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = stop
+                self._run = 0
+                return data
 
     def take_all(self) -> bytes:
-        """Consume and return everything buffered."""
-        return self.take(self.end - self.pos)
+        """Everything buffered."""
+        return self.take(self._end)
 
     def take_into(self, view: memoryview) -> int:
-        """Consume up to ``len(view)`` bytes into ``view``; return how many."""
-        pos = self.pos
-        n = min(len(view), self.end - pos)
-        if n:
-            view[:n] = self.buf[pos : pos + n]
-            self.pos = pos + n
-        return n
+        """Up to ``len(view)`` bytes into ``view``; how many."""
+        if self._batch is not None:
+            self.settle()
+        # One run without a call: the copy and the commit.
+        pos = self._pos
+        n = self._end - pos
+        if n > len(view):
+            n = len(view)
+        if n > 0:
+            view[:n] = self._buf[pos : pos + n]
+            self._pos = pos + n
+            self._run = 0
+            return n
+        return 0
 
-    def find_newline(self) -> int:
-        """Index of the next newline in the buffer, or -1 (and remember where we stopped)."""
-        start = self.scan if self.scan > self.pos else self.pos
-        i = self.buf.find(10, start, self.end)
-        if i < 0:
-            self.scan = self.end
-        return i
+    def filled_elsewhere(self, last: int) -> None:
+        """Bytes were read past this empty buffer (straight into the caller's memory).
+
+        ``last`` is the last of them: it becomes the byte ``unread_char`` may put back.
+        """
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        if pos == self._end:
+            if pos == 0:
+                if not self._buf:
+                    self._buf.append(0)
+                self._pos = self._end = self._scan = pos = 1
+                self._epoch += 1
+            self._buf[pos - 1] = last
+            self._mark = -1
+
+    # ---- characters -------------------------------------------------------------------------
+
+    def maybe_take_char(self) -> str | None:
+        """One character (Latin-1), or None if nothing is buffered."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        if pos < self._end and self._batch is None:
+            self._pos = pos + 1
+            self._run = 0
+            return CHARS[self._buf[pos]]
+        return None
+
+    def maybe_take_byte(self, table: tuple[int, ...]) -> int | None:
+        """One byte through ``table`` (unsigned or signed), or None if nothing is buffered."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        if pos < self._end and self._batch is None:
+            self._pos = pos + 1
+            self._run = 0
+            return table[self._buf[pos]]
+        return None
+
+    def peek_char(self) -> str | None:
+        """The next character, not consumed, or None if nothing is buffered."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        if pos < self._end:
+            return CHARS[self._buf[pos]]
+        return None
 
     def unread_byte(self, byte: int) -> bool:
-        """Put back the byte just consumed; False if it is not the byte at ``pos - 1``."""
-        pos = self.pos
-        if pos > 0 and self.buf[pos - 1] == byte:
-            self.pos = self.scan = pos - 1  # the byte put back may be a newline: search it again
+        """Put back the byte just consumed; False (nothing changes) if it is not that byte."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        if pos > 0 and pos != self._mark and self._buf[pos - 1] == byte:
+            # The byte put back may be a newline: the search starts again from it.
+            self._pos = self._scan = self._mark = pos - 1
             return True
         return False
 
-    def clear(self) -> int:
-        """Discard everything buffered; return how many bytes were discarded.
+    def unread_refused(self) -> bool:
+        """True right after an unread (or a clear, or a hand-over): a second is refused."""
+        return self._pos == self._mark
 
-        Nothing discarded can be unread.
+    def forbid_unread(self) -> None:
+        """Nothing consumed so far can come back through ``unread_byte``."""
+        if self._batch is not None:
+            self.settle()
+        self._mark = self._pos
+
+    def clear(self) -> int:
+        """Discard everything buffered; how many bytes.  Nothing discarded can be unread."""
+        if self._batch is not None:
+            self.settle()
+        pos, end = self._pos, self._end
+        self._pos = self._mark = end
+        return end - pos
+
+    # ---- lines --------------------------------------------------------------------------------
+
+    def maybe_take_line(self, kind: int, limit: int = -1) -> Any:
+        """One whole line in ``kind``'s form, or None if no whole line is buffered.
+
+        ``kind``: ``STR_LINE`` gives ``(line_without_newline, False)``; ``STR_LINE_NL`` a str
+        and ``BYTES_LINE_NL`` bytes, with the newline.  With ``limit >= 0`` at most that many
+        bytes are taken (``readline(size)``; a shorter piece is then a "line" too).  A line
+        longer than ``max_line`` (judged on what would be returned, without the newline, so
+        chunking never matters) raises ``LineTooLongError`` and consumes nothing.  After a
+        few lines in a row the complete lines buffered are cut into a batch (see above).
         """
-        n = self.end - self.pos
-        self.pos = self.unread_mark = self.end
-        return n
+        mll = self._max_line
+        while True:
+            if self._batch is not None:
+                self.settle()
+            pos, epoch = self._pos, self._epoch
+            end = self._end
+            buf = self._buf
+            i = buf.find(10, self._scan if self._scan > pos else pos, end)
+            if i < 0:
+                have = end - pos
+                if 0 <= limit <= have:
+                    if mll is not None and limit > mll:
+                        raise LineTooLongError(mll, limit)
+                    stop = pos + limit
+                    line: Any = bytes(buf[pos:stop])
+                else:
+                    if mll is not None and have > mll:
+                        raise LineTooLongError(mll, have)
+                    if self._pos == pos and self._epoch == epoch:
+                        self._scan = end
+                    return None
+            elif 0 <= limit < i + 1 - pos:
+                if mll is not None and limit > mll:
+                    raise LineTooLongError(mll, limit)
+                stop = pos + limit
+                line = bytes(buf[pos:stop])
+            else:
+                if mll is not None and i - pos > mll:
+                    raise LineTooLongError(mll, i - pos)
+                if limit < 0 and self._run >= _LINES_BEFORE_BATCH and self._start_batch(kind):
+                    try:
+                        got = (self.next_line_tuple if kind == STR_LINE else self.next_line)()
+                    except StopIteration:  # another reader took them all
+                        continue
+                    if got is not None:
+                        return got
+                    continue
+                stop = i + 1
+                if kind == STR_LINE:
+                    line = (buf[pos:i].decode("latin-1"), False)
+                elif kind == STR_LINE_NL:
+                    line = buf[pos:stop].decode("latin-1")
+                else:
+                    line = bytes(buf[pos:stop])
+                if self._pos == pos and self._epoch == epoch and self._batch is None:
+                    self._pos = stop
+                    self._run += 1
+                    return line
+                continue
+            # A piece cut by ``limit``: bytes, converted by the caller.
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = stop
+                self._run = 0
+                return line
+
+    def _start_batch(self, kind: int) -> bool:
+        """Cut the complete lines of a window into a batch and publish it; False if none."""
+        buf = self._buf
+        pos, epoch = self._pos, self._epoch
+        end = self._end
+        stop = min(end, pos + self._window)
+        last = buf.rfind(10, pos, stop)
+        if last < 0:
+            last = buf.find(10, stop, end)
+            if last < 0:
+                return False
+        lines: list[Any]
+        if kind == STR_LINE:
+            lines = buf[pos:last].decode("latin-1").split("\n")
+        elif kind == STR_LINE_NL:
+            lines = [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
+        else:
+            # bytes.splitlines(True) keeps the newlines in C, twice as fast as adding them
+            # back, but it also breaks at "\r": use it only where there is none.
+            data = bytes(buf[pos : last + 1])
+            if _CR.search(buf, pos, last) is None:
+                lines = data.splitlines(True)
+            else:
+                lines = [line + b"\n" for line in data[:-1].split(b"\n")]
+        mll = self._max_line
+        if mll is not None:
+            # A line over the limit ends the batch before it (one C pass to know); the
+            # one-by-one path then raises for it.
+            most = mll if kind == STR_LINE else mll + 1
+            if max(map(len, lines)) > most:
+                for j, line in enumerate(lines):
+                    if len(line) > most:
+                        del lines[j:]
+                        break
+                if not lines:
+                    return False
+        it = iter(list(zip(lines, repeat(False))) if kind == STR_LINE else lines)
+        if self._pos == pos and self._epoch == epoch and self._batch is None:
+            self._batch = (it, lines, pos, kind)
+            if kind == STR_LINE:
+                self.next_line_tuple = it.__next__
+            else:
+                self.next_line = it.__next__
+            return True
+        return False
 
 
 class OutputBuffer:

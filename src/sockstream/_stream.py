@@ -1,23 +1,29 @@
 """SocketStream: the glue between the buffers, the transport and the wait primitive.
 
 Theory of operation
-    Input: one ``InputBuffer``.  Every reading verb first looks in the buffer (the hot path:
-    a few subscripts and a slice, all in C); only when the buffer cannot answer does it call
-    ``_fill``, the one I/O loop: try the transport without blocking, and when it would block,
-    wait for the descriptor until the deadline ``read_timeout`` seconds after that attempt, then
-    try again.  Each successful extraction starts a new wait, so the timeout measures the time
-    between extractions, as LispWorks specifies; an expired wait reads as end-of-file and
-    leaves the stream exactly as usable as before.
+    Reading: one ``InputBuffer`` owns the input.  Every reading verb asks the buffer first
+    (``maybe_*``, the hot path); only when it answers None does the verb call ``_fill``, the one
+    I/O loop: try the transport without blocking, and when it would block, wait for the
+    descriptor until ``read_timeout`` seconds after that attempt, then try again.  Each
+    extraction starts a new wait, so the timeout measures the time between extractions, as
+    LispWorks specifies; an expired wait reads as end-of-file and changes nothing else.
 
-    Output: one ``OutputBuffer``; writing verbs validate and encode their whole argument first
-    (so a bad character or byte writes nothing), then append.  ``_flush_out`` sends with the same
-    try / wait / retry shape under one deadline per flush (``write_timeout``), and removes from
-    the buffer exactly what was sent, so a timeout or an interrupt leaves the rest buffered.
+    Writing: one output ``bytearray``; writing verbs validate and encode their whole argument
+    first (a bad character writes nothing), then append.  ``_flush_out`` takes the buffer whole,
+    sends it with the same try / wait / retry shape under one deadline (``write_timeout``), and
+    puts back in front what was not sent (timeout, interrupt), so nothing is sent twice.
 
-    Direction and closedness cost nothing on the hot path: an output-only or closed stream's
-    buffers are replaced by ``_Refuse`` objects whose every attribute access raises the right
-    error.  The input side and the output side share no mutable state, so one thread may read
-    while another writes (the TLS transport locks its engine internally).
+    State: each side has an explicit state (``_rstate``, ``_wstate``: open, closed, not this
+    direction, shut, broken), checked once at each public entry.  The sides share no mutable
+    state: one thread may read while another writes.
+
+Threads and interrupts (docs/reliability.md)
+    Two readers (or two writers) are serialised: the buffer's takes are atomic, and filling
+    and flushing hold the side's lock, so each operation is whole.  ``close()`` takes no lock:
+    it shuts the socket down, which wakes any thread blocked on it.  An exception raised by a
+    signal handler (KeyboardInterrupt) while the stream waits loses nothing.  One that lands
+    between a ``recv``/``send`` and the count being recorded cannot be made exact in Python:
+    the stream then marks itself broken and every later operation says so.
 """
 
 from __future__ import annotations
@@ -26,28 +32,27 @@ import array
 import io
 import socket as _socket
 import ssl
+import threading
 from collections.abc import Iterator
-from itertools import repeat
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, TypeVar, overload
 
 from . import _tls
 from ._buffer import (
-    LINE_WINDOW_MAX,
-    LINE_WINDOW_MIN,
+    BYTES_LINE_NL,
     OUTPUT_BUFFER_SIZE,
+    STR_LINE,
+    STR_LINE_NL,
     InputBuffer,
-    OutputBuffer,
 )
 from ._elements import (
-    CHARS,
     ElementType,
     check_byte,
     decode_list,
     encode_chars,
     encode_items,
 )
-from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
+from ._errors import SocketError, SocketIOError, WriteTimeoutError
 from ._options import StreamOptions
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
@@ -59,7 +64,6 @@ from ._wait import (
 )
 
 T = TypeVar("T")
-
 
 
 class StreamWatcher(Protocol):
@@ -75,10 +79,11 @@ class StreamWatcher(Protocol):
     def stream_changed(self, stream: SocketStream) -> None:
         """The stream's socket was replaced, or the stream closed."""
 
+
 _UNSIGNED: Final = tuple(range(256))
 _SIGNED: Final = tuple(range(128)) + tuple(range(-128, 0))
-#: A read into the caller's buffer of at least this much, with our buffer empty, goes straight
-#: from the socket into the caller's buffer (one copy fewer).
+#: A read into the caller's buffer of at least this much goes straight from the socket into
+#: the caller's memory once our buffer is empty (one copy fewer).
 _BYPASS: Final = 16384
 #: clear_input drains at most this much that is already available, so a flooding peer cannot
 #: keep it busy forever.
@@ -86,82 +91,12 @@ _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
 
-
-def _no_line() -> NoReturn:
-    raise StopIteration
-
-
-class _LineMode:
-    """Stands in for the input buffer while whole lines are served from a pre-split list.
-
-    The reading verbs that return lines call the list's iterator directly (one C call a line).
-    ``pos`` is not moved line by line: the first touch of the buffer by anything else -- any
-    attribute, read or written -- comes here, moves ``pos`` past the lines served, puts the real
-    buffer back in ``stream._in`` and ends the line mode; the rest of that operation goes on
-    through this object to the real buffer.
-    """
-
-    __slots__ = ("it", "kind", "lines", "real", "start", "stream", "synced")
-
-    def __init__(self, stream: SocketStream, real: InputBuffer, kind: int, lines: list[Any]):
-        setattr_ = object.__setattr__
-        setattr_(self, "stream", stream)
-        setattr_(self, "real", real)
-        setattr_(self, "kind", kind)
-        setattr_(self, "lines", lines)
-        setattr_(self, "start", real.pos)
-        # read_line serves (line, False) tuples; readline and iteration the lines themselves.
-        setattr_(self, "it", iter(list(zip(lines, repeat(False)))) if kind == 0 else iter(lines))
-        setattr_(self, "synced", False)
-
-    def sync(self) -> InputBuffer:
-        """Account for the lines served and hand the buffer back to the stream."""
-        real: InputBuffer = self.real
-        if self.synced:
-            return real
-        object.__setattr__(self, "synced", True)
-        stream = self.stream
-        lines = self.lines
-        left = self.it.__length_hint__()
-        served = len(lines) - left
-        # Kind 0 lines lack their newline: count it back in.
-        real.pos = self.start + sum(map(len, lines[:served])) + (served if self.kind == 0 else 0)
-        stream._lines_used_up = left == 0
-        stream._next_line_tuple = stream._next_line = _no_line
-        if stream._in is self:
-            stream._in = real
-        return real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.sync(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self.sync(), name, value)
-
-    def __len__(self) -> int:
-        return len(self.sync())
-
-
-class _Refuse:
-    """Stands in for a buffer that must not be used; any attribute access raises."""
-
-    __slots__ = ("_exc", "_msg")
-
-    def __init__(self, exc: type[Exception], msg: str) -> None:
-        self._exc = exc
-        self._msg = msg
-
-    def __getattr__(self, name: str) -> NoReturn:
-        raise self._exc(self._msg)
-
-    def __len__(self) -> NoReturn:
-        raise self._exc(self._msg)
-
-
-_CLOSED: Final[Any] = _Refuse(ValueError, "I/O operation on a closed stream")
-_NO_INPUT: Final[Any] = _Refuse(io.UnsupportedOperation, "stream was opened for output only")
-_NO_OUTPUT: Final[Any] = _Refuse(io.UnsupportedOperation, "stream was opened for input only")
-_OUTPUT_SHUT: Final[Any] = _Refuse(ValueError, "output was shut down with shutdown_output()")
+# A side's state (``_rstate``, ``_wstate``); anything but OPEN refuses at the public entry.
+OPEN: Final = 0
+CLOSED: Final = 1
+NOT_THIS_WAY: Final = 2  # reading an output-only stream, or writing an input-only one
+SHUT: Final = 3  # output after shutdown_output()
+BROKEN: Final = 4  # an interrupt landed where no count could be kept (see the module comment)
 
 
 def _as_socket(value: object) -> _socket.socket:
@@ -258,12 +193,10 @@ class SocketStream:
         return self
 
     def _open(self, sock: _socket.socket, options: StreamOptions) -> None:
+        # ---- lifecycle
         self._sock: _socket.socket | None = None
         direction = self._direction = options.direction
         self._element_type: ElementType = options.element_type
-        self._read_timeout = options.read_timeout
-        self._write_timeout = options.write_timeout
-        self._max_line = options.max_line_length
         self._byte_table: tuple[int, ...] | None = (
             None
             if self._element_type == "base-char"
@@ -272,23 +205,32 @@ class SocketStream:
             else _UNSIGNED
         )
         self._text = self._element_type == "base-char"
-        self._in: InputBuffer = InputBuffer() if direction != "output" else _NO_INPUT
-        self._out: OutputBuffer = OutputBuffer() if direction != "input" else _NO_OUTPUT
-        self._eof = False
-        self._timed_out = False
-        self._broken = False
-        self._poll_first = False
-        # Lines served in bulk (``_LineMode``): the iterators' ``__next__``, or _no_line.
-        self._next_line_tuple: Any = _no_line
-        self._next_line: Any = _no_line
-        self._line_window = LINE_WINDOW_MIN
-        self._lines_used_up = False
-        self._error: BaseException | None = None
+        self._line_kind = STR_LINE_NL if self._text else BYTES_LINE_NL
+        # Why the stream is broken (BROKEN), for the error every later operation raises.
+        self._why_broken = ""
+        # The peer (or the network) broke the connection: close() does not flush.
+        self._peer_broken = False
         # What watches this stream (``_watch``); a tuple, replaced whole, so that a watcher
         # added or removed by another thread never disturbs a notification under way.
         self._watchers: tuple[StreamWatcher, ...] = ()
         self._transport: Transport = NoTransport()
         self._fd = -1
+        # ---- the reading side
+        self._rstate = OPEN if direction != "output" else NOT_THIS_WAY
+        self._in = InputBuffer(max_line=options.max_line_length)
+        self._rlock = threading.Lock()  # held while filling: one filler at a time
+        self._read_timeout = options.read_timeout
+        self._eof = False
+        self._timed_out = False
+        self._poll_first = False
+        self._receiving = False  # a recv is under way whose count is not yet in the buffer
+        self._error: BaseException | None = None
+        # ---- the writing side
+        self._wstate = OPEN if direction != "input" else NOT_THIS_WAY
+        self._obuf = bytearray()
+        self._wlock = threading.Lock()  # held while flushing: one flusher at a time
+        self._write_timeout = options.write_timeout
+        self._sending = False  # a send is under way whose count is not yet recorded
         self._install(sock)
         self._closed = False
         if options.tls is not None:
@@ -297,7 +239,7 @@ class SocketStream:
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
         self._closed = True
-        self._in = self._out = _CLOSED
+        self._rstate = self._wstate = CLOSED
         self._sock = None
         self._watchers = ()
         if sock is not None:
@@ -324,6 +266,41 @@ class SocketStream:
         """Tell the watchers that the socket changed or the stream closed."""
         for watcher in self._watchers:
             watcher.stream_changed(self)
+
+    # ---- state ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("I/O operation on a closed stream")
+
+    def _refused(self, state: int, reading: bool) -> NoReturn:
+        """Raise what a side in ``state`` (not OPEN) answers."""
+        if state == CLOSED or self._closed:
+            raise ValueError("I/O operation on a closed stream")
+        if state == NOT_THIS_WAY:
+            raise io.UnsupportedOperation(
+                "stream was opened for output only" if reading
+                else "stream was opened for input only"
+            )
+        if state == SHUT:
+            raise ValueError("output was shut down with shutdown_output()")
+        raise SocketIOError(f"the stream is broken: {self._why_broken}")
+
+    def _read_refused(self) -> NoReturn:
+        self._refused(self._rstate, True)
+
+    def _write_refused(self) -> NoReturn:
+        self._refused(self._wstate, False)
+
+    def _break(self, why: str) -> None:
+        """Mark the stream broken: every later operation raises ``SocketIOError`` saying why."""
+        if not self._why_broken:
+            self._why_broken = why
+        if self._rstate == OPEN:
+            self._rstate = BROKEN
+        if self._wstate == OPEN:
+            self._wstate = BROKEN
+        self._peer_broken = True  # nothing more is sent, close() included
 
     # ---- socket management -------------------------------------------------------------
 
@@ -372,10 +349,6 @@ class SocketStream:
             old.setblocking(True)  # as the caller would expect of a socket handed back
         return old
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ValueError("I/O operation on a closed stream")
-
     # ---- properties ----------------------------------------------------------------------
 
     @property
@@ -406,7 +379,7 @@ class SocketStream:
 
     @property
     def max_line_length(self) -> int | None:
-        return self._max_line
+        return self._in.max_line
 
     @property
     def closed(self) -> bool:
@@ -464,12 +437,14 @@ class SocketStream:
             where = ""
         return f"<SocketStream fd={self._fd} {self._direction} {self._element_type}{tls}{where}>"
 
+
     # ---- the one input loop --------------------------------------------------------------
 
     def _extract(self, view: memoryview, wait: bool = True) -> int:
         """Receive into ``view``; 0 at end-of-file, at timeout, or (``wait=False``) would-block.
 
-        The only place input is taken from the transport.
+        The only place input is taken from the transport.  While a receive is under way
+        ``_receiving`` is true, until the caller has recorded the count.
         """
         if self._eof:
             return 0
@@ -488,24 +463,29 @@ class SocketStream:
                 self._timed_out = True
                 return 0
         while True:
+            self._receiving = True
             try:
                 n = transport.recv_into(view)
             except SocketError:
+                self._receiving = False
                 if self._closed:  # closed by another thread: not the peer's doing
                     return 0
-                self._broken = True
+                self._peer_broken = True
                 raise
             except OSError as exc:
+                self._receiving = False
                 if self._closed:  # closed by another thread while we waited
                     return 0
-                self._broken = True
+                self._peer_broken = True
                 raise SocketIOError(f"reading from the socket failed: {exc}") from exc
-            if n >= 0:
-                if n == 0:
-                    self._eof = True
-                elif n == len(view):
+            if n > 0:
+                if n == len(view):
                     self._poll_first = False  # data is streaming in: try before waiting
                 return n
+            self._receiving = False
+            if n == 0:
+                self._eof = True
+                return 0
             if not wait:
                 return -1
             if not waited:
@@ -533,19 +513,33 @@ class SocketStream:
         return wait_poller(poller, deadline)
 
     def _fill(self, wait: bool = True) -> int:
-        """Extract more input into the buffer; the count added (0: end-of-file or timeout)."""
-        self._timed_out = False
-        ib = self._in
-        view = ib.writable()
-        try:
-            n = self._extract(view, wait)
-        finally:
-            view.release()
-        if n > 0:
-            ib.end += n
-        if self._watchers and (n > 0 or self._eof):
-            self._input_arrived()
-        return n
+        """Extract more input into the buffer; the count added (0: end-of-file or timeout).
+
+        Holds the reading lock: one filler at a time.  An exception that lands while a receive
+        is under way (after the bytes left the socket, before they are counted) breaks the
+        stream; one raised while waiting changes nothing.
+        """
+        with self._rlock:
+            if self._rstate:
+                self._read_refused()
+            self._timed_out = False
+            ib = self._in
+            view = ib.writable()
+            try:
+                n = self._extract(view, wait)
+                if n > 0:
+                    ib.commit(n)
+                    self._receiving = False
+            except BaseException:
+                if self._receiving:
+                    self._receiving = False
+                    self._break("interrupted while receiving: input may have been lost")
+                raise
+            finally:
+                view.release()
+            if self._watchers and (n > 0 or self._eof):
+                self._input_arrived()
+            return n
 
     def _eof_result(self, eof_error: bool, eof_value: Any) -> Any:
         if eof_error:
@@ -557,23 +551,32 @@ class SocketStream:
 
     def _buffered_input(self) -> bool:
         """True, without a system call, if a read would not block now."""
+        if self._rstate:
+            self._read_refused()
         ib = self._in
-        if ib.end > ib.pos or self._eof or self._error is not None:
+        if len(ib) or self._eof or self._error is not None:
             return True
         transport = self._transport
         if not transport.has_decrypted():
             return False
         # The TLS engine holds bytes: decrypt what is whole, without the socket, and look.
-        view = ib.writable()
+        # A reader that holds the lock is taking input already: not ready for us.
+        if not self._rlock.acquire(blocking=False):
+            return False
         try:
-            n = transport.decrypt_into(view)
-        except OSError as exc:
-            self._error = exc
-            return True
+            view = ib.writable()
+            try:
+                n = transport.decrypt_into(view)
+                if n > 0:
+                    ib.commit(n)
+            except OSError as exc:
+                self._error = exc
+                return True
+            finally:
+                view.release()
         finally:
-            view.release()
+            self._rlock.release()
         if n > 0:
-            ib.end += n
             if self._watchers:
                 self._input_arrived()
             return True
@@ -599,102 +602,91 @@ class SocketStream:
 
     def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read one character; at end-of-file raise ``EOFError`` or return ``eof_value``."""
-        ib = self._in
-        pos = ib.pos
-        if pos < ib.end:
-            ib.pos = pos + 1
-            return CHARS[ib.buf[pos]]
+        char = self._in.maybe_take_char()
+        if char is not None:
+            return char
+        if self._rstate:
+            self._read_refused()
         while self._fill():
-            if ib.pos < ib.end:
-                pos = ib.pos
-                ib.pos = pos + 1
-                return CHARS[ib.buf[pos]]
+            char = self._in.maybe_take_char()
+            if char is not None:
+                return char
         return self._eof_result(eof_error, eof_value)
 
     def read_char_no_hang(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read a character if one is available now; None if none is (without waiting)."""
-        ib = self._in
-        if ib.pos >= ib.end:
+        if self._rstate:
+            self._read_refused()
+        while True:
+            char = self._in.maybe_take_char()
+            if char is not None:
+                return char
             n = self._fill(wait=False)
             if n < 0:
                 return None
             if n == 0:
                 return self._eof_result(eof_error, eof_value)
-        pos = ib.pos
-        ib.pos = pos + 1
-        return CHARS[ib.buf[pos]]
 
     def peek_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """The next character, left in the stream; at end-of-file as ``read_char``."""
-        ib = self._in
-        while ib.pos >= ib.end:
+        if self._rstate:
+            self._read_refused()
+        while True:
+            char = self._in.peek_char()
+            if char is not None:
+                return char
             if not self._fill():
                 return self._eof_result(eof_error, eof_value)
-        return CHARS[ib.buf[ib.pos]]
 
     def unread_char(self, char: str) -> None:
         """Put back ``char``, which must be the character just read."""
-        ib = self._in
+        if self._rstate:
+            self._read_refused()
         if not (isinstance(char, str) and len(char) == 1):
             raise TypeError(f"unread_char needs a single character, not {char!r}")
-        code = ord(char)
-        if ib.pos == ib.unread_mark:
+        ib = self._in
+        if ib.unread_refused():
             raise ValueError("unread_char may put back only one character; nothing was unread")
+        code = ord(char)
         if code > 255 or not ib.unread_byte(code):
             raise ValueError(f"{char!r} is not the character just read; nothing was unread")
-        ib.unread_mark = ib.pos
         if self._watchers:
             self._input_arrived()
         self._timed_out = False
 
     def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read one byte as an int of the element type (byte element types only)."""
-        ib = self._in
-        pos = ib.pos
         table = self._byte_table
         if table is None:
+            if self._rstate:
+                self._read_refused()
             raise TypeError("read_byte needs a byte element type; this stream is base-char")
-        if pos < ib.end:
-            ib.pos = pos + 1
-            return table[ib.buf[pos]]
+        byte = self._in.maybe_take_byte(table)
+        if byte is not None:
+            return byte
+        if self._rstate:
+            self._read_refused()
         while self._fill():
-            if ib.pos < ib.end:
-                pos = ib.pos
-                ib.pos = pos + 1
-                return table[ib.buf[pos]]
+            byte = self._in.maybe_take_byte(table)
+            if byte is not None:
+                return byte
         return self._eof_result(eof_error, eof_value)
 
-    def _take_line(self, keep_newline: bool, limit: int = -1) -> bytes | None:
-        """Consume one line (or up to ``limit`` bytes); None at end-of-file with nothing read."""
+    def _take_line(self, kind: int, limit: int = -1) -> Any:
+        """One line in ``kind``'s form (see ``InputBuffer.maybe_take_line``), waiting for it.
+
+        At end-of-file (or timeout) what is left is the last line, as bytes; None if nothing is.
+        """
         ib = self._in
-        mll = self._max_line
         while True:
-            i = ib.find_newline()
-            pos = ib.pos
-            # max_line_length is checked against what would be returned (without its newline),
-            # so the answer never depends on how the input was chunked.
-            if i >= 0:
-                stop = i + 1
-                if 0 <= limit < stop - pos:
-                    if mll is not None and limit > mll:
-                        raise LineTooLongError(mll, limit)
-                    return ib.take(limit)
-                if mll is not None and i - pos > mll:
-                    raise LineTooLongError(mll, i - pos)
-                line = bytes(ib.buf[pos : stop if keep_newline else i])
-                ib.pos = stop
+            line = ib.maybe_take_line(kind, limit)
+            if line is not None:
                 return line
-            have = ib.end - pos
-            if 0 <= limit <= have:
-                if mll is not None and limit > mll:
-                    raise LineTooLongError(mll, limit)
-                return ib.take(limit)
-            if mll is not None and have > mll:
-                raise LineTooLongError(mll, have)
             if not self._fill():
-                if ib.end > ib.pos:
-                    return ib.take_all()
-                return None
+                line = ib.maybe_take_line(kind, limit)  # another reader may have filled
+                if line is not None:
+                    return line
+                return ib.take(limit if limit >= 0 else len(ib)) or None
 
     def read_line(self, eof_error: bool = True, eof_value: Any = None) -> tuple[Any, bool]:
         """Read a line: ``(line_without_newline, missing_newline)``.
@@ -703,84 +695,102 @@ class SocketStream:
         end-of-file with nothing read: ``EOFError``, or ``(eof_value, True)``.
         """
         try:
-            return self._next_line_tuple()  # type: ignore[no-any-return]
-        except StopIteration:
-            pass
-        if self._max_line is None and self._start_lines(0):
-            return self._next_line_tuple()  # type: ignore[no-any-return]
-        line = self._take_line(keep_newline=True)
+            line = self._in.next_line_tuple()
+        except StopIteration:  # the batch is used up
+            line = None
         if line is None:
-            return self._eof_result(eof_error, eof_value), True
-        if line[-1:] == b"\n":
-            return line[:-1].decode("latin-1"), False
-        return line.decode("latin-1"), True
+            line = self._in.maybe_take_line(STR_LINE)
+            if line is None:
+                if self._rstate:
+                    self._read_refused()
+                line = self._take_line(STR_LINE)
+                if line is None:
+                    return self._eof_result(eof_error, eof_value), True
+                if type(line) is bytes:  # the end of the input, without a newline
+                    return line.decode("latin-1"), True
+        return line  # type: ignore[no-any-return]
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
         if size is None or size < 0:
             try:
-                return self._next_line()
-            except StopIteration:
-                return self._readline_slow(-1)
+                line = self._in.next_line()
+            except StopIteration:  # the batch is used up
+                line = None
+            if line is None:
+                line = self._in.maybe_take_line(self._line_kind)
+                if line is None:
+                    return self._readline_slow(-1)
+            return line
         return self._readline_slow(size)
 
     def _readline_slow(self, size: int) -> Any:
-        """``readline`` when no pre-split line is waiting."""
-        if size < 0 and self._max_line is None and self._start_lines(1 if self._text else 2):
-            return self._next_line()
-        data = self._take_line(keep_newline=True, limit=size) or b""
-        return data.decode("latin-1") if self._text else data
+        """``readline`` when no whole line is buffered (or with a size)."""
+        if self._rstate:
+            self._read_refused()
+        line = self._take_line(self._line_kind, size)
+        if line is None:
+            return "" if self._text else b""
+        if self._text and type(line) is bytes:
+            return line.decode("latin-1")
+        return line
 
     def __iter__(self) -> Iterator[Any]:
         return self
 
     def __next__(self) -> Any:
         try:
-            return self._next_line()
-        except StopIteration:
-            line = self._readline_slow(-1)
-        if not line:
-            raise StopIteration
+            line = self._in.next_line()
+        except StopIteration:  # the batch is used up
+            line = None
+        if line is None:
+            line = self._in.maybe_take_line(self._line_kind)
+            if line is None:
+                line = self._readline_slow(-1)
+                if not line:
+                    raise StopIteration
         return line
 
-    def _start_lines(self, kind: int) -> bool:
-        """Serve the complete lines buffered now from a pre-split list (see ``_LineMode``)."""
-        ib = self._in
-        if isinstance(ib, _LineMode):
-            ib = ib.sync()
-        window = (
-            min(self._line_window * 2, LINE_WINDOW_MAX) if self._lines_used_up else LINE_WINDOW_MIN
-        )
-        self._line_window = window
-        lines = ib.split_lines(kind, window)
-        if lines is None:
-            return False
-        mode = _LineMode(self, ib, kind, lines)
-        self._in = mode  # type: ignore[assignment]
-        if kind == 0:
-            self._next_line_tuple = mode.it.__next__
-        else:
-            self._next_line = mode.it.__next__
-        return True
-
     def _read_into(self, view: memoryview) -> int:
-        """Fill ``view`` (raw bytes) until full or end-of-file; return how many bytes."""
+        """Fill ``view`` (raw bytes) until full or end-of-file; return how many bytes.
+
+        Either the bytes are in ``view`` and counted, or (the call raised) they are back in
+        the buffer: nothing taken is lost.
+        """
         ib = self._in
-        total = ib.take_into(view)
         want = len(view)
-        direct = want >= _BYPASS
-        while total < want:
-            if direct:
-                # Our buffer is empty: receive straight into the caller's memory.
-                self._timed_out = False
-                n = self._extract(view[total:])
-            else:
-                n = self._fill()
-                if n > 0:
-                    n = ib.take_into(view[total:])
-            if n <= 0:
-                break
-            total += n
+        if want < _BYPASS:
+            while len(ib) < want and self._fill():
+                pass
+            return ib.take_into(view)
+        # Large: what is buffered, then straight from the socket into the caller's memory.
+        # The reading lock is held throughout, so no other reader fills in between.
+        with self._rlock:
+            total = ib.take_into(view)
+            try:
+                while total < want:
+                    if self._rstate:
+                        self._read_refused()
+                    self._timed_out = False
+                    try:
+                        n = self._extract(view[total:])
+                        if n > 0:
+                            total += n
+                            self._receiving = False
+                    except BaseException:
+                        if self._receiving:
+                            self._receiving = False
+                            self._break("interrupted while receiving: input may have been lost")
+                        raise
+                    if n <= 0:
+                        break
+            except BaseException:
+                ib.unread_bytes(view[:total])
+                raise
+            if total:
+                ib.filled_elsewhere(view[total - 1])
+        if self._watchers and self._eof:
+            self._input_arrived()
         return total
 
     def _read_bytes(self, size: int) -> bytes:
@@ -790,12 +800,27 @@ class SocketStream:
             while self._fill():
                 pass
             return ib.take_all()
-        if len(ib) >= size:
+        data = ib.maybe_take(size)
+        if data is not None:
+            return data
+        if size < _BYPASS:
+            while self._fill():
+                data = ib.maybe_take(size)
+                if data is not None:
+                    return data
             return ib.take(size)
         out = bytearray(size)
         n = self._read_into(memoryview(out))
         del out[n:]
         return bytes(out)
+
+    def _read_text(self, size: int) -> str:
+        """``_read_bytes`` as characters (Latin-1)."""
+        if 0 <= size < _BYPASS:
+            data = self._in.maybe_take_text(size)
+            if data is not None:
+                return data
+        return self._read_bytes(size).decode("latin-1")
 
     def read_sequence(self, seq: Any, start: int = 0, end: int | None = None) -> int:
         """Fill ``seq[start:end]`` until it is full or at end-of-file.
@@ -804,7 +829,15 @@ class SocketStream:
         writable memoryview, an ``array.array`` of bytes (``'B'``, ``'b'``) or of characters
         (``'u'``, ``'w'``), or a list (characters on base-char, integers otherwise).
         """
-        self._in.pos  # noqa: B018  (closed / direction check before looking at seq)
+        if self._rstate:
+            self._read_refused()
+        if type(seq) is bytearray and not start and end is None:
+            # The common case (framed payloads), without a memoryview when it is all here.
+            n = len(seq)
+            data = self._in.maybe_take(n)
+            if data is not None:
+                seq[:] = data
+                return n
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))
             data = self._read_bytes(end - start)
@@ -835,56 +868,72 @@ class SocketStream:
 
     def readinto(self, buffer: Any) -> int:
         """Fill ``buffer`` with raw bytes until it is full or at end-of-file; return the count."""
-        self._in.pos  # noqa: B018  (closed / direction check first)
+        if self._rstate:
+            self._read_refused()
         with memoryview(buffer) as view, view.cast("B") as raw:
             return self._read_into(raw)
 
     def read(self, size: int | None = -1) -> Any:
         """Read ``size`` elements (all until end-of-file if negative), in the natural type."""
+        if self._rstate:
+            self._read_refused()
         if size is None:
             size = -1
-        data = self._read_bytes(size)
-        return data.decode("latin-1") if self._text else data
+        if self._text:
+            return self._read_text(size)
+        return self._read_bytes(size)
 
     def read1(self, size: int = -1) -> Any:
         """What is available, waiting only for the first byte; in the natural type."""
+        if self._rstate:
+            self._read_refused()
         ib = self._in
-        if ib.pos == ib.end and size != 0:
+        if size != 0 and not len(ib):
             self._fill()
         data = ib.take(len(ib) if size is None or size < 0 else size)
         return data.decode("latin-1") if self._text else data
 
     def listen(self) -> bool:
         """True if a character is available without waiting (false at end-of-file)."""
-        ib = self._in
-        if ib.pos < ib.end:
+        if self._rstate:
+            self._read_refused()
+        if len(self._in):
             return True
         return self._fill(wait=False) > 0
 
     def clear_input(self) -> None:
         """Discard the input that is available now, without waiting."""
+        if self._rstate:
+            self._read_refused()
         ib = self._in
         dropped = ib.clear()
         while dropped < _CLEAR_INPUT_LIMIT and self._fill(wait=False) > 0:
             dropped += ib.clear()
 
     # ---- writing -----------------------------------------------------------------------
+    #
+    # Each verb encodes first (a bad argument writes nothing), then appends with no call
+    # between loading ``_obuf`` and the append: a flush in another thread swaps ``_obuf``
+    # whole, and the append lands either before the swap (and goes with that flush) or after.
 
     def write_char(self, char: str) -> None:
         """Write one 8-bit character."""
-        buf = self._out.buf
+        if self._wstate:
+            self._write_refused()
         if type(char) is not str or len(char) != 1:
             raise TypeError(f"write_char needs a single character, not {char!r}")
         code = ord(char)
         if code > 255:
             encode_chars(char)  # raises the ValueError that names it
+        buf = self._obuf
         buf.append(code)
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
     def write_string(self, string: str, start: int = 0, end: int | None = None) -> None:
         """Write ``string[start:end]``; a character above 255 writes nothing and raises."""
-        buf = self._out.buf
+        if self._wstate:
+            self._write_refused()
         if start or end is not None:
             if not isinstance(string, str):
                 raise TypeError(f"write_string needs a str, not {type(string).__name__}")
@@ -894,17 +943,20 @@ class SocketStream:
             data = string.encode("latin-1")
         except (UnicodeEncodeError, AttributeError):
             data = encode_chars(string)
+        buf = self._obuf
         buf += data
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
     def write_line(self, string: str) -> None:
         """Write ``string`` and a newline."""
-        buf = self._out.buf
+        if self._wstate:
+            self._write_refused()
         try:
             data = string.encode("latin-1")
         except (UnicodeEncodeError, AttributeError):
             data = encode_chars(string)
+        buf = self._obuf
         buf += data
         buf.append(10)
         if len(buf) >= OUTPUT_BUFFER_SIZE:
@@ -912,15 +964,18 @@ class SocketStream:
 
     def write_byte(self, byte: int) -> None:
         """Write one byte given as an int of the element type (byte element types only)."""
-        buf = self._out.buf
+        if self._wstate:
+            self._write_refused()
         if self._byte_table is None:
             raise TypeError("write_byte needs a byte element type; this stream is base-char")
-        buf.append(check_byte(byte, self._element_type))
+        code = check_byte(byte, self._element_type)
+        buf = self._obuf
+        buf.append(code)
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
     def _append(self, data: Any) -> None:
-        buf = self._out.buf
+        buf = self._obuf
         buf += data
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
@@ -931,9 +986,11 @@ class SocketStream:
         Lists and tuples hold characters or integers of the element type.  The whole slice is
         validated before anything is written.
         """
-        buf = self._out.buf
+        if self._wstate:
+            self._write_refused()
         cls = type(seq)
         if (cls is bytes or cls is bytearray) and not start and end is None:
+            buf = self._obuf
             buf += seq  # the common case, without a memoryview
             if len(buf) >= OUTPUT_BUFFER_SIZE:
                 self._flush_out()
@@ -967,15 +1024,14 @@ class SocketStream:
 
     def write(self, data: Any) -> int:
         """Write a str or bytes-like object; return the number of characters or bytes."""
+        if self._wstate:
+            self._write_refused()
         cls = type(data)
-        if cls is bytes or cls is bytearray or cls is str:
-            if cls is str:
-                self.write_string(data)
-            else:
-                buf = self._out.buf
-                buf += data
-                if len(buf) >= OUTPUT_BUFFER_SIZE:
-                    self._flush_out()
+        if cls is bytes or cls is bytearray:
+            buf = self._obuf
+            buf += data
+            if len(buf) >= OUTPUT_BUFFER_SIZE:
+                self._flush_out()
             return len(data)
         if isinstance(data, str):
             self.write_string(data)
@@ -985,49 +1041,73 @@ class SocketStream:
             return len(raw)
 
     def _flush_out(self) -> None:
-        """Send the output buffer, all of it, within ``write_timeout``."""
-        ob = self._out
-        buf = ob.buf
+        """Send the output buffer, all of it, within ``write_timeout``.
+
+        Holds the writing lock: one flusher at a time.  The buffer is taken whole (writers go on
+        appending to a fresh one); what is not sent when this raises goes back in front.  An
+        exception that lands while a send is under way (its count unknown) breaks the stream.
+        """
+        with self._wlock:
+            if self._wstate:
+                self._write_refused()
+            self._flush_out_locked()
+
+    def _flush_out_locked(self) -> None:
+        data = self._obuf
+        if data:
+            self._obuf = bytearray()
         transport = self._transport
         sent = 0
         try:
-            if buf:
-                total = len(buf)
+            if data:
+                total = len(data)
                 if total <= _SEND_AT_ONCE:
                     # Small output (the usual case): one send from the bytearray itself.
-                    n = transport.send(buf)  # type: ignore[arg-type]
+                    self._sending = True
+                    n = transport.send(data)  # type: ignore[arg-type]
                     if n > 0:
                         sent = n
+                    self._sending = False
                 deadline: float | None = None
                 waited = False
-                with memoryview(buf) as view:
-                    while sent < total:
-                        n = transport.send(view[sent:])
-                        if n >= 0:
-                            sent += n
-                            continue
-                        if not waited:
-                            deadline = deadline_after(self._write_timeout)
-                            waited = True
-                        if not self._wait_writing(n, deadline):
-                            self._write_timed_out(sent, total - sent)
+                if sent < total:
+                    with memoryview(data) as view:
+                        while sent < total:
+                            self._sending = True
+                            n = transport.send(view[sent:])
+                            if n >= 0:
+                                sent += n
+                                self._sending = False
+                                continue
+                            self._sending = False
+                            if not waited:
+                                deadline = deadline_after(self._write_timeout)
+                                waited = True
+                            if not self._wait_writing(n, deadline):
+                                raise WriteTimeoutError(
+                                    self._write_timeout or 0.0, sent, total - sent
+                                )
+            self._sending = True
             while (n := transport.flush()) < 0:  # TLS records produced but not yet sent
+                self._sending = False
                 if not self._wait_writing(n, deadline_after(self._write_timeout)):
-                    self._write_timed_out(sent, len(buf) - sent)
-        except SocketError:
-            raise
-        except OSError as exc:
-            self._broken = True
+                    raise WriteTimeoutError(self._write_timeout or 0.0, sent, len(data) - sent)
+                self._sending = True
+            self._sending = False
+        except BaseException as exc:
+            if self._sending:
+                self._sending = False
+                if not isinstance(exc, OSError):
+                    self._break("interrupted while sending: output may have been lost")
+            if sent < len(data):
+                # Back in front of whatever was written meanwhile (one run, no call).
+                self._obuf[0:0] = data[sent:]
+            if isinstance(exc, SocketError) or not isinstance(exc, OSError):
+                raise
+            if self._closed:  # closed by another thread while we waited
+                raise ValueError("I/O operation on a closed stream") from exc
+            self._peer_broken = True
             raise SocketIOError(f"writing to the socket failed: {exc}") from exc
-        finally:
-            if sent:
-                try:
-                    del buf[:sent]
-                except BufferError:  # a traceback still holds a view of it: use a new one
-                    ob.buf = buf[sent:]
-
-    def _write_timed_out(self, sent: int, pending: int) -> NoReturn:
-        raise WriteTimeoutError(self._write_timeout or 0.0, sent, pending)
 
     def force_output(self) -> None:
         """Send buffered output now."""
@@ -1041,7 +1121,9 @@ class SocketStream:
 
     def clear_output(self) -> None:
         """Drop output that has not been sent."""
-        del self._out.buf[:]
+        if self._wstate:
+            self._write_refused()
+        self._obuf = bytearray()
 
     def shutdown_output(self) -> None:
         """Flush, then half-close: the peer reads end-of-file; this side can still read."""
@@ -1049,7 +1131,7 @@ class SocketStream:
         if self._direction != "input":
             self._flush_out()
             _tls.send_close_notify(self)
-            self._out = _OUTPUT_SHUT
+            self._wstate = SHUT
         if self._sock is not None:
             try:
                 self._sock.shutdown(_socket.SHUT_WR)
@@ -1059,26 +1141,35 @@ class SocketStream:
     # ---- closing -----------------------------------------------------------------------
 
     def close(self, abort: bool = False) -> None:
-        """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent."""
+        """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent.
+
+        Works from any thread: a thread blocked reading or writing this stream is woken and
+        sees it closed.  If another thread is flushing right now, nothing more is flushed.
+        """
         if self._closed:
             return
         error: BaseException | None = None
         try:
-            if not abort and not self._broken:
-                if isinstance(self._out, OutputBuffer):
-                    try:
-                        self._flush_out()
-                    except OSError as exc:
-                        error = exc
-                if error is None:
-                    try:
-                        _tls.send_close_notify(self)
-                    except OSError:
-                        pass  # the peer is gone; closing is what the caller wants
+            # Flush only if no other thread is writing: its wait must not be shared.
+            if not abort and not self._peer_broken and self._wlock.acquire(blocking=False):
+                try:
+                    if self._wstate == OPEN:
+                        try:
+                            self._flush_out_locked()
+                        except OSError as exc:
+                            error = exc
+                    if error is None:
+                        try:
+                            _tls.send_close_notify(self)
+                        except OSError:
+                            pass  # the peer is gone; closing is what the caller wants
+                finally:
+                    self._wlock.release()
         finally:
             self._closed = True
-            self._in = self._out = _CLOSED
-            self._next_line_tuple = self._next_line = _no_line
+            self._rstate = self._wstate = CLOSED
+            self._in.clear()
+            self._obuf = bytearray()
             sock, self._sock = self._sock, None
             if self._watchers:
                 self._socket_changed()
@@ -1106,4 +1197,4 @@ class SocketStream:
         self.close()
 
 
-__all__ = ["SocketStream"]
+__all__ = ["SocketStream", "StreamWatcher"]

@@ -407,7 +407,7 @@ def start_tls(stream: SocketStream, tls: TLSOptions) -> None:
         if stream._direction != "output":
             ib = stream._in
             incoming.write(ib.take_all())
-            ib.unread_mark = ib.pos  # a character read before TLS cannot come back after it
+            ib.forbid_unread()  # a character read before TLS cannot come back after it
         transport = TLSTransport(stream._sock, sslobj, incoming, outgoing)
         stream._transport = transport
         try:
