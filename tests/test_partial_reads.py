@@ -51,7 +51,9 @@ def _readinto(s: SocketStream, buf: bytearray) -> bytearray:
 
 @pytest.mark.parametrize("how", list(READS))
 @pytest.mark.parametrize("size", [100, 20000], ids=["small", "large"])
-def test_reset_after_partial_fill_keeps_the_bytes(pair: Pair, how: str, size: int) -> None:
+def test_reset_after_partial_fill_keeps_the_bytes(
+    pair: Pair, how: str, size: int  # noqa: F811 (the fixture)
+) -> None:
     s = pair.ours
     pair.send(PARTIAL)
     helper = when_blocked(main_native_id(), pair.reset_peer)
@@ -65,8 +67,8 @@ def test_reset_after_partial_fill_keeps_the_bytes(pair: Pair, how: str, size: in
 @pytest.mark.parametrize("how", list(READS))
 @pytest.mark.parametrize("size", [100, 20000], ids=["small", "large"])
 def test_keyboard_interrupt_after_partial_fill_keeps_the_bytes(
-    pair: Pair,
-    sigusr1: Callable[[Callable[[int, Any], None]], None],
+    pair: Pair,  # noqa: F811 (the fixture)
+    sigusr1: Callable[[Callable[[int, Any], None]], None],  # noqa: F811 (the fixture)
     how: str,
     size: int,
 ) -> None:

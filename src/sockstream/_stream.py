@@ -301,6 +301,7 @@ class SocketStream:
         if self._wstate == OPEN:
             self._wstate = BROKEN
         self._peer_broken = True  # nothing more is sent, close() included
+        self._in.clear()  # the reading verbs' fast path finds nothing, and asks the state
 
     # ---- socket management -------------------------------------------------------------
 
@@ -785,7 +786,8 @@ class SocketStream:
                     if n <= 0:
                         break
             except BaseException:
-                ib.unread_bytes(view[:total])
+                if self._rstate != BROKEN:
+                    ib.unread_bytes(view[:total])
                 raise
             if total:
                 ib.filled_elsewhere(view[total - 1])
@@ -1166,22 +1168,27 @@ class SocketStream:
                 finally:
                     self._wlock.release()
         finally:
+            # No call before the socket is taken, and its close in a finally of its own: an
+            # interrupt landing here cannot leave the descriptor open.
             self._closed = True
             self._rstate = self._wstate = CLOSED
-            self._in.clear()
-            self._obuf = bytearray()
             sock, self._sock = self._sock, None
-            if self._watchers:
-                self._socket_changed()
-                self._watchers = ()
-            self._transport = NoTransport()
-            if sock is not None:
-                try:
-                    # Wakes any thread blocked in poll() on this socket before the fd goes.
-                    sock.shutdown(_socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
+            try:
+                if sock is not None:
+                    try:
+                        # Wakes any thread blocked in poll() on this socket before the fd goes.
+                        sock.shutdown(_socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+            finally:
+                if sock is not None:
+                    sock.close()
+                self._transport = NoTransport()
+                self._in.clear()
+                self._obuf = bytearray()
+                if self._watchers:
+                    self._socket_changed()
+                    self._watchers = ()
         if error is not None:
             raise error
 
