@@ -52,6 +52,7 @@ from ._elements import (
 from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
+    WANT_MORE,
     WANT_READ,
     check_timeout,
     deadline_after,
@@ -281,6 +282,7 @@ class SocketStream:
         """Make ``sock`` the stream's socket, with a plain transport."""
         global socket_generation
         socket_generation += 1
+        self._transport.close()
         self._sock = sock
         if sock is None:
             self._transport = NoTransport()
@@ -458,10 +460,13 @@ class SocketStream:
                 return n
             if not wait:
                 return -1
-            if not waited:
+            if not waited or n == WANT_MORE:
+                # A new wait; also after raw bytes taken from the socket without a whole TLS
+                # record: every byte taken restarts the clock.
                 deadline = deadline_after(self._read_timeout)
                 waited = True
                 self._poll_first = True
+                n = WANT_READ
             if not self._wait_reading(n, deadline):
                 self._timed_out = True
                 return 0
@@ -1040,6 +1045,7 @@ class SocketStream:
             for watcher in watchers:
                 watcher.stream_closed()
             sock, self._sock = self._sock, None
+            self._transport.close()
             self._transport = NoTransport()
             if sock is not None:
                 try:
