@@ -29,6 +29,7 @@ from ._stream import SocketStream as SocketStream
 from ._tls import attach_ssl as attach_ssl
 from ._tls import detach_ssl as detach_ssl
 from ._tls import make_ssl_ctx as make_ssl_ctx
+from ._waiter import StreamWaiter as StreamWaiter
 
 __version__ = "0.1.0"
 
@@ -45,6 +46,7 @@ __all__ = [
     "SocketError",
     "SocketIOError",
     "SocketStream",
+    "StreamWaiter",
     "WriteTimeoutError",
     "attach_ssl",
     "detach_ssl",

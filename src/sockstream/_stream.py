@@ -29,7 +29,7 @@ import ssl
 from collections.abc import Iterator
 from itertools import repeat
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar, overload
+from typing import Any, Final, NoReturn, Protocol, TypeVar, overload
 
 from . import _tls
 from ._buffer import (
@@ -61,10 +61,6 @@ from ._wait import (
 
 T = TypeVar("T")
 
-#: Bumped whenever any stream gets a new socket or is closed, so that a cached wait on many
-#: streams can tell in O(1) that none of its streams changed (see ``_multiwait``).
-socket_generation = 0
-
 _UNSIGNED: Final = tuple(range(256))
 _SIGNED: Final = tuple(range(128)) + tuple(range(-128, 0))
 #: A read into the caller's buffer of at least this much, with our buffer empty, goes straight
@@ -75,6 +71,16 @@ _BYPASS: Final = 16384
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
+
+
+class StreamWatcher(Protocol):
+    """What a stream tells those who watch it (``_watch``); called synchronously, never raises."""
+
+    def stream_input(self, stream: SocketStream) -> None:
+        """Input may now be in the stream's memory (its buffer or its TLS engine)."""
+
+    def stream_changed(self, stream: SocketStream) -> None:
+        """The stream's socket was replaced, or the stream was closed."""
 
 
 def _no_line() -> NoReturn:
@@ -251,8 +257,8 @@ class SocketStream:
             self._line_window = LINE_WINDOW_MIN
             self._lines_used_up = False
             self._error: BaseException | None = None
-            # The cached waits (``_multiwait``) that watch this stream for input.
-            self._watchers: tuple[Any, ...] = ()
+            # Who watches this stream for input (``StreamWatcher``: waiters, ``_multiwait``).
+            self._watchers: tuple[StreamWatcher, ...] = ()
             self._transport: Transport = NoTransport()
             self._fd = -1
             self._install(sock)
@@ -279,8 +285,6 @@ class SocketStream:
 
     def _install(self, sock: _socket.socket | None) -> None:
         """Make ``sock`` the stream's socket, with a plain transport."""
-        global socket_generation
-        socket_generation += 1
         self._sock = sock
         if sock is None:
             self._transport = NoTransport()
@@ -294,6 +298,18 @@ class SocketStream:
         # writing side (a poll object must not be used by two threads at once); made on use.
         self._rpollers: dict[int, Any] = {}
         self._wpollers: dict[int, Any] = {}
+        for watcher in self._watchers:
+            watcher.stream_changed(self)
+
+    def _watch(self, watcher: StreamWatcher) -> None:
+        """Subscribe ``watcher`` to this stream's input and socket changes (idempotent)."""
+        if watcher not in self._watchers:
+            self._watchers += (watcher,)
+
+    def _unwatch(self, watcher: StreamWatcher) -> None:
+        """Unsubscribe ``watcher``; one that is not subscribed is fine."""
+        if watcher in self._watchers:
+            self._watchers = tuple(w for w in self._watchers if w is not watcher)
 
     @property
     def socket(self) -> _socket.socket | None:
@@ -498,9 +514,9 @@ class SocketStream:
         return n
 
     def _input_arrived(self) -> None:
-        """Tell the cached waits watching this stream that it may hold input now."""
+        """Tell the watchers of this stream that it may hold input now."""
         for watcher in self._watchers:
-            watcher.dirty.add(self)
+            watcher.stream_input(self)
 
     def _eof_result(self, eof_error: bool, eof_value: Any) -> Any:
         if eof_error:
@@ -1015,7 +1031,6 @@ class SocketStream:
 
     def close(self, abort: bool = False) -> None:
         """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent."""
-        global socket_generation
         if self._closed:
             return
         error: BaseException | None = None
@@ -1035,10 +1050,10 @@ class SocketStream:
             self._closed = True
             self._in = self._out = _CLOSED
             self._next_line_tuple = self._next_line = _no_line
-            socket_generation += 1
+            # Watchers hear of it while the socket is still open (they may unregister it).
             watchers, self._watchers = self._watchers, ()
             for watcher in watchers:
-                watcher.stream_closed()
+                watcher.stream_changed(self)
             sock, self._sock = self._sock, None
             self._transport = NoTransport()
             if sock is not None:
