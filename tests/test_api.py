@@ -38,6 +38,7 @@ API_NAMES = {
     "serve",
     "wait_for_input_streams",
     "wait_for_input_streams_returning_first",
+    "StreamWaiter",
     # Errors
     "SocketError",
     "SocketCreateError",
