@@ -46,7 +46,9 @@ from ._errors import (
     SSLHandshakeTimeout,
     SSLTruncatedError,
 )
-from ._wait import WANT_READ, WANT_WRITE, check_timeout, deadline_after, wait_fd
+from ._options import TLSOptions
+from ._options import check_ssl_side as _check_side
+from ._wait import WANT_READ, WANT_WRITE, deadline_after, wait_fd
 
 if TYPE_CHECKING:
     from ._stream import SocketStream
@@ -58,7 +60,6 @@ RAW_CHUNK: Final = 65536
 #: Plaintext handed to the engine at a time, so the outgoing BIO stays small.
 WRITE_CHUNK: Final = 65536
 
-_SIDES: Final = ("client", "server", "both")
 _MIN_VERSION: Final = {
     "default": ssl.TLSVersion.TLSv1_2,
     "v23": ssl.TLSVersion.TLSv1_2,
@@ -66,12 +67,6 @@ _MIN_VERSION: Final = {
     "tls-v1-3": ssl.TLSVersion.TLSv1_3,
 }
 _INSECURE: Final = ("v2", "v3", "tls-v1", "tls-v1-1")
-
-
-def _check_side(ssl_side: object) -> str:
-    if isinstance(ssl_side, str) and ssl_side.lstrip(":").lower() in _SIDES:
-        return ssl_side.lstrip(":").lower()
-    raise ValueError(f"ssl_side must be 'client', 'server' or 'both', not {ssl_side!r}")
 
 
 def _keyword(ssl_ctx: object) -> str:
@@ -360,21 +355,33 @@ def attach_ssl(
         raise ValueError("TLS is already on for this stream")
     if stream._sock is None:
         raise ValueError("the stream has no socket to start TLS on")
-    side = _check_side(ssl_side)
-    timeout = check_timeout(handshake_timeout, "handshake_timeout")
-    if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
-        raise TypeError(f"tlsext_host_name must be a str or None, not {tlsext_host_name!r}")
+    start_tls(
+        stream,
+        TLSOptions.make(
+            ssl_ctx=ssl_ctx,
+            ssl_side=ssl_side,
+            ctx_configure_callback=ctx_configure_callback,
+            ssl_configure_callback=ssl_configure_callback,
+            handshake_timeout=handshake_timeout,
+            tlsext_host_name=tlsext_host_name,
+        ),
+    )
+
+
+def start_tls(stream: SocketStream, tls: TLSOptions) -> None:
+    """``attach_ssl`` with checked options, on an open plain stream with a socket."""
+    assert stream._sock is not None
+    side = tls.ssl_side
+    timeout = tls.handshake_timeout
+    tlsext_host_name = tls.tlsext_host_name
+    ctx_configure_callback = tls.ctx_configure_callback
+    ssl_configure_callback = tls.ssl_configure_callback
     made = False
-    if isinstance(ssl_ctx, ssl.SSLContext):
-        ctx = ssl_ctx
-    elif ssl_ctx is True or isinstance(ssl_ctx, str):
-        ctx = make_ssl_ctx(ssl_ctx, side)
-        made = True
+    if isinstance(tls.ssl_ctx, ssl.SSLContext):
+        ctx = tls.ssl_ctx
     else:
-        raise TypeError(
-            "ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, "
-            f"not {ssl_ctx!r}"
-        )
+        ctx = make_ssl_ctx(tls.ssl_ctx, side)
+        made = True
     # Bad arguments above change nothing; from here on a failure leaves the connection in an
     # unknown state, so the stream is closed.
     try:

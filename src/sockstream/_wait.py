@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import select
 import time
+from numbers import Real
 from typing import Any, Final
 
 monotonic = time.monotonic
@@ -76,13 +77,23 @@ def wait_poller(poller: Any, deadline: float | None) -> bool:
             return False
 
 
-def check_timeout(value: object, name: str) -> float | None:
-    """Validate a timeout: ``None`` or a positive, finite real number of seconds."""
+def check_timeout(value: object, name: str, *, poll: bool = False) -> float | None:
+    """Validate a timeout: ``None`` or a positive, finite real number of seconds.
+
+    The one timeout check of the package.  With ``poll`` (the timeout of a wait, not of a
+    stream) ``0`` is allowed (poll without waiting) and infinity means ``None`` (no limit).
+    Bools and NaN are refused.
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be None or a positive number of seconds, not {value!r}")
+    what = "a non-negative" if poll else "a positive"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be None or {what} number of seconds, not {value!r}")
     seconds = float(value)
+    if poll:
+        if not seconds >= 0:  # also catches NaN
+            raise ValueError(f"{name} must be None or {what} number of seconds, not {value!r}")
+        return None if math.isinf(seconds) else seconds
     if not seconds > 0 or math.isinf(seconds):
-        raise ValueError(f"{name} must be None or a positive number of seconds, not {value!r}")
+        raise ValueError(f"{name} must be None or {what} number of seconds, not {value!r}")
     return seconds

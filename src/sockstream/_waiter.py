@@ -50,11 +50,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from numbers import Real
 from types import TracebackType
 from typing import Any, Final
 
 from ._stream import SocketStream
+from ._wait import check_timeout as _check_timeout
 
 monotonic = time.monotonic
 
@@ -73,19 +73,8 @@ probe_lock: Final = threading.Lock()
 
 
 def check_timeout(timeout: object) -> float | None:
-    """``None`` or a non-negative real number of seconds (infinity means no timeout)."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, Real):
-        raise TypeError(
-            f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
-        )
-    seconds = float(timeout)
-    if not seconds >= 0:  # also catches NaN
-        raise ValueError(
-            f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
-        )
-    return None if math.isinf(seconds) else seconds
+    """A wait's timeout: ``None`` or a non-negative real number (infinity means ``None``)."""
+    return _check_timeout(timeout, "timeout", poll=True)
 
 
 def check_stream(stream: object, what: str) -> SocketStream:
