@@ -9,7 +9,8 @@ FD_SETSIZE = 1024).  No peer process: there is no data to move.
 sockstream `StreamWaiter.wait` (issue 16) on the same streams, and the cost of registering N
 streams (`StreamWaiter.add` against `EpollSelector.register`).
 Goals: the cost grows with the ready streams, not with N; at N = 5000 StreamWaiter.wait >= 1.5x
-and warm wait_for_input_streams >= 0.5x persistent epoll; registration <= 5 µs per stream.  The scaling row compares the cost at the largest N with that at N = 10.
+and warm wait_for_input_streams >= 0.5x persistent epoll; registration <= 5 µs per stream.
+The scaling rows compare the cost at the largest N with that at N = 10.
 """
 
 from __future__ import annotations

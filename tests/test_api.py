@@ -39,6 +39,7 @@ API_NAMES = {
     "wait_for_input_streams",
     "wait_for_input_streams_returning_first",
     "StreamWaiter",
+    "open_unix_stream",
     # Errors
     "SocketError",
     "SocketCreateError",

@@ -112,7 +112,7 @@ def test_bad_additions_change_nothing(pairs: Any, tcp_pair: Any) -> None:
             with pytest.raises(io.UnsupportedOperation, match="output only"):
                 w.add(out)
             with pytest.raises(TypeError, match="SocketStream"):
-                w.add(a)  # type: ignore[arg-type]
+                w.add(a)
             assert list(w) == [streams[0]]
         with pytest.raises(TypeError, match="iterable"):
             StreamWaiter(streams[0])
@@ -168,6 +168,7 @@ def test_timeout(pairs: Any) -> None:
         assert time.monotonic() - start >= SHORT
         assert w.wait(0) == []
         assert w.wait(0.0) == []
+        bad: Any
         for bad, error in [(-1, ValueError), (math.nan, ValueError), ("1", TypeError),
                            (True, TypeError)]:
             with pytest.raises(error, match="timeout"):
@@ -272,7 +273,11 @@ def test_stream_without_socket_is_ready_and_replaced_socket_is_followed(pairs: A
 def test_input_arriving_while_blocked_wakes_the_wait(pairs: Any, peer: Any) -> None:
     streams, peers = pairs(100)
     with StreamWaiter(streams) as w:
-        peer(lambda: (until_blocked(w), peers[77].sendall(b"x")))
+        def send() -> None:
+            until_blocked(w)
+            peers[77].sendall(b"x")
+
+        peer(send)
         assert w.wait(LONG) == [streams[77]]
 
 

@@ -6,6 +6,7 @@ and waiting on many streams at once.
 """
 
 from ._connect import open_tcp_stream as open_tcp_stream
+from ._connect import open_unix_stream as open_unix_stream
 from ._elements import BASE_CHAR as BASE_CHAR
 from ._elements import SIGNED_BYTE_8 as SIGNED_BYTE_8
 from ._elements import UNSIGNED_BYTE_8 as UNSIGNED_BYTE_8
@@ -52,6 +53,7 @@ __all__ = [
     "detach_ssl",
     "make_ssl_ctx",
     "open_tcp_stream",
+    "open_unix_stream",
     "serve",
     "server_terminate",
     "start_up_server",
