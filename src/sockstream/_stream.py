@@ -52,6 +52,7 @@ from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutE
 from ._options import StreamOptions
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
+    WANT_MORE,
     WANT_READ,
     check_timeout,
     deadline_after,
@@ -330,6 +331,7 @@ class SocketStream:
 
     def _install(self, sock: _socket.socket | None) -> None:
         """Make ``sock`` the stream's socket, with a plain transport."""
+        self._transport.close()
         self._sock = sock
         if sock is None:
             self._transport = NoTransport()
@@ -513,10 +515,13 @@ class SocketStream:
                 return n
             if not wait:
                 return -1
-            if not waited:
+            if not waited or n == WANT_MORE:
+                # A new wait; also after raw bytes taken from the socket without a whole TLS
+                # record: every byte taken restarts the clock.
                 deadline = deadline_after(self._read_timeout)
                 waited = True
                 self._poll_first = True
+                n = WANT_READ
             if not self._wait_reading(n, deadline):
                 self._timed_out = True
                 return 0
@@ -1088,6 +1093,7 @@ class SocketStream:
             if self._watchers:
                 self._socket_changed()
                 self._watchers = ()
+            self._transport.close()
             self._transport = NoTransport()
             if sock is not None:
                 try:
