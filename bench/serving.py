@@ -271,6 +271,7 @@ class _Server(socketserver.ThreadingTCPServer):
 def echo_run(kind: str, clients: int, seconds: float) -> float:
     import sockstream
 
+    stop: Any
     if kind == "sockstream":
         server = sockstream.serve(_echo, address="127.0.0.1", max_connections=clients + 16,
                                   backlog=256)
@@ -282,9 +283,11 @@ def echo_run(kind: str, clients: int, seconds: float) -> float:
         t = threading.Thread(target=ss.serve_forever, daemon=True)
         t.start()
 
-        def stop() -> None:
+        def stop_socketserver() -> None:
             ss.shutdown()
             ss.server_close()
+
+        stop = stop_socketserver
     try:
         client = _Client("echo", "127.0.0.1", str(port), str(clients), str(seconds))
         try:
@@ -344,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         out["idle"] = {}
         for n in (int(x) for x in args.n.split(",")):
             runs = [idle_run(n) for _ in range(args.repeat)]
-            row = {k: _summary([r[k] for r in runs]) for k in runs[0]
-                   if isinstance(runs[0][k], float)}
+            row: dict[str, Any] = {k: _summary([r[k] for r in runs]) for k in runs[0]
+                                   if isinstance(runs[0][k], float)}
             row["back_to_baseline"] = all(r["back_to_baseline"] for r in runs)
             row["runs"] = runs
             out["idle"][n] = row
@@ -388,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _plot(out: dict[str, Any], path: str) -> None:
     try:
-        import matplotlib
+        import matplotlib  # type: ignore[import-not-found]
 
         matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
     except ImportError:
         print("--plot: matplotlib is not installed (pip install matplotlib); no plot",
               file=sys.stderr)
