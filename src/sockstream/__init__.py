@@ -6,6 +6,7 @@ and waiting on many streams at once.
 """
 
 from ._connect import open_tcp_stream as open_tcp_stream
+from ._connect import open_unix_stream as open_unix_stream
 from ._contexts import make_ssl_ctx as make_ssl_ctx
 from ._elements import BASE_CHAR as BASE_CHAR
 from ._elements import SIGNED_BYTE_8 as SIGNED_BYTE_8
@@ -30,6 +31,7 @@ from ._server import start_up_server as start_up_server
 from ._stream import SocketStream as SocketStream
 from ._stream import attach_ssl as attach_ssl
 from ._stream import detach_ssl as detach_ssl
+from ._waiter import StreamWaiter as StreamWaiter
 
 __version__ = "0.1.0"
 
@@ -47,11 +49,13 @@ __all__ = [
     "SocketError",
     "SocketIOError",
     "SocketStream",
+    "StreamWaiter",
     "WriteTimeoutError",
     "attach_ssl",
     "detach_ssl",
     "make_ssl_ctx",
     "open_tcp_stream",
+    "open_unix_stream",
     "serve",
     "server_terminate",
     "start_up_server",
