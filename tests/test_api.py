@@ -38,12 +38,15 @@ API_NAMES = {
     "serve",
     "wait_for_input_streams",
     "wait_for_input_streams_returning_first",
+    "StreamWaiter",
+    "open_unix_stream",
     # Errors
     "SocketError",
     "SocketCreateError",
     "SocketIOError",
     "WriteTimeoutError",
     "SSLFailure",
+    "SSLVerificationError",
     "LineTooLongError",
 }
 
@@ -65,11 +68,12 @@ STREAM_METHODS = {
 STREAM_PROPERTIES = {
     "read_timeout", "write_timeout", "element_type", "direction", "closed", "timed_out",
     "ssl_object", "local_address", "peer_address", "socket",
+    "alpn_protocol", "ssl_session", "session_reused",
 }  # fmt: skip
 STREAM_PARAMETERS = [
     "socket", "direction", "element_type", "read_timeout", "write_timeout", "ssl_ctx",
     "ssl_side", "ctx_configure_callback", "ssl_configure_callback", "handshake_timeout",
-    "tlsext_host_name", "max_line_length",
+    "tlsext_host_name", "max_line_length", "alpn_protocols", "ssl_session",
 ]  # fmt: skip
 
 

@@ -24,6 +24,8 @@ monotonic = time.monotonic
 #: Events to wait for, by what a non-blocking operation asked for.
 WANT_READ: Final = -1
 WANT_WRITE: Final = -2
+#: WANT_READ after some bytes were taken (a partial TLS record): a new wait, a new deadline.
+WANT_MORE: Final = -4
 
 _MAX_POLL_MS: Final = 2**31 - 1
 
@@ -38,16 +40,18 @@ def deadline_after(seconds: float | None) -> float | None:
     return None if seconds is None else monotonic() + seconds
 
 
-def make_poller(fd: int, want: int) -> Any:
+def make_poller(fd: int, want: int, wakeup: int = -1) -> Any:
     """A poll object watching ``fd`` for ``want`` (WANT_READ/WANT_WRITE); None for no socket.
 
-    A poll object must not be used by two threads at once, so each side of a stream keeps
-    its own.
+    ``wakeup``: a descriptor another thread makes readable to end the wait early.  A poll
+    object must not be used by two threads at once, so each side of a stream keeps its own.
     """
     if fd < 0:
         return None
     poller = select.poll()
     poller.register(fd, _EVENTS[want])
+    if wakeup >= 0:
+        poller.register(wakeup, select.POLLIN)
     return poller
 
 

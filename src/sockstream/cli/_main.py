@@ -118,6 +118,12 @@ def _connect_port(text: str) -> int | str:
     )
 
 
+def _workers(text: str) -> int:
+    if text.isdigit() and 1 <= int(text) <= 1024:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be a number of processes from 1 to 1024, not {text!r}")
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -163,6 +169,14 @@ def _writable_path(text: str) -> str:
     if os.path.isdir(text):
         raise argparse.ArgumentTypeError(f"is a directory: {text!r}")
     return text
+
+
+def _alpn_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or any(len(name.encode()) > 255 for name in names):
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of protocol names: {text!r}")
+    return names
 
 
 def _step_list(text: str) -> list[int]:
@@ -248,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("host", metavar="HOST", help="host name or address")
     connect.add_argument("port", metavar="PORT", type=_connect_port,
                          help="port number or service name (e.g. https)")
-    tls = connect.add_argument_group("TLS (--sni, --cafile and --insecure imply --tls)")
+    tls = connect.add_argument_group(
+        "TLS (--sni, --cafile, --insecure, --alpn and --keylog imply --tls)")
     tls.add_argument("--tls", action="store_true", help="TLS, verifying the server's certificate")
     tls.add_argument("--sni", metavar="NAME",
                      help="server name to send and to verify (default: HOST)")
@@ -256,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trust the CA certificates in this PEM file instead of the system's")
     tls.add_argument("--insecure", action="store_true",
                      help="do not verify the certificate (prints a warning)")
+    tls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
+                     help="offer these ALPN protocols, e.g. h2,http/1.1 (-v shows the one agreed)")
+    tls.add_argument("--keylog", metavar="FILE", type=_writable_path,
+                     help="append the TLS secrets to FILE, for Wireshark (default: "
+                     "$SSLKEYLOGFILE when set)")
     connect.add_argument("--element-type", type=_element_type, default="base-char",
                          metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
     connect.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
@@ -277,9 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n"
         "  sockstream serve 7000                   echo on 127.0.0.1:7000\n"
         "  sockstream serve 8443 --http --tls --write-ca ca.pem\n"
-        "  curl --cacert ca.pem https://localhost:8443/",
+        "  curl --cacert ca.pem https://localhost:8443/\n"
+        "  sockstream serve --unix /tmp/s.sock --http; curl --unix-socket /tmp/s.sock http://x/\n"
+        "  sockstream serve 7000 --workers 2          two processes on one port",
     )
-    serve.add_argument("port", metavar="PORT", type=_listen_port, help="port; 0 picks a free one")
+    serve.add_argument("port", metavar="PORT", type=_listen_port, nargs="?",
+                       help="port; 0 picks a free one (or --unix PATH)")
+    serve.add_argument("--unix", metavar="PATH",
+                       help="listen on a Unix domain socket at PATH instead of a port (a stale "
+                       "socket file is replaced, a live server's never; removed on exit)")
+    serve.add_argument("--workers", metavar="N", type=_workers, default=1,
+                       help="run N processes on the one port (SO_REUSEPORT); Ctrl-C stops all")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="set SO_REUSEPORT, so that other processes may serve the port too")
+    serve.add_argument("--_worker-port", dest="worker_port", type=_listen_port,
+                       help=argparse.SUPPRESS)
     serve.add_argument("--address", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; "
                        "0.0.0.0 or :: for every interface)")
@@ -302,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "127.0.0.1, ::1); repeatable")
     stls.add_argument("--write-ca", metavar="FILE", type=_writable_path,
                       help="write the run-time CA certificate here (for curl --cacert)")
+    stls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
+                      help="ALPN protocols to accept, in the server's order of preference")
     serve.add_argument("--element-type", type=_element_type, default="base-char",
                        metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
     serve.add_argument("-v", "--verbose", action="store_true",
@@ -352,7 +386,9 @@ def _describe_tls(stream: SocketStream) -> list[str]:
     if obj is None:
         return ["not TLS"]
     cipher = obj.cipher()
-    lines = [f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"]
+    lines = [f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"
+             + (f", ALPN {stream.alpn_protocol}" if stream.alpn_protocol else "")
+             + (", session resumed" if stream.session_reused else "")]
     cert = obj.getpeercert()
     if cert:
         subject = ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
@@ -376,27 +412,38 @@ def _to_crlf(data: bytes, prev_cr: bool) -> tuple[bytes, bool]:
 
 
 def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
-    from sockstream import open_tcp_stream
+    from sockstream import SSLVerificationError, open_tcp_stream
 
-    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure)
+    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure or args.alpn
+                   or args.keylog)
     ctx: ssl.SSLContext | None = None
     if use_tls:
-        ctx = ssl.create_default_context(cafile=args.cafile)
+        ctx = ssl.create_default_context(cafile=args.cafile)  # honours SSLKEYLOGFILE
+        if args.keylog:
+            ctx.keylog_filename = args.keylog
         if args.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             _err("warning: --insecure: the server's certificate is NOT verified; anyone on the "
                  "path can read and change this connection")
-    stream = open_tcp_stream(
-        args.host,
-        args.port,
-        element_type=args.element_type,
-        read_timeout=args.read_timeout,
-        timeout=args.connect_timeout,
-        ssl_ctx=ctx,
-        tlsext_host_name=(args.sni or args.host) if use_tls else None,
-        handshake_timeout=args.connect_timeout if use_tls else None,
-    )
+    try:
+        stream = open_tcp_stream(
+            args.host,
+            args.port,
+            element_type=args.element_type,
+            read_timeout=args.read_timeout,
+            timeout=args.connect_timeout,
+            ssl_ctx=ctx,
+            tlsext_host_name=(args.sni or args.host) if use_tls else None,
+            handshake_timeout=args.connect_timeout if use_tls else None,
+            alpn_protocols=args.alpn,
+        )
+    except SSLVerificationError as exc:
+        hint = ("--cafile FILE trusts a private CA" if exc.verify_code != 62
+                else "--sni NAME names the host the certificate must cover")
+        _err(f"error: the server's certificate was refused: {exc.verify_message} "
+             f"(OpenSSL verify code {exc.verify_code}); {hint}")
+        return 1
     assert stream is not None  # errorp=True: a failure raised
     with contextlib.closing(stream):
         if args.verbose:
@@ -479,6 +526,17 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
     from ._certs import fingerprint_of_pem_file, make_certificates
     from ._demo import discard_handler, echo_handler, http_handler
 
+    if args.worker_port is not None:
+        args.port = args.worker_port
+    if args.unix is not None and args.port is not None:
+        parser.error("give PORT or --unix PATH, not both")
+    if args.unix is None and args.port is None:
+        parser.error("PORT (or --unix PATH) is required")
+    if args.unix is not None and (args.workers > 1 or args.reuse_port):
+        parser.error("--workers and --reuse-port are for a TCP port, not --unix")
+    if args.workers > 1 and args.tls and not args.cert:
+        parser.error("--workers with --tls needs --cert (each worker would make its own "
+                     "certificate otherwise)")
     if args.key and not args.cert:
         parser.error("--key needs --cert")
     if (args.name or args.write_ca) and args.cert:
@@ -486,6 +544,8 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
     use_tls = bool(args.tls or args.cert)
     if (args.name or args.write_ca) and not use_tls:
         parser.error("--name and --write-ca need --tls")
+    if args.alpn and not use_tls:
+        parser.error("--alpn needs --tls")
     if args.address:
         try:
             ipaddress.ip_address(args.address)
@@ -527,11 +587,24 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
                    "http": http_handler}[args.mode](log)
         keywords: dict[str, Any] = {"element_type": args.element_type}
         if ctx is not None:
-            keywords.update(ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT)
+            keywords.update(ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT,
+                            alpn_protocols=args.alpn)
         if args.mode == "http":
             from ._demo import HTTP_MAX_LINE
 
             keywords.update(read_timeout=HTTP_IDLE_TIMEOUT, max_line_length=HTTP_MAX_LINE)
+        if args.workers > 1:
+            from ._workers import run_workers
+
+            return run_workers(args.argv, args.workers, args.address, args.port, _err, _hostport)
+        if args.worker_port is not None:
+            from ._workers import watch_parent
+
+            watch_parent()
+        if args.unix is not None:
+            keywords["path"] = args.unix
+        else:
+            keywords.update(service=args.port, address=args.address, reuse_port=args.reuse_port)
         return _serve_until_stopped(serve, handler, args, keywords, tls=ctx is not None,
                                     ca_path=ca_path)
     finally:
@@ -560,8 +633,20 @@ def _serve_until_stopped(
 
         old_term = signal.signal(signal.SIGTERM, on_term)
     try:
-        server = serve(handler, service=args.port, address=args.address, **keywords)
+        server = serve(handler, **keywords)
         try:
+            if server.path is not None:
+                where = f"unix:{server.path}"
+                print(f"listening on {where}", flush=True)
+                _err(f"serving {'TLS, ' if tls else ''}{args.mode} on Unix socket {server.path}; "
+                     "Ctrl-C stops")
+                if args.mode == "http":
+                    cacert = f"--cacert {ca_path} " if ca_path else ""
+                    scheme = "https" if tls else "http"
+                    _err(f"  try: curl {cacert}--unix-socket {server.path} {scheme}://localhost/")
+                forever = threading.Event()
+                while not forever.wait():  # interruptible by signals on POSIX
+                    pass
             where = _hostport((args.address, server.port))
             print(f"listening on {where}", flush=True)
             scheme = "https" if tls else "http"
@@ -669,6 +754,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"(see '{sub} --help')", file=sys.stderr, flush=True)
                 return 2
             if args.verb == "serve":
+                args.argv = arguments  # for --workers: the workers' command line
                 return _cmd_serve(args, extra, _subparser(parser, "serve"))
             run: Callable[[argparse.Namespace, list[str]], int] = args.run
             return run(args, extra)
