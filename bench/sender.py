@@ -33,13 +33,29 @@ BULK_BLOCK = 1 << 20  # 1 MiB per sendall: the sender must never be the bottlene
 assert LINE_LEN == 40
 
 
+#: Payload sizes of the RESP-style replies (W8), cycled: mostly small values, as caches serve.
+RESP_SIZES = (16, 5, 64, 32, 100, 8, 200, 24, 48, 3)
+RESP_REPLIES_PER_BLOCK = 1000
+
+
+def resp_block() -> bytes:
+    """``RESP_REPLIES_PER_BLOCK`` bulk-string replies: ``$<n>\\r\\n``, n bytes, ``\\r\\n``."""
+    out = bytearray()
+    for i in range(RESP_REPLIES_PER_BLOCK):
+        n = RESP_SIZES[i % len(RESP_SIZES)]
+        out += b"$%d\r\n" % n + bytes((65 + (i + j) % 26) for j in range(n)) + b"\r\n"
+    return bytes(out)
+
+
 def pattern_block(pattern: str) -> bytes:
     """The repeating block of a send pattern (the receivers use it to check what they got)."""
     if pattern == "lines":
         return LINE * LINES_PER_BLOCK
     if pattern == "bulk":
         return bytes(range(256)) * (BULK_BLOCK // 256)
-    raise ValueError(f"pattern must be 'bulk' or 'lines', not {pattern!r}")
+    if pattern == "resp":
+        return resp_block()
+    raise ValueError(f"pattern must be 'bulk', 'lines' or 'resp', not {pattern!r}")
 
 
 def _server_ctx(cmd: dict[str, Any]) -> ssl.SSLContext:

@@ -125,11 +125,11 @@ def _ss_read_line(env: Env) -> float:
     return elapsed
 
 
-def _ss_readline(env: Env, element_type: str) -> float:
+def _ss_readline(env: Env, element_type: str, **kw: Any) -> float:
     ss = env.ss()
     n_lines = env.sizes["W2"]
     with env.peer("send", pattern="lines", total=_total(env)) as sock:
-        stream = ss.SocketStream(sock, "io", element_type)
+        stream = ss.SocketStream(sock, "io", element_type, **kw)
         with stream:
             readline = stream.readline
             n = 0
@@ -151,6 +151,11 @@ def _ss_readline_bytes(env: Env) -> float:
     return _ss_readline(env, "unsigned-byte-8")
 
 
+def _ss_readline_bytes_limit(env: Env) -> float:
+    # serve's default limit: it must cost nothing measurable (issue 11, defect 6).
+    return _ss_readline(env, "unsigned-byte-8", max_line_length=65536)
+
+
 TITLE = "40-byte lines, one per call"
 
 
@@ -167,6 +172,8 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
              _ss_readline_str, n, "lines"),
         Case("W2.ss_readline_bytes", "sockstream readline (bytes, unsigned-byte-8)", "sockstream",
              _ss_readline_bytes, n, "lines"),
+        Case("W2.ss_readline_bytes_limit", "sockstream readline (bytes), max_line_length=65536",
+             "sockstream", _ss_readline_bytes_limit, n, "lines"),
         Case("W2.makefile_rb", "makefile('rb').readline", "anchor", _makefile_rb, n, "lines"),
         Case("W2.makefile_r", "makefile('r', encoding='latin-1', newline='').readline",
              "anchor", _makefile_r, n, "lines"),
@@ -184,5 +191,7 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
         Ratio("read_line (str) / asyncio readline", "W2.ss_read_line", "W2.asyncio", 3.0),
         Ratio("readline (bytes) / asyncio readline", "W2.ss_readline_bytes", "W2.asyncio", 3.0),
         Ratio("readline (bytes) / anyio receive_until", "W2.ss_readline_bytes", "W2.anyio"),
+        Ratio("readline (bytes), max_line_length / without", "W2.ss_readline_bytes_limit",
+              "W2.ss_readline_bytes", 0.95),
     ]
     return cases, ratios

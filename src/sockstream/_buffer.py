@@ -212,17 +212,36 @@ class InputBuffer:
     def maybe_take(self, n: int) -> bytes | None:
         """Exactly ``n`` bytes, or None if fewer are buffered."""
         while True:
-            if self._batch is not None:
-                self.settle()
             pos, epoch = self._pos, self._epoch
             stop = pos + n
             if stop > self._end:
-                return None
+                if self._batch is None:
+                    return None
+                self.settle()
+                continue
             data = bytes(self._buf[pos:stop])
             if self._pos == pos and self._epoch == epoch and self._batch is None:
                 self._pos = stop
                 self._run = 0
                 return data
+            if self._batch is not None:
+                self.settle()
+
+    def maybe_fill(self, seq: bytearray) -> int:
+        """Fill all of ``seq`` if that many bytes are buffered: ``len(seq)``, else -1."""
+        n = len(seq)
+        # One run without a call: the copy and the commit.
+        pos = self._pos
+        stop = pos + n
+        if stop <= self._end and self._batch is None:
+            seq[:] = self._buf[pos:stop]
+            self._pos = stop
+            self._run = 0
+            return n
+        if self._batch is not None:
+            self.settle()
+            return self.maybe_fill(seq)
+        return -1
 
     def maybe_take_text(self, n: int) -> str | None:
         """``maybe_take`` as characters (Latin-1)."""
@@ -363,6 +382,29 @@ class InputBuffer:
         chunking never matters) raises ``LineTooLongError`` and consumes nothing.  After a
         few lines in a row the complete lines buffered are cut into a batch (see above).
         """
+        if limit < 0 and self._run < _LINES_BEFORE_BATCH and self._batch is None:
+            # The common case, short: a whole line, no batch.
+            pos = self._pos
+            epoch = self._epoch
+            buf = self._buf
+            scan = self._scan
+            i = buf.find(10, scan if scan > pos else pos, self._end)
+            mll = self._max_line
+            if i >= 0 and (mll is None or i - pos <= mll):
+                if kind == BYTES_LINE_NL:
+                    line = bytes(buf[pos : i + 1])
+                elif kind == STR_LINE:
+                    line = (buf[pos:i].decode("latin-1"), False)
+                else:
+                    line = buf[pos : i + 1].decode("latin-1")
+                if self._pos == pos and self._epoch == epoch and self._batch is None:
+                    self._pos = i + 1
+                    self._run += 1
+                    return line
+        return self._take_line(kind, limit)
+
+    def _take_line(self, kind: int, limit: int) -> Any:
+        """``maybe_take_line``, every case."""
         mll = self._max_line
         while True:
             if self._batch is not None:
@@ -443,9 +485,10 @@ class InputBuffer:
             else:
                 lines = [line + b"\n" for line in data[:-1].split(b"\n")]
         mll = self._max_line
-        if mll is not None:
+        if mll is not None and last - pos > mll:
             # A line over the limit ends the batch before it (one C pass to know); the
-            # one-by-one path then raises for it.
+            # one-by-one path then raises for it.  A window no longer than the limit (serve's
+            # 64 KiB default) needs no look at all.
             most = mll if kind == STR_LINE else mll + 1
             if max(map(len, lines)) > most:
                 for j, line in enumerate(lines):

@@ -875,10 +875,8 @@ class SocketStream:
             self._read_refused()
         if type(seq) is bytearray and not start and end is None:
             # The common case (framed payloads), without a memoryview when it is all here.
-            n = len(seq)
-            data = self._in.maybe_take(n)
-            if data is not None:
-                seq[:] = data
+            n = self._in.maybe_fill(seq)
+            if n >= 0:
                 return n
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))

@@ -1,0 +1,107 @@
+"""W8 framing: lines mixed with binary payloads (a RESP-style reply parser).
+
+Each reply is a header line ``$<n>\\r\\n`` and a body of ``n`` bytes plus ``\\r\\n``, as Redis
+bulk strings (memcached ``VALUE`` lines and PostgreSQL COPY rows have the same shape).  The
+same parser function runs on both sides: ``readline`` of the header, then a read of ``n + 2``
+bytes -- sockstream ``readline`` + ``read_sequence(bytearray(n + 2))`` on an unsigned-byte-8
+stream, against ``makefile('rb')``'s ``readline`` + ``read(n + 2)``.  Goal (issue 11, pure
+Python): >= 0.6 of makefile.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._harness import Case, Env, Ratio, check
+from .sender import RESP_REPLIES_PER_BLOCK, resp_block
+
+_BLOCK_LEN = len(resp_block())
+
+
+def _total(env: Env) -> int:
+    blocks = max(1, int(env.sizes["W8"]) // RESP_REPLIES_PER_BLOCK)
+    return blocks * _BLOCK_LEN
+
+
+def _replies(env: Env) -> int:
+    return _total(env) // _BLOCK_LEN * RESP_REPLIES_PER_BLOCK
+
+
+def parse(readline: Callable[[], bytes], read_body: Callable[[int], int]) -> int:
+    """Read replies until end-of-file; the number read.  The same code for every stream."""
+    n = 0
+    while True:
+        header = readline()
+        if not header:
+            return n
+        if read_body(int(header[1:-2]) + 2) < 0:
+            raise ValueError("short body")
+        n += 1
+
+
+def _makefile(env: Env) -> float:
+    with env.peer("send", pattern="resp", total=_total(env)) as sock, sock.makefile("rb") as f:
+        read = f.read
+
+        def body(size: int) -> int:
+            return len(read(size)) - size
+
+        t0 = time.perf_counter()
+        sock.sendall(b"g")
+        n = parse(f.readline, body)
+        elapsed = time.perf_counter() - t0
+    check(n, _replies(env), "makefile('rb') replies")
+    return elapsed
+
+
+def _sockstream(env: Env, **kw: Any) -> float:
+    ss = env.ss()
+    with env.peer("send", pattern="resp", total=_total(env)) as sock:
+        stream = ss.SocketStream(sock, "io", "unsigned-byte-8", **kw)
+        with stream:
+            read_sequence = stream.read_sequence
+
+            def body(size: int) -> int:
+                return read_sequence(bytearray(size)) - size
+
+            t0 = time.perf_counter()
+            stream.write(b"g")
+            stream.force_output()
+            n = parse(stream.readline, body)
+            elapsed = time.perf_counter() - t0
+    check(n, _replies(env), "sockstream replies")
+    return elapsed
+
+
+def _ss_plain(env: Env) -> float:
+    return _sockstream(env)
+
+
+def _ss_limit(env: Env) -> float:
+    return _sockstream(env, max_line_length=65536)
+
+
+TITLE = "header line + binary payload (RESP-style replies)"
+
+
+def describe_size(env: Env) -> str:
+    return f"{_replies(env):,} replies"
+
+
+def build(env: Env) -> tuple[list[Case], list[Ratio]]:
+    n = _replies(env)
+    cases = [
+        Case("W8.ss", "sockstream readline + read_sequence", "sockstream", _ss_plain, n,
+             "replies"),
+        Case("W8.ss_limit", "sockstream, max_line_length=65536", "sockstream", _ss_limit, n,
+             "replies"),
+        Case("W8.makefile_rb", "makefile('rb') readline + read", "anchor", _makefile, n,
+             "replies"),
+    ]
+    ratios = [
+        Ratio("readline + read_sequence / makefile('rb')", "W8.ss", "W8.makefile_rb", 0.6),
+        Ratio("with max_line_length / makefile('rb')", "W8.ss_limit", "W8.makefile_rb"),
+    ]
+    return cases, ratios
