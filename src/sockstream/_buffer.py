@@ -391,6 +391,7 @@ class InputBuffer:
             i = buf.find(10, scan if scan > pos else pos, self._end)
             mll = self._max_line
             if i >= 0 and (mll is None or i - pos <= mll):
+                line: Any
                 if kind == BYTES_LINE_NL:
                     line = bytes(buf[pos : i + 1])
                 elif kind == STR_LINE:
