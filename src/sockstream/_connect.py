@@ -348,6 +348,9 @@ def open_tcp_stream(
     nodelay: bool = ...,
     keepalive: bool = ...,
     max_line_length: int | None = ...,
+    encoding: str = ...,
+    errors: str = ...,
+    newline: str | None = ...,
 ) -> SocketStream: ...
 
 
@@ -374,6 +377,9 @@ def open_tcp_stream(
     nodelay: bool = ...,
     keepalive: bool = ...,
     max_line_length: int | None = ...,
+    encoding: str = ...,
+    errors: str = ...,
+    newline: str | None = ...,
 ) -> SocketStream | None: ...
 
 
@@ -399,6 +405,9 @@ def open_tcp_stream(
     nodelay: bool = True,
     keepalive: bool = False,
     max_line_length: int | None = None,
+    encoding: str = "latin-1",
+    errors: str = "strict",
+    newline: str | None = "\n",
 ) -> SocketStream | None:
     """Connect to ``hostspec``:``service`` and return a :class:`SocketStream` on the connection.
 
@@ -429,6 +438,9 @@ def open_tcp_stream(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        encoding=encoding,
+        errors=errors,
+        newline=newline,
     )
     budget = check_timeout(timeout, "timeout")
     _check_bool(errorp, "errorp")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, final
 
 from ._elements import ElementType, check_direction, check_element_type
+from ._text import check_encoding, check_errors, check_newline
 from ._wait import check_timeout
 
 _SIDES: Final = ("client", "server", "both")
@@ -111,6 +112,10 @@ class StreamOptions:
     #: ``None``: no TLS.
     tls: TLSOptions | None = None
     max_line_length: int | None = None
+    #: Text: the codec and error handler of every character operation, the line terminator.
+    encoding: str = "latin-1"
+    errors: str = "strict"
+    newline: str | None = "\n"
 
     @classmethod
     def make(
@@ -127,6 +132,9 @@ class StreamOptions:
         handshake_timeout: object = None,
         tlsext_host_name: object = None,
         max_line_length: object = None,
+        encoding: object = "latin-1",
+        errors: object = "strict",
+        newline: object = "\n",
     ) -> StreamOptions:
         """Validate the keywords of API.md's ``SocketStream`` signature, all of them.
 
@@ -144,7 +152,10 @@ class StreamOptions:
         ctx = check_ssl_ctx(ssl_ctx)
         mll = check_max_line_length(max_line_length)
         tls = None if ctx is None else TLSOptions(ctx, side, ccb, scb, ht, host)
-        return cls(direction, element, rt, wt, tls, mll)
+        enc = check_encoding(encoding)
+        err = check_errors(errors)
+        nl = check_newline(newline)
+        return cls(direction, element, rt, wt, tls, mll, enc, err, nl)
 
 
 __all__ = [

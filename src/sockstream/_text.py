@@ -182,9 +182,17 @@ def _completes(canonical: str, pending: bytes) -> bool:
         try:
             if str(pending + bytes([b]), canonical, "strict"):
                 return True
-        except UnicodeDecodeError:
+        except UnicodeDecodeError:  # noqa: PERF203  (once per codec, cached)
             continue
     return False
+
+
+@functools.lru_cache(maxsize=64)
+def _ascii_safe(canonical: str) -> bool:
+    try:
+        return bytes(range(128)).decode(canonical) == "".join(map(chr, range(128)))
+    except UnicodeDecodeError:
+        return False
 
 
 @final
@@ -196,10 +204,11 @@ class Codec:
 
     __slots__ = (
         "_decoder",
-        "_exact",
+        "ascii_safe",
         "canonical",
         "encoding",
         "errors",
+        "exact",
         "kind",
         "latin1",
         "one_to_one",
@@ -217,7 +226,10 @@ class Codec:
         self.one_to_one = self.latin1 or (
             self.kind in (ASCII, SINGLE) and errors in ("strict", "replace", "surrogateescape")
         )
-        self._exact = self.kind == UTF8 and errors in _ROUND_TRIP
+        #: ``text[:n]`` of a decoded window is exactly its first ``n`` characters' decoding.
+        self.exact = self.one_to_one or (self.kind == UTF8 and errors in _ROUND_TRIP)
+        #: The characters below 128 are their own single byte.
+        self.ascii_safe = _ascii_safe(self.canonical)
         self._decoder: Callable[[str], Any] = codecs.getincrementaldecoder(self.canonical)
 
     def __repr__(self) -> str:
@@ -284,7 +296,7 @@ class Codec:
             return 0
         if self.one_to_one:
             return n
-        if self._exact:
+        if self.exact:
             head = text[:n]
             if head.isascii():
                 return n
@@ -310,7 +322,7 @@ class Codec:
         stop = start + used
         while count < n and pos < stop:
             unit = self.char_at(buf, pos, stop, final=False)
-            if unit is None or count + len(unit[0]) > n and count:
+            if unit is None or (count and count + len(unit[0]) > n):
                 break
             count += len(unit[0])
             pos += unit[1]
@@ -382,7 +394,7 @@ class Codec:
             try:
                 if len(str(data[:size], self.canonical, "strict")) == 1:
                     return text[0], size
-            except UnicodeDecodeError:
+            except UnicodeDecodeError:  # noqa: PERF203  (at most a few bytes)
                 continue
         return text[0], used  # not reached for a sane codec
 
