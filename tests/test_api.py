@@ -46,6 +46,7 @@ API_NAMES = {
     "SocketIOError",
     "WriteTimeoutError",
     "SSLFailure",
+    "SSLVerificationError",
     "LineTooLongError",
 }
 
@@ -68,6 +69,7 @@ STREAM_PROPERTIES = {
     "read_timeout", "write_timeout", "element_type", "direction", "closed", "timed_out",
     "ssl_object", "local_address", "peer_address", "socket",
     "encoding", "errors", "newline",
+    "alpn_protocol", "ssl_session", "session_reused",
 }  # fmt: skip
 #: Properties that can be set (between operations).
 SETTABLE = {"read_timeout", "write_timeout", "socket", "encoding", "errors", "newline"}
@@ -77,7 +79,8 @@ NOT_NONE_DEFAULTS = {"ssl_side": "server", "encoding": "latin-1", "errors": "str
 STREAM_PARAMETERS = [
     "socket", "direction", "element_type", "read_timeout", "write_timeout", "ssl_ctx",
     "ssl_side", "ctx_configure_callback", "ssl_configure_callback", "handshake_timeout",
-    "tlsext_host_name", "max_line_length", "encoding", "errors", "newline",
+    "tlsext_host_name", "max_line_length", "encoding", "errors", "newline", "alpn_protocols",
+    "ssl_session",
 ]  # fmt: skip
 
 

@@ -293,7 +293,7 @@ def test_as_delimiter() -> None:
 
 # ---- the model --------------------------------------------------------------------------------
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 
 
 @settings(max_examples=200, deadline=None)

@@ -69,8 +69,8 @@ def test_write_line_ends_with_the_terminator(
 def test_encode_error_writes_nothing(make: Make, call: object) -> None:
     s, peer = make(encoding="cp1252")
     s.write_string("é")
+    s.encoding = "ascii"
     with pytest.raises(ValueError, match="nothing was written"):
-        s.encoding = "ascii"
         call(s)  # type: ignore[operator]
     s.encoding = "cp1252"
     s.write_string("€")
