@@ -103,6 +103,7 @@ from typing import Any, Final
 
 from . import _stream
 from ._stream import SocketStream
+from ._wait import MAX_WAIT
 
 monotonic = time.monotonic
 
@@ -138,7 +139,10 @@ def _check_timeout(timeout: object) -> float | None:
         raise TypeError(
             f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
         )
-    seconds = float(timeout)
+    try:
+        seconds = float(timeout)
+    except OverflowError:  # an int beyond any float: as good as no timeout
+        return None
     if not seconds >= 0:  # also catches NaN
         raise ValueError(
             f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
@@ -259,7 +263,7 @@ class _OneShot:
         if self._poll is not None:
             # poll(2) takes milliseconds: round up, as selectors does, so we never wake just
             # before the deadline and spin.
-            ms = None if timeout is None else math.ceil(timeout * 1000)
+            ms = None if timeout is None else math.ceil(min(timeout, MAX_WAIT) * 1000)
             return [fd for fd, _ in self._poll.poll(ms)]
         assert self._selector is not None  # pragma: no cover
         return [k.fd for k, _ in self._selector.select(timeout)]  # pragma: no cover
@@ -321,7 +325,7 @@ class _Registration:
 
     def wait(self, timeout: float | None) -> list[int]:
         """Descriptors with an event within ``timeout`` seconds (None: no limit)."""
-        events = self.epoll.poll(-1 if timeout is None else timeout, self.maxevents)
+        events = self.epoll.poll(-1 if timeout is None else min(timeout, MAX_WAIT), self.maxevents)
         return [fd for fd, _ in events]
 
     def scan(self) -> set[int]:

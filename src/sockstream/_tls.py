@@ -33,6 +33,7 @@ Truncation: a TCP close without close-notify raises ``SSLTruncatedError`` unless
 from __future__ import annotations
 
 import ipaddress
+import socket
 import ssl
 import threading
 import warnings
@@ -339,6 +340,18 @@ def _drive(stream: SocketStream, step: Callable[[], int], deadline: float | None
             return False
 
 
+def _peer_ip(sock: socket.socket) -> str:
+    """The peer's IP address, to verify the certificate against; ValueError if it has none."""
+    peer = sock.getpeername()
+    if not (isinstance(peer, tuple) and peer):
+        raise ValueError(
+            f"a TLS client that checks host names needs tlsext_host_name= (the name to verify "
+            f"the certificate against) on a socket whose peer has no IP address, not "
+            f"{peer!r} ({socket.AddressFamily(sock.family).name})"
+        )
+    return str(ipaddress.ip_address(peer[0]))
+
+
 def attach_ssl(
     stream: SocketStream,
     *,
@@ -380,14 +393,14 @@ def attach_ssl(
     try:
         if made and ctx_configure_callback is not None:
             ctx_configure_callback(ctx)
-        if stream._direction != "input":
-            stream._flush_out()
         server_hostname = None
         if side == "client":
             server_hostname = tlsext_host_name
             if server_hostname is None and ctx.check_hostname:
                 # Verify against the address we are connected to (an IP SAN).
-                server_hostname = str(ipaddress.ip_address(stream._sock.getpeername()[0]))
+                server_hostname = _peer_ip(stream._sock)
+        if stream._direction != "input":
+            stream._flush_out()
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
         try:
             sslobj = ctx.wrap_bio(

@@ -26,6 +26,11 @@ WANT_WRITE: Final = -2
 
 _MAX_POLL_MS: Final = 2**31 - 1
 
+#: The longest single wait, in seconds (about 23 days): below what poll, epoll, select and
+#: ``threading`` accept (poll's limit is INT_MAX milliseconds).  A longer timeout is waited in
+#: pieces of this size: "as long as the OS allows", never an ``OverflowError``.
+MAX_WAIT: Final = 2_000_000.0
+
 _EVENTS: Final = {
     WANT_READ: select.POLLIN | select.POLLPRI,
     WANT_WRITE: select.POLLOUT,
@@ -69,11 +74,19 @@ def wait_poller(poller: Any, deadline: float | None) -> bool:
         remaining = deadline - monotonic()
         # Round up to whole milliseconds (as selectors does), so we never wake just before the
         # deadline and spin; poll takes at most INT_MAX ms, so a longer wait goes round again.
-        ms = min(math.ceil(remaining * 1000), _MAX_POLL_MS) if remaining > 0 else 0
+        ms = math.ceil(min(remaining, MAX_WAIT) * 1000) if remaining > 0 else 0
         if poller.poll(ms):
             return True
-        if ms < _MAX_POLL_MS:
+        if remaining <= MAX_WAIT:
             return False
+
+
+def clamp_wait(seconds: float | None) -> float | None:
+    """``seconds`` for one wait, at most ``MAX_WAIT`` (None stays None: no limit).
+
+    A caller that waits for a deadline further away waits again when this much has passed.
+    """
+    return None if seconds is None else min(seconds, MAX_WAIT)
 
 
 def check_timeout(value: object, name: str) -> float | None:
@@ -82,7 +95,13 @@ def check_timeout(value: object, name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{name} must be None or a positive number of seconds, not {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        raise ValueError(
+            f"{name} must be None or a positive number of seconds that fits a float, "
+            f"not {value!r}"
+        ) from None
     if not seconds > 0 or math.isinf(seconds):
         raise ValueError(f"{name} must be None or a positive number of seconds, not {value!r}")
     return seconds
