@@ -151,3 +151,15 @@ def test_check_api_tool_passes() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "all names present" in result.stdout
+
+
+def test_one_version_source() -> None:
+    """pyproject.toml reads the version from ``sockstream.__version__``; nothing else holds one."""
+    import importlib.metadata
+
+    import sockstream
+
+    assert importlib.metadata.version("sockstream") == sockstream.__version__
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in text
+    assert "\nversion =" not in text.split("[tool.setuptools.dynamic]")[0]

@@ -263,7 +263,7 @@ def test_demo_passes_every_step_quickly() -> None:
     out = r.stdout.decode()
     assert r.returncode == 0, out + r.stderr.decode()
     assert elapsed < DEMO_LIMIT
-    from sockstream._demo import STEPS
+    from sockstream.cli._demo import STEPS
 
     for n in range(1, len(STEPS) + 1):
         assert f"[{n}/{len(STEPS)}]" in out
@@ -287,7 +287,7 @@ def test_demo_in_process_closes_everything_it_opens() -> None:
     # The autouse leak guard fails this test if a descriptor or a thread outlives the demo.
     import io
 
-    from sockstream._demo import run_demo
+    from sockstream.cli._demo import run_demo
 
     out = io.StringIO()
     assert run_demo(out) == 0, out.getvalue()
@@ -296,7 +296,7 @@ def test_demo_in_process_closes_everything_it_opens() -> None:
 def test_demo_reports_a_failing_step_and_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
     import io
 
-    from sockstream import _demo
+    from sockstream.cli import _demo
 
     def passes(d: Any) -> None:
         d.t.saw("fine")
@@ -343,7 +343,7 @@ def test_demo_watchdog_ends_a_hung_step() -> None:
     # A step that never returns (only a hang in the library could do that) must not hang the
     # command: the watchdog says which step hung and exits 1.
     code = (
-        "import threading, sockstream._demo as d\n"
+        "import threading, sockstream.cli._demo as d\n"
         "hang = lambda demo: threading.Event().wait()\n"
         "d.STEPS = (('fine', lambda demo: None), ('hangs', hang))\n"
         "raise SystemExit(d.run_demo(step_limit=0.5))\n"
@@ -627,7 +627,7 @@ def test_serve_address_is_printed_for_ipv6(start_serve: Callable[..., tuple[Proc
 # ---- bench -------------------------------------------------------------------------------------
 
 def test_bench_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    from sockstream import _cli
+    from sockstream.cli import _main as _cli
 
     seen: list[list[str]] = []
 
@@ -645,7 +645,7 @@ def test_bench_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_bench_outside_a_checkout(monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
-    from sockstream import _cli
+    from sockstream.cli import _main as _cli
 
     monkeypatch.setattr(_cli, "_import_bench", lambda: None)
     assert _cli.main(["bench"]) == 2
@@ -658,7 +658,7 @@ def test_bench_is_found_in_the_checkout() -> None:
     root = SRC.parent
     if not (root / "bench" / "__init__.py").is_file():
         pytest.skip("no bench/ package in this checkout")
-    from sockstream import _cli
+    from sockstream.cli import _main as _cli
 
     bench = _cli._import_bench()
     assert bench is not None
@@ -669,7 +669,7 @@ def test_bench_is_found_in_the_checkout() -> None:
 # ---- pieces ------------------------------------------------------------------------------------
 
 def test_to_crlf_across_chunks() -> None:
-    from sockstream._cli import _to_crlf
+    from sockstream.cli._main import _to_crlf
 
     assert _to_crlf(b"a\nb\r\nc", False) == (b"a\r\nb\r\nc", False)
     out1, cr = _to_crlf(b"x\r", False)
@@ -683,7 +683,7 @@ def test_runtime_certificates(backend: str) -> None:
         pytest.skip("no openssl command")
     if backend == "trustme":
         pytest.importorskip("trustme")
-    from sockstream._certs import make_certificates
+    from sockstream.cli._certs import make_certificates
 
     with make_certificates(["extra.example.test"], backend=backend) as certs:  # type: ignore[arg-type]
         assert certs.backend == backend
@@ -730,7 +730,27 @@ def _handshake_pair(client: ssl.SSLSocket, server: ssl.SSLSocket) -> None:
 
 
 def test_runtime_certificates_reject_bad_names() -> None:
-    from sockstream._certs import make_certificates
+    from sockstream.cli._certs import make_certificates
 
     with pytest.raises(ValueError, match="certificate name"):
         make_certificates(["two words"])
+
+
+def test_the_cli_uses_only_the_public_api() -> None:
+    """The application is apart from the library: ``sockstream.cli`` imports no private module."""
+    import ast
+
+    cli = SRC / "sockstream" / "cli"
+    for path in sorted(cli.glob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                module = node.module or ""
+                if node.level == 0 and module.startswith("sockstream"):
+                    assert module in ("sockstream", "sockstream.cli"), (path.name, module)
+                if node.level >= 2:  # from .. import x: the library's private modules
+                    raise AssertionError(f"{path.name} imports from the library's internals")
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert alias.name in ("sockstream",) or not alias.name.startswith(
+                        "sockstream."), (path.name, alias.name)

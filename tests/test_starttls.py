@@ -380,6 +380,86 @@ def test_detach_keeps_data_before_and_plaintext_after_close_notify(
     assert t.join_checked() == b"plain from client\n"
 
 
+@pytest.mark.parametrize("first_read", [20_000, 100, 0])
+def test_detach_keeps_unread_data_in_the_buffer_and_in_the_engine(
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    version: str,
+    first_read: int,
+) -> None:
+    """30,000 bytes and the close-notify arrive; we read some, detach: the rest stays readable.
+
+    ``read(20000)`` goes straight into the caller's memory and leaves the rest in the TLS
+    engine (decrypted or not); ``read(100)`` leaves it in the stream's buffer.  Then the
+    plaintext after the close-notify, and no APPLICATION_DATA_AFTER_CLOSE_NOTIFY.
+    """
+    csock, ssock = tcp_pair()
+    data = bytes(i % 251 for i in range(30_000))
+    after = b"plain after close-notify\n"
+    peer = BioPeer(ssock, _pin(server_ctx, version), server_side=True)
+    t = PeerThread(peer.handshake)
+    t.start()
+    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=_pin(client_ctx, version),
+                          ssl_side="client", handshake_timeout=LONG, read_timeout=LONG)
+    streams.append(client)
+    t.join_checked()
+    wire = peer.records(data) + peer.close_notify() + after
+    ssock.sendall(wire)
+    _wait_for_bytes(csock, len(wire))  # all of it in the kernel before we read
+    got = client.read(first_read)
+    assert got == data[:first_read]
+    t = PeerThread(lambda: peer.recv_plain(peer.await_close_notify(), len(b"plain back\n")))
+    t.start()
+    detach_ssl(client)
+    assert client.ssl_object is None
+    assert client.read(len(data) - first_read) == data[first_read:]
+    assert client.read_line() == (after.decode().rstrip("\n"), False)
+    _say(client, "plain back")
+    assert t.join_checked() == b"plain back\n"
+
+
+@pytest.mark.parametrize("first_read", [20_000, 100])
+def test_detach_with_unread_data_when_the_peer_answers_our_close_notify(
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    version: str,
+    first_read: int,
+) -> None:
+    """Unread data, and the peer's close-notify comes only after ours: no false
+    APPLICATION_DATA_AFTER_CLOSE_NOTIFY, and nothing lost."""
+    csock, ssock = tcp_pair()
+    data = bytes(i % 251 for i in range(30_000))
+    after = b"plain after close-notify\n"
+    peer = BioPeer(ssock, _pin(server_ctx, version), server_side=True)
+    t = PeerThread(peer.handshake)
+    t.start()
+    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=_pin(client_ctx, version),
+                          ssl_side="client", handshake_timeout=LONG, read_timeout=LONG)
+    streams.append(client)
+    t.join_checked()
+    wire = peer.records(data)
+    ssock.sendall(wire)
+    _wait_for_bytes(csock, len(wire))
+    assert client.read(first_read) == data[:first_read]
+
+    def peer_side() -> bytes:
+        leftover = peer.await_close_notify()  # ours first; then the peer answers
+        ssock.sendall(peer.outgoing.read() + after)
+        return peer.recv_plain(leftover, len(b"plain back\n"))
+
+    t = PeerThread(peer_side)
+    t.start()
+    detach_ssl(client)
+    assert client.read(len(data) - first_read) == data[first_read:]
+    assert client.read_line() == (after.decode().rstrip("\n"), False)
+    _say(client, "plain back")
+    assert t.join_checked() == b"plain back\n"
+
+
 def test_detach_when_the_peer_already_sent_close_notify(
     tcp_pair: TcpPair,
     streams: list[SocketStream],

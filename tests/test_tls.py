@@ -1067,6 +1067,55 @@ def test_read_timeout_in_the_middle_of_a_record_recovers(
     assert not client.timed_out
 
 
+def test_read_timeout_restarts_on_every_byte_of_a_slow_record(
+    tcp_pair: Callable[..., tuple[socket.socket, socket.socket]],
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+) -> None:
+    """4 KiB records dribbled 64 bytes every 25 ms, read_timeout=1.0: they are read.
+
+    A record takes 1.6 s to arrive whole, longer than the timeout; but the timeout is the time
+    between extractions from the socket, and every partial record taken is one.
+    """
+    csock, ssock = tcp_pair()
+    ssock.settimeout(LONG)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    peer = server_ctx.wrap_bio(incoming, outgoing, server_side=True)
+
+    def handshake() -> None:
+        while True:
+            try:
+                peer.do_handshake()
+                ssock.sendall(outgoing.read())
+                return
+            except ssl.SSLWantReadError:
+                ssock.sendall(outgoing.read())
+                incoming.write(ssock.recv(65536))
+
+    t = PeerThread(handshake)
+    t.start()
+    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=client_ctx,
+                          ssl_side="client", handshake_timeout=LONG, read_timeout=1.0)
+    streams.append(client)
+    t.join_checked()
+    data = bytes(i % 253 for i in range(8192))
+    peer.write(data[:4096])
+    peer.write(data[4096:])
+    wire = outgoing.read()
+
+    def dribble() -> None:
+        for i in range(0, len(wire), 64):
+            ssock.sendall(wire[i : i + 64])
+            time.sleep(0.025)  # the slow link under test, not synchronisation
+
+    t = PeerThread(dribble)
+    t.start()
+    assert client.read(len(data)) == data
+    assert not client.timed_out
+    t.join_checked()
+
+
 def test_close_notify_makes_the_stream_ready(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, version: str
 ) -> None:

@@ -45,10 +45,11 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, Final, Literal, overload
 
-from ._elements import check_direction, check_element_type
 from ._errors import SocketCreateError
+from ._options import StreamOptions
 from ._stream import SocketStream
 from ._wait import check_timeout, clamp_wait, monotonic
 
@@ -417,20 +418,26 @@ def open_tcp_stream(
     # 1. Validate everything first.
     host = host_string(hostspec)
     family = _check_family(ipv6)
-    check_direction(direction)
-    check_element_type(element_type)
+    options = StreamOptions.make(
+        direction=direction,
+        element_type=element_type,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        ssl_ctx=ssl_ctx,
+        ssl_side=ssl_side,
+        ctx_configure_callback=ctx_configure_callback,
+        ssl_configure_callback=ssl_configure_callback,
+        handshake_timeout=handshake_timeout,
+        tlsext_host_name=tlsext_host_name,
+        max_line_length=max_line_length,
+    )
     budget = check_timeout(timeout, "timeout")
-    check_timeout(read_timeout, "read_timeout")
-    check_timeout(write_timeout, "write_timeout")
-    check_timeout(handshake_timeout, "handshake_timeout")
     _check_bool(errorp, "errorp")
     _check_bool(nodelay, "nodelay")
     _check_bool(keepalive, "keepalive")
     lport = 0 if local_port is None else _check_port(local_port, "local_port", allow_zero=True)
     if local_address is not None and not isinstance(local_address, str):
         raise TypeError(f"local_address must be a str or None, not {local_address!r}")
-    if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
-        raise TypeError(f"tlsext_host_name must be a str or None, not {tlsext_host_name!r}")
 
     deadline = None if budget is None else monotonic() + budget
     try:
@@ -443,28 +450,17 @@ def open_tcp_stream(
         _log.debug("open_tcp_stream(%r, %r) failed: %s", hostspec, service, exc)
         return None
 
-    if ssl_ctx is not None and ssl_ctx is not False:
-        if tlsext_host_name is None:
+    tls = options.tls
+    if tls is not None:
+        if tls.tlsext_host_name is None:
             # Python's ssl sends no SNI for an address, but still checks the certificate's IP
             # addresses against it, which is what a client asking for an address wants.
-            tlsext_host_name = host
-        if handshake_timeout is None and deadline is not None:
-            handshake_timeout = max(deadline - monotonic(), 0.001)
+            tls = replace(tls, tlsext_host_name=host)
+        if tls.handshake_timeout is None and deadline is not None:
+            tls = replace(tls, handshake_timeout=max(deadline - monotonic(), 0.001))
+        options = replace(options, tls=tls)
     try:
-        return SocketStream(
-            sock,
-            direction,
-            element_type,
-            read_timeout=read_timeout,
-            write_timeout=write_timeout,
-            ssl_ctx=ssl_ctx,
-            ssl_side=ssl_side,
-            ctx_configure_callback=ctx_configure_callback,
-            ssl_configure_callback=ssl_configure_callback,
-            handshake_timeout=handshake_timeout,
-            tlsext_host_name=tlsext_host_name,
-            max_line_length=max_line_length,
-        )
+        return SocketStream._from_options(sock, options)
     except OSError as exc:  # the constructor has closed the socket
         if errorp:
             raise

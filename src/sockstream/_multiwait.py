@@ -65,19 +65,19 @@ Several threads on the same streams
 
 What a cached call costs
     With a cache hit nothing is asked of every stream.  The list is compared with the entry's
-    copy (identity, in C: a few microseconds at 5000), and ``_stream.socket_generation``, a
-    counter that ``SocketStream`` bumps whenever any stream gets a new socket or is closed,
+    copy (identity, in C), and the entry's ``changed`` flag, set when one of its streams tells
+    it (``stream_changed``, the stream's observer seam) that it got a new socket or closed,
     says whether the per-stream socket identities need comparing at all.  Buffered input is
-    announced rather than scanned for: each stream of a cached list holds the entry in its
-    ``_watchers``, and whenever input lands in its memory (``_fill``, ``unread_char``, a TLS
-    engine decrypting, ``attach_ssl``/``detach_ssl``) it adds itself to the entry's ``dirty``
-    set; a call asks only those streams, keeps the ones still holding input, and starts a fresh
-    set each time (sets never shrink, and iterating one sized for every stream would be O(N)
-    again).  Closing a stream tells its entries, which release their descriptors at once.  So a
-    call costs O(ready) Python work plus one ``epoll_wait`` (about 10 µs at N = 5000 here,
-    against 1.5 ms for a scan of every stream).  Input put into a stream's memory by a read in
-    *another* thread, racing with the swap of the dirty set, could go unannounced: two consumers
-    of one stream are the caller's business (see above).
+    announced rather than scanned for: the entry watches each stream of its list
+    (``SocketStream._watch``), and whenever input lands in a stream's memory (``_fill``,
+    ``unread_char``, a TLS engine decrypting, ``attach_ssl``/``detach_ssl``) the stream calls
+    ``stream_input``, which adds it to the entry's ``dirty`` set; a call asks only those
+    streams, keeps the ones still holding input, and starts a fresh set each time (sets never
+    shrink, and iterating one sized for every stream would be O(N) again).  Closing a stream
+    tells its entries, which release their descriptors at once.  So a call costs O(ready)
+    Python work plus one ``epoll_wait`` (bench/RESULTS.md, W7).  Input put into a stream's
+    memory by a read in *another* thread, racing with the swap of the dirty set, could go
+    unannounced: two consumers of one stream are the caller's business (see above).
 
 Decisions where API.md is silent (also in docs/waiting.md)
     An output-only stream is ``io.UnsupportedOperation`` (as reading it would be), a closed one
@@ -97,13 +97,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from numbers import Real
 from operator import attrgetter, methodcaller
 from typing import Any, Final
 
-from . import _stream
 from ._stream import SocketStream
-from ._wait import MAX_WAIT
+from ._wait import MAX_WAIT, check_timeout
 
 monotonic = time.monotonic
 
@@ -129,25 +127,6 @@ _local = threading.local()
 
 
 # ---- argument checks ---------------------------------------------------------------------
-
-
-def _check_timeout(timeout: object) -> float | None:
-    """``None`` or a non-negative real number of seconds (infinity means no timeout)."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, Real):
-        raise TypeError(
-            f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
-        )
-    try:
-        seconds = float(timeout)
-    except OverflowError:  # an int beyond any float: as good as no timeout
-        return None
-    if not seconds >= 0:  # also catches NaN
-        raise ValueError(
-            f"timeout must be None or a non-negative number of seconds, not {timeout!r}"
-        )
-    return None if math.isinf(seconds) else seconds
 
 
 def _as_list(streams: object) -> list[Any]:
@@ -282,9 +261,9 @@ class _Registration:
     """A thread's cached epoll registration for one list of streams (see the module comment)."""
 
     __slots__ = (
+        "changed",
         "dirty",
         "epoll",
-        "generation",
         "index",
         "items",
         "key",
@@ -299,7 +278,7 @@ class _Registration:
         self.items = items
         self.key = key
         self.plan = plan
-        self.generation = _stream.socket_generation
+        self.changed = False
         self.stale = False
         self.lock = threading.Lock()
         self.index: dict[int, list[int]] = {}
@@ -318,7 +297,7 @@ class _Registration:
             self.close()
             raise
         for s in set(items):
-            s._watchers += (self,)
+            s._watch(self)
 
     def get_wakeup(self) -> _Wakeup:
         return self.wakeup
@@ -341,6 +320,16 @@ class _Registration:
                 ready.update(self.index[id(s)])
         return ready
 
+    def stream_input(self, stream: SocketStream) -> None:
+        """``stream`` may hold input in memory now: ask it at the next call."""
+        self.dirty.add(stream)
+
+    def stream_changed(self, stream: SocketStream) -> None:
+        """``stream`` got a new socket (compare the keys next time) or closed (release us)."""
+        self.changed = True
+        if stream.closed:
+            self.stream_closed()
+
     def stream_closed(self) -> None:
         """One of our streams was closed: release the descriptors now unless a call holds us."""
         self.stale = True
@@ -356,7 +345,7 @@ class _Registration:
         self.epoll.close()
         self.wakeup.close()
         for s in set(self.items):
-            s._watchers = tuple(w for w in s._watchers if w is not self)
+            s._unwatch(self)
         self.items = []
         self.dirty = set()
 
@@ -368,8 +357,8 @@ def _key(items: list[Any]) -> _Key:
 def _cached_registration(items: list[Any]) -> _Registration:
     """The calling thread's epoll registration for ``items`` (checked), locked for the call.
 
-    A hit costs one list comparison (identity, in C) when no stream anywhere has changed its
-    socket or been closed since (``socket_generation``); otherwise the identities of the streams
+    A hit costs one list comparison (identity, in C) when none of the entry's streams has
+    changed its socket since (``changed``); otherwise the identities of the streams
     and of their sockets are compared, as the checks made when the entry was built still hold
     for the same objects (their direction cannot change; closing changes the socket to None).
     """
@@ -377,14 +366,14 @@ def _cached_registration(items: list[Any]) -> _Registration:
     if entry is not None:
         entry.lock.acquire()
         if not entry.stale and entry.items == items:
-            if entry.generation == _stream.socket_generation:
+            if not entry.changed:
                 return entry
+            entry.changed = False  # before comparing: a change from now on is seen next time
             try:
                 key = _key(items)
             except Exception:  # not streams at all: the checks below say which
                 key = None
             if entry.key == key and not any(items[i].closed for i in entry.plan.no_socket):
-                entry.generation = _stream.socket_generation
                 return entry
         try:
             entry.close()
@@ -596,7 +585,7 @@ def wait_for_input_streams(
             empty with neither ``timeout`` nor ``wait_function`` (it would wait forever).
         io.UnsupportedOperation: a stream is output-only.
     """
-    seconds = _check_timeout(timeout)
+    seconds = check_timeout(timeout, "timeout", poll=True)
     if wait_function is not None and not callable(wait_function):
         raise TypeError(f"wait_function must be None or callable, not {wait_function!r}")
     # A list is used as it is (the cache compares against its own copy); anything else is copied.

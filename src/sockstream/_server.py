@@ -54,15 +54,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from types import TracebackType
 from typing import IO, Any, Final, final
 
 from ._connect import IPv6Choice, SSLCtxSpec, _check_bool, _check_family, resolve_service
-from ._elements import check_direction, check_element_type
 from ._errors import LineTooLongError, SocketCreateError, SocketError
-from ._stream import SocketStream, check_max_line_length
+from ._options import StreamOptions
+from ._stream import SocketStream
 from ._tls import make_ssl_ctx
-from ._wait import WANT_READ, check_timeout, deadline_after, wait_fd
+from ._wait import WANT_READ, deadline_after, wait_fd
 
 __all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "DEFAULT_READ_TIMEOUT",
            "Server", "serve", "server_terminate", "start_up_server"]
@@ -496,11 +497,11 @@ class _ConnectionPool:
 
     def __init__(
         self, handler: Callable[[SocketStream], object], max_connections: int,
-        stream_keywords: dict[str, Any],
+        options: StreamOptions,
     ) -> None:
         self._handler = handler
         self._max = max_connections
-        self._keywords = stream_keywords
+        self._options = options
         self._cond = threading.Condition()
         self._connections: set[_Connection] = set()
         self._stopping = False
@@ -576,7 +577,7 @@ class _ConnectionPool:
     def _run(self, conn: _Connection, sock: socket.socket) -> None:
         try:
             try:
-                stream = SocketStream(sock, **self._keywords)
+                stream = SocketStream._from_options(sock, self._options)
             except OSError as exc:  # the constructor closed the socket
                 if conn.aborted:
                     return
@@ -730,46 +731,42 @@ def serve(
     _check_announce(announce)
     if address is not None and not isinstance(address, str):
         raise TypeError(f"address must be a str or None, not {address!r}")
-    check_direction(direction)
-    check_element_type(element_type)
     if read_timeout is _NOT_GIVEN:
         read_timeout = DEFAULT_READ_TIMEOUT
-    check_timeout(read_timeout, "read_timeout")
-    check_timeout(write_timeout, "write_timeout")
     tls = ssl_ctx is not None and ssl_ctx is not False
     given_ctx = ssl_ctx
     if handshake_timeout is _NOT_GIVEN:
         handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT if tls else None
-    check_timeout(handshake_timeout, "handshake_timeout")
-    check_max_line_length(max_line_length)
-    if ssl_ctx is not None and ssl_ctx is not False and not isinstance(ssl_ctx, ssl.SSLContext):
+    options = StreamOptions.make(
+        direction=direction,
+        element_type=element_type,
+        read_timeout=read_timeout,
+        write_timeout=write_timeout,
+        ssl_ctx=ssl_ctx,
+        ssl_side=ssl_side,
+        ctx_configure_callback=ctx_configure_callback,
+        ssl_configure_callback=ssl_configure_callback,
+        handshake_timeout=handshake_timeout,
+        tlsext_host_name=tlsext_host_name,
+        max_line_length=max_line_length,
+    )
+    if options.tls is not None and not isinstance(options.tls.ssl_ctx, ssl.SSLContext):
         # Make the context once, not per connection: loading certificates costs milliseconds,
         # and one SSLContext serves any number of connections (it is thread-safe).
-        ctx = make_ssl_ctx(ssl_ctx, ssl_side)
-        if ctx_configure_callback is not None:
-            ctx_configure_callback(ctx)
-        ssl_ctx, ctx_configure_callback = ctx, None
-    if tls and ssl_side != "client" and isinstance(ssl_ctx, ssl.SSLContext) \
-            and _lacks_certificate(ssl_ctx):
+        ctx = make_ssl_ctx(options.tls.ssl_ctx, options.tls.ssl_side)
+        if options.tls.ctx_configure_callback is not None:
+            options.tls.ctx_configure_callback(ctx)
+        options = replace(
+            options, tls=replace(options.tls, ssl_ctx=ctx, ctx_configure_callback=None)
+        )
+    if options.tls is not None and options.tls.ssl_side != "client" \
+            and _lacks_certificate(options.tls.ssl_ctx):
         raise ValueError(
             "serve() with ssl_ctx=... needs a server certificate, and the context has none "
             f"(ssl_ctx={given_ctx!r}): every handshake would fail with 'no shared cipher'. "
             "Load one in ctx_configure_callback (ctx.load_cert_chain(certfile, keyfile)) or "
             "pass an ssl.SSLContext that has one"
         )
-    keywords: dict[str, Any] = {
-        "direction": direction,
-        "element_type": element_type,
-        "read_timeout": read_timeout,
-        "write_timeout": write_timeout,
-        "ssl_ctx": ssl_ctx if tls else None,
-        "ssl_side": ssl_side,
-        "ctx_configure_callback": ctx_configure_callback,
-        "ssl_configure_callback": ssl_configure_callback,
-        "handshake_timeout": handshake_timeout,
-        "tlsext_host_name": tlsext_host_name,
-        "max_line_length": max_line_length,
-    }
-    pool = _ConnectionPool(handler, max_connections, keywords)
+    pool = _ConnectionPool(handler, max_connections, options)
     return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
                   True, process_name, pool)

@@ -31,7 +31,7 @@ import ssl
 from collections.abc import Iterator
 from itertools import repeat
 from types import TracebackType
-from typing import Any, Final, NoReturn, TypeVar, overload
+from typing import Any, Final, NoReturn, Protocol, TypeVar, overload
 
 from . import _tls
 from ._buffer import (
@@ -45,16 +45,16 @@ from ._elements import (
     CHARS,
     ElementType,
     check_byte,
-    check_direction,
-    check_element_type,
     decode_list,
     encode_chars,
     encode_items,
 )
 from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
 from ._fileobj import FileObjectMixin, check_read_size, check_size
+from ._options import StreamOptions
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
+    WANT_MORE,
     WANT_READ,
     check_timeout,
     deadline_after,
@@ -64,9 +64,20 @@ from ._wait import (
 
 T = TypeVar("T")
 
-#: Bumped whenever any stream gets a new socket or is closed, so that a cached wait on many
-#: streams can tell in O(1) that none of its streams changed (see ``_multiwait``).
-socket_generation = 0
+
+
+class StreamWatcher(Protocol):
+    """What watches a stream (a wait on many streams): told of input and of socket changes.
+
+    Called synchronously, from whichever thread acts on the stream; must be cheap and must
+    never raise.
+    """
+
+    def stream_input(self, stream: SocketStream) -> None:
+        """Input may now be in the stream's memory (its buffer or its TLS engine)."""
+
+    def stream_changed(self, stream: SocketStream) -> None:
+        """The stream's socket was replaced, or the stream closed."""
 
 _UNSIGNED: Final = tuple(range(256))
 _SIGNED: Final = tuple(range(128)) + tuple(range(-128, 0))
@@ -210,13 +221,6 @@ def _check_stream_socket(sock: _socket.socket) -> None:
         ) from None
 
 
-def check_max_line_length(value: object) -> int | None:
-    """Validate a line-length limit: None or a positive int."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"max_line_length must be None or a positive int, not {value!r}")
-    return value
-
-
 def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise TypeError(f"start must be an int, not {start!r}")
@@ -259,68 +263,114 @@ class SocketStream(FileObjectMixin):
         max_line_length: int | None = None,
     ) -> None:
         self._closed = True  # until fully made; close() is then a no-op
-        self._sock: _socket.socket | None = None
-        owned: _socket.socket | None = socket if isinstance(socket, _socket.socket) else None
+        owned = socket if isinstance(socket, _socket.socket) else None
         try:
             sock = _as_socket(socket)
             owned = sock
-            _check_stream_socket(sock)
-            self._direction = check_direction(direction)
-            self._element_type: ElementType = check_element_type(element_type)
-            self._read_timeout = check_timeout(read_timeout, "read_timeout")
-            self._write_timeout = check_timeout(write_timeout, "write_timeout")
-            check_timeout(handshake_timeout, "handshake_timeout")
-            self._max_line = check_max_line_length(max_line_length)
-            self._byte_table: tuple[int, ...] | None = (
-                None
-                if self._element_type == "base-char"
-                else _SIGNED
-                if self._element_type == "signed-byte-8"
-                else _UNSIGNED
+            options = StreamOptions.make(
+                direction=direction,
+                element_type=element_type,
+                read_timeout=read_timeout,
+                write_timeout=write_timeout,
+                ssl_ctx=ssl_ctx,
+                ssl_side=ssl_side,
+                ctx_configure_callback=ctx_configure_callback,
+                ssl_configure_callback=ssl_configure_callback,
+                handshake_timeout=handshake_timeout,
+                tlsext_host_name=tlsext_host_name,
+                max_line_length=max_line_length,
             )
-            self._text = self._element_type == "base-char"
-            self._in: InputBuffer = InputBuffer() if direction != "output" else _NO_INPUT
-            self._out: OutputBuffer = OutputBuffer() if direction != "input" else _NO_OUTPUT
-            self._eof = False
-            self._timed_out = False
-            self._broken = False
-            self._poll_first = False
-            # Lines served in bulk (``_LineMode``): the iterators' ``__next__``, or _no_line.
-            self._next_line_tuple: Any = _no_line
-            self._next_line: Any = _no_line
-            self._line_window = LINE_WINDOW_MIN
-            self._lines_used_up = False
-            self._error: BaseException | None = None
-            # The cached waits (``_multiwait``) that watch this stream for input.
-            self._watchers: tuple[Any, ...] = ()
-            self._transport: Transport = NoTransport()
-            self._fd = -1
-            self._install(sock)
-            self._closed = False
-            if ssl_ctx is not None and ssl_ctx is not False:
-                _tls.attach_ssl(
-                    self,
-                    ssl_ctx=ssl_ctx,
-                    ssl_side=ssl_side,
-                    ctx_configure_callback=ctx_configure_callback,
-                    ssl_configure_callback=ssl_configure_callback,
-                    handshake_timeout=handshake_timeout,
-                    tlsext_host_name=tlsext_host_name,
-                )
+            self._open(sock, options)
         except BaseException:
-            self._closed = True
-            self._in = self._out = _CLOSED
-            self._sock = None
-            if owned is not None:
-                owned.close()
+            self._abandon(owned)
             raise
+
+    @classmethod
+    def _from_options(cls, sock: _socket.socket, options: StreamOptions) -> SocketStream:
+        """A stream on ``sock`` made with checked options; if this raises, ``sock`` is closed."""
+        self = cls.__new__(cls)
+        self._closed = True
+        try:
+            self._open(sock, options)
+        except BaseException:
+            self._abandon(sock)
+            raise
+        return self
+
+    def _open(self, sock: _socket.socket, options: StreamOptions) -> None:
+        self._sock: _socket.socket | None = None
+        _check_stream_socket(sock)
+        direction = self._direction = options.direction
+        self._element_type: ElementType = options.element_type
+        self._read_timeout = options.read_timeout
+        self._write_timeout = options.write_timeout
+        self._max_line = options.max_line_length
+        self._byte_table: tuple[int, ...] | None = (
+            None
+            if self._element_type == "base-char"
+            else _SIGNED
+            if self._element_type == "signed-byte-8"
+            else _UNSIGNED
+        )
+        self._text = self._element_type == "base-char"
+        self._in: InputBuffer = InputBuffer() if direction != "output" else _NO_INPUT
+        self._out: OutputBuffer = OutputBuffer() if direction != "input" else _NO_OUTPUT
+        self._eof = False
+        self._timed_out = False
+        self._broken = False
+        self._poll_first = False
+        # Lines served in bulk (``_LineMode``): the iterators' ``__next__``, or _no_line.
+        self._next_line_tuple: Any = _no_line
+        self._next_line: Any = _no_line
+        self._line_window = LINE_WINDOW_MIN
+        self._lines_used_up = False
+        self._error: BaseException | None = None
+        # What watches this stream (``_watch``); a tuple, replaced whole, so that a watcher
+        # added or removed by another thread never disturbs a notification under way.
+        self._watchers: tuple[StreamWatcher, ...] = ()
+        self._transport: Transport = NoTransport()
+        self._fd = -1
+        self._install(sock)
+        self._closed = False
+        if options.tls is not None:
+            _tls.start_tls(self, options.tls)
+
+    def _abandon(self, sock: _socket.socket | None) -> None:
+        """The constructor failed: the stream is closed, and so is the socket."""
+        self._closed = True
+        self._in = self._out = _CLOSED
+        self._sock = None
+        self._watchers = ()
+        if sock is not None:
+            sock.close()
+
+    # ---- watchers ------------------------------------------------------------------------
+
+    def _watch(self, watcher: StreamWatcher) -> None:
+        """Tell ``watcher`` of input and socket changes from now on (idempotent)."""
+        if watcher not in self._watchers:
+            self._watchers += (watcher,)
+
+    def _unwatch(self, watcher: StreamWatcher) -> None:
+        """Stop telling ``watcher`` (absent is fine)."""
+        if watcher in self._watchers:
+            self._watchers = tuple(w for w in self._watchers if w is not watcher)
+
+    def _input_arrived(self) -> None:
+        """Tell the watchers that this stream may hold input now."""
+        for watcher in self._watchers:
+            watcher.stream_input(self)
+
+    def _socket_changed(self) -> None:
+        """Tell the watchers that the socket changed or the stream closed."""
+        for watcher in self._watchers:
+            watcher.stream_changed(self)
 
     # ---- socket management -------------------------------------------------------------
 
     def _install(self, sock: _socket.socket | None) -> None:
         """Make ``sock`` the stream's socket, with a plain transport."""
-        global socket_generation
-        socket_generation += 1
+        self._transport.close()
         self._sock = sock
         if sock is None:
             self._transport = NoTransport()
@@ -334,6 +384,8 @@ class SocketStream(FileObjectMixin):
         # writing side (a poll object must not be used by two threads at once); made on use.
         self._rpollers: dict[int, Any] = {}
         self._wpollers: dict[int, Any] = {}
+        if self._watchers:
+            self._socket_changed()
 
     @property
     def socket(self) -> _socket.socket | None:
@@ -500,10 +552,13 @@ class SocketStream(FileObjectMixin):
                 return n
             if not wait:
                 return -1
-            if not waited:
+            if not waited or n == WANT_MORE:
+                # A new wait; also after raw bytes taken from the socket without a whole TLS
+                # record: every byte taken restarts the clock.
                 deadline = deadline_after(self._read_timeout)
                 waited = True
                 self._poll_first = True
+                n = WANT_READ
             if not self._wait_reading(n, deadline):
                 self._timed_out = True
                 return 0
@@ -538,11 +593,6 @@ class SocketStream(FileObjectMixin):
         if self._watchers and (n > 0 or self._eof):
             self._input_arrived()
         return n
-
-    def _input_arrived(self) -> None:
-        """Tell the cached waits watching this stream that it may hold input now."""
-        for watcher in self._watchers:
-            watcher.dirty.add(self)
 
     def _eof_result(self, eof_error: bool, eof_value: Any) -> Any:
         if eof_error:
@@ -1087,7 +1137,6 @@ class SocketStream(FileObjectMixin):
 
     def close(self, abort: bool = False) -> None:
         """Flush (unless ``abort``), end TLS (unless ``abort``), close the socket.  Idempotent."""
-        global socket_generation
         if self._closed:
             return
         error: BaseException | None = None
@@ -1107,11 +1156,11 @@ class SocketStream(FileObjectMixin):
             self._closed = True
             self._in = self._out = _CLOSED
             self._next_line_tuple = self._next_line = _no_line
-            socket_generation += 1
-            watchers, self._watchers = self._watchers, ()
-            for watcher in watchers:
-                watcher.stream_closed()
             sock, self._sock = self._sock, None
+            if self._watchers:
+                self._socket_changed()
+                self._watchers = ()
+            self._transport.close()
             self._transport = NoTransport()
             if sock is not None:
                 try:

@@ -33,6 +33,7 @@ Truncation: a TCP close without close-notify raises ``SSLTruncatedError`` unless
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -47,7 +48,16 @@ from ._errors import (
     SSLHandshakeTimeout,
     SSLTruncatedError,
 )
-from ._wait import WANT_READ, WANT_WRITE, check_timeout, deadline_after, wait_fd
+from ._options import TLSOptions
+from ._options import check_ssl_side as _check_side
+from ._wait import (
+    WANT_MORE,
+    WANT_READ,
+    WANT_WRITE,
+    deadline_after,
+    make_poller,
+    wait_fd,
+)
 
 if TYPE_CHECKING:
     from ._stream import SocketStream
@@ -59,7 +69,6 @@ RAW_CHUNK: Final = 65536
 #: Plaintext handed to the engine at a time, so the outgoing BIO stays small.
 WRITE_CHUNK: Final = 65536
 
-_SIDES: Final = ("client", "server", "both")
 _MIN_VERSION: Final = {
     "default": ssl.TLSVersion.TLSv1_2,
     "v23": ssl.TLSVersion.TLSv1_2,
@@ -67,12 +76,6 @@ _MIN_VERSION: Final = {
     "tls-v1-3": ssl.TLSVersion.TLSv1_3,
 }
 _INSECURE: Final = ("v2", "v3", "tls-v1", "tls-v1-1")
-
-
-def _check_side(ssl_side: object) -> str:
-    if isinstance(ssl_side, str) and ssl_side.lstrip(":").lower() in _SIDES:
-        return ssl_side.lstrip(":").lower()
-    raise ValueError(f"ssl_side must be 'client', 'server' or 'both', not {ssl_side!r}")
 
 
 def _keyword(ssl_ctx: object) -> str:
@@ -126,6 +129,40 @@ def _describe(exc: BaseException) -> str:
     return str(reason or exc)
 
 
+class _Wakeup:
+    """A descriptor one thread makes readable (``wake``) to end another thread's poll.
+
+    An eventfd on Linux (one descriptor), a pipe elsewhere.
+    """
+
+    __slots__ = ("_w", "fd")
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self.fd = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover  (not Linux)
+            self.fd, self._w = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._w, False)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._w, (1).to_bytes(8, "little"))
+        except BlockingIOError:  # pragma: no cover  (already readable)
+            pass
+
+    def clear(self) -> None:
+        try:
+            os.read(self.fd, 4096)
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        os.close(self.fd)
+        if self._w != self.fd:  # pragma: no cover
+            os.close(self._w)
+
+
 class TLSTransport:
     """TLS over a non-blocking socket, with the plain transport's non-blocking shape."""
 
@@ -142,6 +179,51 @@ class TLSTransport:
         self.raw_eof = False
         self.peer_closed = False
         self.notify_sent = False
+        # Wake-ups between the two sides during a TLS 1.2 renegotiation (see ``send``), made
+        # by ``make_wakeups``.
+        self.wake_reader: _Wakeup | None = None
+        self.wake_writer: _Wakeup | None = None
+        self._reader_woken = self._writer_woken = False
+        self._writer_waiting = False
+
+    def make_wakeups(self) -> None:
+        """Make the two wake-ups (only TLS 1.2 renegotiates, so only it needs them)."""
+        if self.wake_reader is None:
+            self.wake_reader, self.wake_writer = _Wakeup(), _Wakeup()
+
+    def close(self) -> None:
+        """Release the wake-up descriptors (the socket is the stream's)."""
+        for w in (self.wake_reader, self.wake_writer):
+            if w is not None:
+                w.close()
+        self.wake_reader = self.wake_writer = None
+
+    def _drain(self, sslobj: ssl.SSLObject) -> None:
+        """Decrypt every whole record the engine holds into ``_held`` (the caller has the lock).
+
+        Only ``SSL_read`` may take application data: ``SSL_write`` in the middle of a
+        renegotiation meeting it fails (UNEXPECTED_RECORD), and ``SSL_shutdown`` fails on it
+        (APPLICATION_DATA_AFTER_CLOSE_NOTIFY), losing it.  So what is received is decrypted
+        first; the reads that follow get it from ``_held``.
+        """
+        held = self._held
+        before = len(held)
+        was_closed = self.peer_closed
+        while self.incoming.pending or sslobj.pending():
+            try:
+                chunk = sslobj.read(RAW_CHUNK)
+            except ssl.SSLZeroReturnError:
+                self.peer_closed = True
+                break
+            except ssl.SSLError:  # a partial record, or an error the next read reports
+                break
+            if not chunk:
+                self.peer_closed = True
+                break
+            held += chunk
+        if (len(held) > before or self.peer_closed != was_closed) and self.wake_reader:
+            self._reader_woken = True
+            self.wake_reader.wake()
 
     def flush(self) -> int:
         """Send what the engine produced: 0 when all of it is on the wire, else WANT_WRITE."""
@@ -179,6 +261,9 @@ class TLSTransport:
             else:
                 self.raw_eof = True
                 self.incoming.write_eof()
+            if self._writer_waiting and self.wake_writer:
+                self._writer_woken = True
+                self.wake_writer.wake()
         return 1
 
     def decrypt_into(self, view: memoryview) -> int:
@@ -191,6 +276,9 @@ class TLSTransport:
         assert sslobj is not None
         n = 0
         with self._engine:
+            if self._reader_woken and self.wake_reader:
+                self._reader_woken = False
+                self.wake_reader.clear()
             held = self._held
             if held:  # decrypted before our close-notify went out (close_notify_step)
                 n = min(len(view), len(held))
@@ -225,7 +313,12 @@ class TLSTransport:
         return n
 
     def recv_into(self, view: memoryview) -> int:
-        """Decrypted bytes into ``view``: a count, 0 at close-notify, or WANT_READ/WANT_WRITE."""
+        """Decrypted bytes into ``view``: a count, 0 at close-notify, or WANT_READ.
+
+        ``WANT_MORE`` instead of WANT_READ when raw bytes were taken from the socket on the way
+        (a partial record): the wait that follows is a new one.
+        """
+        took = False
         while True:
             n = self.decrypt_into(view)
             if n != WANT_READ:
@@ -233,7 +326,8 @@ class TLSTransport:
             self.flush()  # e.g. a KeyUpdate answer; what the socket won't take waits
             r = self._receive_raw()
             if r < 0:
-                return r
+                return WANT_MORE if took else r
+            took = True
 
     def send(self, view: memoryview) -> int:
         """Encrypt from ``view``: the count of plaintext bytes taken, or WANT_WRITE/WANT_READ.
@@ -247,12 +341,23 @@ class TLSTransport:
         assert sslobj is not None
         while True:
             with self._engine:
+                if self._writer_woken and self.wake_writer:
+                    self._writer_woken = False
+                    self.wake_writer.clear()
+                if self.incoming.pending:
+                    # Received and not yet read (by us during a renegotiation, or by a reader
+                    # that has not decrypted it yet): SSL_write must not meet application data.
+                    self._drain(sslobj)
                 try:
                     n = sslobj.write(view[:WRITE_CHUNK])
+                    self._writer_waiting = False
                     break
                 except ssl.SSLWantReadError:
-                    pass  # a renegotiation (TLS 1.2) is under way: it needs the peer's answer
+                    # A renegotiation (TLS 1.2) is under way: it needs the peer's answer,
+                    # which a reader on another thread may take first; it then wakes us.
+                    self._writer_waiting = True
                 except ssl.SSLError as exc:
+                    self._writer_waiting = False
                     raise SSLFailure(f"TLS error while writing: {_describe(exc)}") from exc
             if self.flush() < 0:
                 return WANT_WRITE
@@ -293,33 +398,19 @@ class TLSTransport:
             raise SSLFailure("TLS handshake failed: the peer closed the connection")
         return self._receive_raw()
 
-    def _hold_decrypted(self, sslobj: ssl.SSLObject) -> None:
-        """Decrypt every whole record received into ``_held`` (the caller holds the lock).
-
-        ``unwrap`` (SSL_shutdown) reads on after sending our close-notify, and fails on the
-        application data it meets there, losing it (APPLICATION_DATA_AFTER_CLOSE_NOTIFY).  So
-        what is received is decrypted first; the reads that follow get it from ``_held``.
-        """
-        held = self._held
-        while self.incoming.pending:
-            try:
-                chunk = sslobj.read(RAW_CHUNK)
-            except ssl.SSLZeroReturnError:
-                self.peer_closed = True
-                return
-            except ssl.SSLError:  # a partial record, or an error the next read reports
-                return
-            if not chunk:
-                self.peer_closed = True
-                return
-            held += chunk
+    def take_held(self) -> bytes:
+        """The decrypted bytes put aside (``_drain``) and not read yet, taken out."""
+        with self._engine:
+            held = bytes(self._held)
+            del self._held[:]
+        return held
 
     def close_notify_step(self) -> int:
         """Queue our close-notify (once) and send it: 0 when it is on the wire."""
         sslobj = self.ssl_object
         if not self.notify_sent and sslobj is not None:
             with self._engine:
-                self._hold_decrypted(sslobj)
+                self._drain(sslobj)
                 try:
                     sslobj.unwrap()
                 except ssl.SSLWantReadError:
@@ -373,21 +464,33 @@ def attach_ssl(
         raise ValueError("TLS is already on for this stream")
     if stream._sock is None:
         raise ValueError("the stream has no socket to start TLS on")
-    side = _check_side(ssl_side)
-    timeout = check_timeout(handshake_timeout, "handshake_timeout")
-    if tlsext_host_name is not None and not isinstance(tlsext_host_name, str):
-        raise TypeError(f"tlsext_host_name must be a str or None, not {tlsext_host_name!r}")
+    start_tls(
+        stream,
+        TLSOptions.make(
+            ssl_ctx=ssl_ctx,
+            ssl_side=ssl_side,
+            ctx_configure_callback=ctx_configure_callback,
+            ssl_configure_callback=ssl_configure_callback,
+            handshake_timeout=handshake_timeout,
+            tlsext_host_name=tlsext_host_name,
+        ),
+    )
+
+
+def start_tls(stream: SocketStream, tls: TLSOptions) -> None:
+    """``attach_ssl`` with checked options, on an open plain stream with a socket."""
+    assert stream._sock is not None
+    side = tls.ssl_side
+    timeout = tls.handshake_timeout
+    tlsext_host_name = tls.tlsext_host_name
+    ctx_configure_callback = tls.ctx_configure_callback
+    ssl_configure_callback = tls.ssl_configure_callback
     made = False
-    if isinstance(ssl_ctx, ssl.SSLContext):
-        ctx = ssl_ctx
-    elif ssl_ctx is True or isinstance(ssl_ctx, str):
-        ctx = make_ssl_ctx(ssl_ctx, side)
-        made = True
+    if isinstance(tls.ssl_ctx, ssl.SSLContext):
+        ctx = tls.ssl_ctx
     else:
-        raise TypeError(
-            "ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, "
-            f"not {ssl_ctx!r}"
-        )
+        ctx = make_ssl_ctx(tls.ssl_ctx, side)
+        made = True
     # Bad arguments above change nothing; from here on a failure leaves the connection in an
     # unknown state, so the stream is closed.
     try:
@@ -425,6 +528,15 @@ def attach_ssl(
         if not done:
             assert timeout is not None
             raise SSLHandshakeTimeout(timeout)
+        if sslobj.version() in ("TLSv1", "TLSv1.1", "TLSv1.2"):
+            # Renegotiation: a writer may have to read, and a reader wait for a writer.
+            transport.make_wakeups()
+            assert transport.wake_reader
+            assert transport.wake_writer
+            stream._rpollers[WANT_READ] = make_poller(
+                stream._fd, WANT_READ, transport.wake_reader.fd)
+            stream._wpollers[WANT_READ] = make_poller(
+                stream._fd, WANT_READ, transport.wake_writer.fd)
         if stream._watchers:
             stream._input_arrived()  # the engine may hold input that came with the handshake
     except BaseException:
@@ -455,6 +567,8 @@ def detach_ssl(stream: SocketStream) -> None:
                 if stream._timed_out:
                     raise SSLFailure("the peer's TLS close-notify did not come within read_timeout")
                 raise SSLFailure("the connection ended before the peer's TLS close-notify")
+        # Decrypted before the close-notify and not read yet, then the plain bytes after it.
+        ib.feed(transport.take_held())
         with transport._engine:
             leftover = transport.incoming.read()
         ib.feed(leftover)

@@ -34,6 +34,8 @@ class Transport(Protocol):
 
     def decrypt_into(self, view: memoryview) -> int: ...
 
+    def close(self) -> None: ...
+
 
 class PlainTransport:
     """Bytes straight to and from a non-blocking socket."""
@@ -72,6 +74,9 @@ class PlainTransport:
         """Only a TLS transport holds bytes of its own."""
         return 0
 
+    def close(self) -> None:
+        """The socket is the stream's to close."""
+
 
 class NoTransport:
     """The stream has no socket (``stream.socket = None``): reads see end-of-file."""
@@ -94,3 +99,6 @@ class NoTransport:
 
     def decrypt_into(self, view: memoryview) -> int:
         return 0
+
+    def close(self) -> None:
+        pass

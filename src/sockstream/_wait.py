@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import select
 import time
+from numbers import Real
 from typing import Any, Final
 
 monotonic = time.monotonic
@@ -23,6 +24,8 @@ monotonic = time.monotonic
 #: Events to wait for, by what a non-blocking operation asked for.
 WANT_READ: Final = -1
 WANT_WRITE: Final = -2
+#: WANT_READ after some bytes were taken (a partial TLS record): a new wait, a new deadline.
+WANT_MORE: Final = -4
 
 _MAX_POLL_MS: Final = 2**31 - 1
 
@@ -42,16 +45,18 @@ def deadline_after(seconds: float | None) -> float | None:
     return None if seconds is None else monotonic() + seconds
 
 
-def make_poller(fd: int, want: int) -> Any:
+def make_poller(fd: int, want: int, wakeup: int = -1) -> Any:
     """A poll object watching ``fd`` for ``want`` (WANT_READ/WANT_WRITE); None for no socket.
 
-    A poll object must not be used by two threads at once, so each side of a stream keeps
-    its own.
+    ``wakeup``: a descriptor another thread makes readable to end the wait early.  A poll
+    object must not be used by two threads at once, so each side of a stream keeps its own.
     """
     if fd < 0:
         return None
     poller = select.poll()
     poller.register(fd, _EVENTS[want])
+    if wakeup >= 0:
+        poller.register(wakeup, select.POLLIN)
     return poller
 
 
@@ -89,19 +94,31 @@ def clamp_wait(seconds: float | None) -> float | None:
     return None if seconds is None else min(seconds, MAX_WAIT)
 
 
-def check_timeout(value: object, name: str) -> float | None:
-    """Validate a timeout: ``None`` or a positive, finite real number of seconds."""
+def check_timeout(value: object, name: str, *, poll: bool = False) -> float | None:
+    """Validate a timeout: ``None`` or a positive, finite real number of seconds.
+
+    The one timeout check of the package.  With ``poll`` (the timeout of a wait, not of a
+    stream) ``0`` is allowed (poll without waiting) and infinity means ``None`` (no limit).
+    Bools and NaN are refused.  An int too large for a float is a ``ValueError`` (with
+    ``poll``: no limit, as infinity).
+    """
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be None or a positive number of seconds, not {value!r}")
+    what = "a non-negative" if poll else "a positive"
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be None or {what} number of seconds, not {value!r}")
     try:
         seconds = float(value)
     except OverflowError:  # an int beyond any float
+        if poll and value > 0:  # type: ignore[operator]
+            return None
         raise ValueError(
-            f"{name} must be None or a positive number of seconds that fits a float, "
-            f"not {value!r}"
+            f"{name} must be None or {what} number of seconds that fits a float, not {value!r}"
         ) from None
+    if poll:
+        if not seconds >= 0:  # also catches NaN
+            raise ValueError(f"{name} must be None or {what} number of seconds, not {value!r}")
+        return None if math.isinf(seconds) else seconds
     if not seconds > 0 or math.isinf(seconds):
-        raise ValueError(f"{name} must be None or a positive number of seconds, not {value!r}")
+        raise ValueError(f"{name} must be None or {what} number of seconds, not {value!r}")
     return seconds

@@ -12,7 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,6 +21,10 @@ import pytest
 from conftest import LONG, has_ipv6
 
 INDEX_PAGE = "<html><body>hello from nginx</body></html>\n"
+#: Served as /big.txt: with ``Accept-Encoding: gzip`` nginx sends it gzipped and chunked.
+BIG_TEXT = "".join(f"line {i}: {'x' * (i % 50)}\n" for i in range(20000)).encode()
+#: Served as /blob.bin (every byte value, CR and LF among them): a Content-Length body.
+BLOB = bytes(range(256)) * 1024
 
 #: How long one wait for nginx to come up may last: short, so a failure is noticed at once.
 _POLL = 0.05
@@ -59,6 +63,10 @@ http {{
     uwsgi_temp_path {prefix}/tmp/uwsgi;
     scgi_temp_path {prefix}/tmp/scgi;
     default_type text/html;
+    gzip on;
+    gzip_types text/plain;
+    gzip_min_length 0;
+    types {{ text/plain txt; application/octet-stream bin; text/html html; }}
     server {{
         listen 127.0.0.1:{port};
         listen 127.0.0.1:{tls_port} ssl;
@@ -102,6 +110,8 @@ def nginx_server(
     (prefix / "html").mkdir()
     (prefix / "tmp").mkdir()
     (prefix / "html" / "index.html").write_text(INDEX_PAGE)
+    (prefix / "html" / "big.txt").write_bytes(BIG_TEXT)
+    (prefix / "html" / "blob.bin").write_bytes(BLOB)
     ipv6 = has_ipv6()
     conf = prefix / "nginx.conf"
     stderr_log = prefix / "stderr.log"
@@ -141,3 +151,80 @@ def nginx_server(
 def nginx(nginx_server: NginxServer) -> tuple[str, int]:
     """(host, port) of an nginx serving INDEX_PAGE over plain HTTP on loopback."""
     return nginx_server.host, nginx_server.port
+
+
+# ---- daemons for the recipes: Redis, memcached, an SMTP server -------------------------------
+
+class Daemon(NamedTuple):
+    host: str
+    port: int
+    tls_port: int | None
+
+
+def _start_daemon(name: str, argv: Callable[[int, int], list[str]], log: Path,
+                  tls: bool = False) -> tuple[subprocess.Popen[bytes], int, int | None]:
+    """Start ``argv(port, tls_port)`` on free loopback ports; retry if a port was taken."""
+    exe = shutil.which(name)
+    if exe is None:
+        pytest.skip(f"{name} is not installed (scripts/test installs it with apt-get)")
+    for _attempt in range(3):
+        port = _free_port()
+        tls_port = _free_port() if tls else 0
+        with open(log, "wb") as err:
+            proc = subprocess.Popen([exe, *argv(port, tls_port)], stdin=subprocess.DEVNULL,
+                                    stdout=err, stderr=subprocess.STDOUT)
+        try:
+            _wait_until_accepting(proc, port, log)
+            if tls:
+                _wait_until_accepting(proc, tls_port, log)
+            return proc, port, (tls_port if tls else None)
+        except RuntimeError:
+            _stop(proc)
+            if "in use" not in log.read_text():
+                raise
+    raise RuntimeError(f"{name} could not bind a port: {log.read_text()}")
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(LONG)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory,
+                 cert_files: dict[str, str]) -> Iterator[Daemon]:
+    """A real ``redis-server`` on loopback: a plain port and a TLS port (the test CA)."""
+    d = tmp_path_factory.mktemp("redis")
+
+    def argv(port: int, tls_port: int) -> list[str]:
+        return ["--bind", "127.0.0.1", "--port", str(port), "--tls-port", str(tls_port),
+                "--tls-cert-file", cert_files["cert"], "--tls-key-file", cert_files["key"],
+                "--tls-ca-cert-file", cert_files["ca"], "--tls-auth-clients", "no",
+                "--save", "", "--appendonly", "no", "--dir", str(d), "--daemonize", "no",
+                "--proto-max-bulk-len", "64mb"]
+
+    proc, port, tls_port = _start_daemon("redis-server", argv, d / "redis.log", tls=True)
+    try:
+        yield Daemon("127.0.0.1", port, tls_port)
+    finally:
+        _stop(proc)
+
+
+@pytest.fixture(scope="session")
+def memcached_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daemon]:
+    """A real ``memcached`` on loopback (TCP only, 64 MiB)."""
+    d = tmp_path_factory.mktemp("memcached")
+
+    def argv(port: int, _tls_port: int) -> list[str]:
+        return ["-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "64", "-u", "root"]
+
+    proc, port, _ = _start_daemon("memcached", argv, d / "memcached.log")
+    try:
+        yield Daemon("127.0.0.1", port, None)
+    finally:
+        _stop(proc)

@@ -32,6 +32,8 @@ pytestmark = [
 ]
 
 VERSION_FLAGS = {"1.2": "-tls1_2", "1.3": "-tls1_3"}
+#: s_server's stdout line by line, so that what it prints after a command is an answer to it.
+_LINE_BUFFERED = ["stdbuf", "-oL"] if shutil.which("stdbuf") else []
 SNI = "sni.example.test"
 
 
@@ -102,7 +104,8 @@ def s_server(cert_files: dict[str, str], *flags: str) -> Iterator[tuple[int, Any
     for _ in range(5):
         port = _free_port()
         proc = subprocess.Popen(
-            ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", "1",
+            [*_LINE_BUFFERED, "openssl", "s_server", "-accept", f"127.0.0.1:{port}",
+             "-naccept", "1",
              "-cert", cert_files["cert"], "-key", cert_files["key"], *flags],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
@@ -317,3 +320,126 @@ def test_s_client_without_our_ca_refuses_our_server(
             t.join_checked()
         assert proc.returncode != 0
         assert b"verif" in err.lower() or b"certificate" in err.lower()
+
+
+# ---- TLS 1.2 renegotiation with application data in flight ---------------------------------
+
+def _wait_for_records(sock: socket.socket, count: int) -> None:
+    """Block until ``count`` whole TLS records are in ``sock``'s kernel buffer (not read)."""
+    have = 0
+    for _ in range(count):
+        _wait_for_bytes(sock, have + 5)
+        head = sock.recv(have + 5, socket.MSG_PEEK)[have:]
+        have += 5 + int.from_bytes(head[3:5], "big")
+        _wait_for_bytes(sock, have)
+
+
+def _wait_for_bytes(sock: socket.socket, n: int) -> None:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
+    try:
+        r, _, _ = select.select([sock], [], [], LONG)
+        assert r, f"{n} bytes never arrived"
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+
+
+@pytest.fixture
+def renegotiating(cert_files: dict[str, str]) -> Iterator[tuple[Any, Lines, socket.socket,
+                                                               SocketStream]]:
+    """Our TLS 1.2 client connected to ``s_server -tls1_2``: ``(proc, lines, sock, stream)``."""
+    if not _LINE_BUFFERED:
+        pytest.skip("no stdbuf: s_server's answers to commands cannot be awaited")
+    with s_server(cert_files, "-tls1_2") as (port, proc, lines):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
+        with SocketStream(
+            sock, ssl_ctx="tls-v1-2", ssl_side="client", tlsext_host_name="localhost",
+            handshake_timeout=LONG, read_timeout=LONG,
+            ctx_configure_callback=lambda ctx: ctx.load_verify_locations(cert_files["ca"]),
+        ) as client:
+            _tell(proc, b"first\n")
+            assert client.read_line() == ("first", False)
+            yield proc, lines, sock, client
+        assert proc.wait(LONG) == 0
+        rest = lines.rest()
+        assert b"DONE\n" in rest
+        assert b"ERROR\n" not in rest
+
+
+def _renegotiate(proc: Any, lines: Lines) -> None:
+    """``R``: s_server sends a HelloRequest (asking for a client certificate too)."""
+    _tell(proc, b"R\n")
+    lines.expect(b"SSL_do_handshake -> 1")
+
+
+def test_write_during_renegotiation_with_application_data_in_flight(
+    renegotiating: tuple[Any, Lines, socket.socket, SocketStream],
+) -> None:
+    """HelloRequest, then data, then more data; we read one byte and write.
+
+    The read takes the HelloRequest (our ClientHello goes out with the write) and the first
+    line; the write must then wait for the new handshake, and meets the second line inside
+    it: only a read may take application data, so the write drains it into the stream's input.
+    """
+    proc, lines, sock, client = renegotiating
+    _renegotiate(proc, lines)
+    first, second = b"x" * 200 + b"\n", b"y" * 200 + b"\n"
+    _tell(proc, first)
+    _wait_for_records(sock, 2)  # the HelloRequest and the first line
+    assert client.read_char() == "x"
+    _tell(proc, second)
+    _wait_for_records(sock, 1)
+    client.write_line("ours during renegotiation")
+    client.force_output()
+    lines.expect(b"ours during renegotiation")
+    assert client.read_line() == (first[1:-1].decode(), False)
+    assert client.read_line() == (second[:-1].decode(), False)
+    _tell(proc, b"after\n")
+    assert client.read_line() == ("after", False)
+    assert client.ssl_object.session_reused  # the renegotiation did happen (and resumed)
+
+
+def test_full_duplex_during_renegotiations(
+    renegotiating: tuple[Any, Lines, socket.socket, SocketStream],
+) -> None:
+    """A reader thread and a writer thread on one stream while s_server renegotiates."""
+    proc, lines, _sock, client = renegotiating
+    got: queue.Queue[str] = queue.Queue()
+    stop = threading.Event()
+
+    def reader() -> None:
+        while True:
+            line, missing = client.read_line()
+            assert not missing
+            got.put(line)
+            if line == "END":
+                return
+
+    def writer() -> int:
+        i = 0
+        while not stop.is_set():
+            client.write_line(f"ours {i}")
+            client.force_output()
+            i += 1
+        client.write_line("ours done")
+        client.force_output()
+        return i
+
+    r, w = PeerThread(reader), PeerThread(writer)
+    r.start()
+    w.start()
+    try:
+        for i in range(10):
+            _renegotiate(proc, lines)
+            _tell(proc, f"data {i}\n".encode())
+            assert got.get(timeout=LONG) == f"data {i}"
+    finally:
+        stop.set()
+        count = w.join_checked()
+        _tell(proc, b"END\n")
+        r.join_checked()
+    assert got.get_nowait() == "END"
+    lines.expect(b"ours done")
+    # One record a line, and s_server prints each record it reads as it comes.
+    ours = [line.rstrip(b"\n") for line in lines.seen if line.startswith(b"ours ")]
+    assert ours == [f"ours {i}".encode() for i in range(count)] + [b"ours done"]
+    assert count > 0

@@ -43,7 +43,7 @@ from types import FrameType, ModuleType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from ._stream import SocketStream
+    from sockstream import SocketStream
 
 __all__ = ["main"]
 
@@ -138,12 +138,22 @@ def _existing_file(text: str) -> str:
 
 
 def _element_type(text: str) -> str:
-    from ._elements import check_element_type
+    from sockstream import BASE_CHAR, SIGNED_BYTE_8, UNSIGNED_BYTE_8
 
-    try:
-        return check_element_type(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    names = {
+        BASE_CHAR: BASE_CHAR,
+        UNSIGNED_BYTE_8: UNSIGNED_BYTE_8,
+        "(unsigned-byte 8)": UNSIGNED_BYTE_8,
+        SIGNED_BYTE_8: SIGNED_BYTE_8,
+        "(signed-byte 8)": SIGNED_BYTE_8,
+    }
+    canonical = names.get(text.strip().lower())
+    if canonical is None:
+        raise argparse.ArgumentTypeError(
+            "element type must be one of 'base-char', 'unsigned-byte-8' ('(unsigned-byte 8)') or "
+            f"'signed-byte-8' ('(signed-byte 8)'), not {text!r}"
+        )
+    return canonical
 
 
 def _writable_path(text: str) -> str:
@@ -187,7 +197,7 @@ class _Formatter(argparse.HelpFormatter):
 
 
 def _version() -> str:
-    from . import __version__
+    from sockstream import __version__
 
     return f"{PROG} {__version__} (Python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION})"
 
@@ -366,7 +376,7 @@ def _to_crlf(data: bytes, prev_cr: bool) -> tuple[bytes, bool]:
 
 
 def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
-    from . import open_tcp_stream
+    from sockstream import open_tcp_stream
 
     use_tls = bool(args.tls or args.sni or args.cafile or args.insecure)
     ctx: ssl.SSLContext | None = None
@@ -464,7 +474,8 @@ def _copy_both_ways(
 
 def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser
                ) -> int:
-    from . import serve
+    from sockstream import serve
+
     from ._certs import fingerprint_of_pem_file, make_certificates
     from ._demo import discard_handler, echo_handler, http_handler
 
@@ -580,25 +591,35 @@ def _serve_until_stopped(
 # ---- bench -----------------------------------------------------------------------------------
 
 def _import_bench() -> ModuleType | None:
-    """The ``bench`` package of the source checkout this sockstream runs from, if any.
+    """The ``bench`` package of the source checkout this sockstream was installed from, or None.
 
-    The checkout's root (``Path(sockstream.__file__).parents[2]`` in the src layout) goes first
-    on ``sys.path`` when it has ``bench/__init__.py``, so that an unrelated module named ``bench``
-    elsewhere cannot shadow the suite; otherwise a ``bench`` already importable (e.g. the
-    current directory is the checkout) is used.
+    The benchmark suite is not part of the wheel: it needs a source checkout (``pip install -e``
+    from a clone).  It is loaded from that checkout's ``bench/`` by path, never found on
+    ``sys.path``, so an unrelated module named ``bench`` cannot stand in for it.
     """
-    import importlib
+    import importlib.util
 
     import sockstream
 
     root = Path(sockstream.__file__).resolve().parents[2]
-    if (root / "bench" / "__init__.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    init = root / "bench" / "__init__.py"
+    if not init.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location(
+        "bench", init, submodule_search_locations=[str(init.parent)]
+    )
+    if spec is None or spec.loader is None:
+        return None
+    bench = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get("bench")
+    sys.modules["bench"] = bench  # the suite imports its own submodules as ``bench.*``
     try:
-        bench = importlib.import_module("bench")
-    except ImportError as exc:
-        if exc.name == "bench":
-            return None
+        spec.loader.exec_module(bench)
+    except BaseException:
+        if previous is None:
+            sys.modules.pop("bench", None)
+        else:
+            sys.modules["bench"] = previous
         raise
     return bench if callable(getattr(bench, "main", None)) else None
 

@@ -34,9 +34,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from sockstream import Server, SocketStream
+
     from ._certs import RuntimeCertificates
-    from ._server import Server
-    from ._stream import SocketStream
 
 __all__ = [
     "STEPS",
@@ -307,7 +307,7 @@ def _server(
 
     On the way out the server is terminated and the last handler is waited for (bounded).
     """
-    from . import serve
+    from sockstream import serve
 
     finished = threading.Event()
 
@@ -329,7 +329,7 @@ def _addr(server: Server) -> str:
 
 
 def step_char_io_on_binary(d: Demo) -> None:
-    from . import open_tcp_stream
+    from sockstream import open_tcp_stream
 
     with contextlib.ExitStack() as stack:
         server, finished = stack.enter_context(_server(http_handler()))
@@ -355,7 +355,7 @@ def step_char_io_on_binary(d: Demo) -> None:
 
 
 def step_binary_io_on_char(d: Demo) -> None:
-    from . import open_tcp_stream
+    from sockstream import open_tcp_stream
 
     with contextlib.ExitStack() as stack:
         server, finished = stack.enter_context(_server(http_handler()))
@@ -383,7 +383,7 @@ def step_binary_io_on_char(d: Demo) -> None:
 
 
 def step_read_timeout(d: Demo) -> None:
-    from . import open_tcp_stream
+    from sockstream import open_tcp_stream
 
     go = threading.Event()
 
@@ -420,7 +420,7 @@ def step_read_timeout(d: Demo) -> None:
 
 
 def step_write_timeout(d: Demo) -> None:
-    from . import WriteTimeoutError, open_tcp_stream
+    from sockstream import WriteTimeoutError, open_tcp_stream
 
     release = threading.Event()
 
@@ -464,7 +464,7 @@ def step_write_timeout(d: Demo) -> None:
 
 
 def step_tls_sni(d: Demo) -> None:
-    from . import SocketStream, SSLFailure, open_tcp_stream
+    from sockstream import SocketStream, SSLFailure, open_tcp_stream
 
     certs = d.certs()
     server_ctx = certs.server_context()
@@ -547,7 +547,7 @@ def step_tls_sni(d: Demo) -> None:
 
 
 def step_starttls(d: Demo) -> None:
-    from . import attach_ssl, detach_ssl, open_tcp_stream
+    from sockstream import attach_ssl, detach_ssl, open_tcp_stream
 
     certs = d.certs()
     server_ctx = certs.server_context()
@@ -626,7 +626,11 @@ def _fd_budget() -> int:
 
 
 def step_wait_many(d: Demo) -> None:
-    from . import SocketStream, wait_for_input_streams, wait_for_input_streams_returning_first
+    from sockstream import (
+        SocketStream,
+        wait_for_input_streams,
+        wait_for_input_streams_returning_first,
+    )
 
     spare = 64  # descriptors for everything else the process has open
     note = _raise_fd_limit(2 * MANY + spare)
