@@ -38,6 +38,8 @@ API_NAMES = {
     "serve",
     "wait_for_input_streams",
     "wait_for_input_streams_returning_first",
+    "StreamWaiter",
+    "open_unix_stream",
     # Errors
     "SocketError",
     "SocketCreateError",

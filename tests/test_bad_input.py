@@ -53,6 +53,16 @@ def test_wait_for_input_streams_with_a_huge_timeout(make: Make, timeout: float) 
 
 
 @pytest.mark.parametrize("timeout", HUGE)
+def test_stream_waiter_with_a_huge_timeout(make: Make, timeout: float) -> None:
+    from sockstream import StreamWaiter
+
+    s, peer = make()
+    peer.sendall(b"x")
+    with StreamWaiter([s]) as waiter:
+        assert waiter.wait(timeout=timeout) == [s]
+
+
+@pytest.mark.parametrize("timeout", HUGE)
 def test_wait_for_input_streams_waits_with_a_huge_timeout(
     make: Make, peer: Callable[..., PeerThread], timeout: float
 ) -> None:

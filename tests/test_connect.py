@@ -55,7 +55,7 @@ def _refusing_port(host: str = "127.0.0.1") -> socket.socket:
 
 def _peer(stream: sockstream.SocketStream) -> tuple[Any, ...]:
     address = stream.peer_address
-    assert address is not None
+    assert isinstance(address, tuple)
     return address
 
 

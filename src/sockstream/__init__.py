@@ -6,6 +6,7 @@ and waiting on many streams at once.
 """
 
 from ._connect import open_tcp_stream as open_tcp_stream
+from ._connect import open_unix_stream as open_unix_stream
 from ._elements import BASE_CHAR as BASE_CHAR
 from ._elements import SIGNED_BYTE_8 as SIGNED_BYTE_8
 from ._elements import UNSIGNED_BYTE_8 as UNSIGNED_BYTE_8
@@ -29,6 +30,7 @@ from ._stream import SocketStream as SocketStream
 from ._tls import attach_ssl as attach_ssl
 from ._tls import detach_ssl as detach_ssl
 from ._tls import make_ssl_ctx as make_ssl_ctx
+from ._waiter import StreamWaiter as StreamWaiter
 
 __version__ = "0.1.0"
 
@@ -45,11 +47,13 @@ __all__ = [
     "SocketError",
     "SocketIOError",
     "SocketStream",
+    "StreamWaiter",
     "WriteTimeoutError",
     "attach_ssl",
     "detach_ssl",
     "make_ssl_ctx",
     "open_tcp_stream",
+    "open_unix_stream",
     "serve",
     "server_terminate",
     "start_up_server",

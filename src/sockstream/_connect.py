@@ -53,7 +53,7 @@ from ._options import StreamOptions
 from ._stream import SocketStream
 from ._wait import check_timeout, clamp_wait, monotonic
 
-__all__ = ["CONNECTION_ATTEMPT_DELAY", "open_tcp_stream"]
+__all__ = ["CONNECTION_ATTEMPT_DELAY", "open_tcp_stream", "open_unix_stream"]
 
 _log = logging.getLogger("sockstream")
 
@@ -504,3 +504,73 @@ def _connect(
         error = _connect_error(host, port, errors)
         raise error from (errors[-1][1] if errors else None)
     return sock
+
+
+# ---- Unix domain sockets --------------------------------------------------------------------
+
+def check_unix_path(path: object, name: str = "path") -> str | bytes:
+    """A Unix socket path: a non-empty ``str``, ``bytes`` or ``os.PathLike`` (``"\\0..."``:
+    Linux's abstract namespace)."""
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, (str, bytes)) or not path:
+        raise TypeError(f"{name} must be a non-empty str, bytes or path-like, not {path!r}")
+    if (path[1:].find(b"\0") if isinstance(path, bytes) else path[1:].find("\0")) >= 0:
+        raise ValueError(f"{name} must not contain a NUL character (but as its first), "
+                         f"not {path!r}")
+    return path
+
+
+def open_unix_stream(
+    path: str | bytes | os.PathLike[str],
+    *,
+    timeout: float | None = None,
+    ssl_side: str = "client",
+    **stream_keywords: Any,
+) -> SocketStream:
+    """Connect to the Unix domain socket at ``path`` and return a :class:`SocketStream`.
+
+    Every stream keyword of ``SocketStream`` is taken.  With ``ssl_ctx`` the stream is a TLS
+    client, and ``tlsext_host_name`` names the host whose certificate is expected (there is no
+    host name to default to); without it a context that checks host names is a ``ValueError``.
+    ``timeout`` bounds the connect and the TLS handshake (unless ``handshake_timeout`` is given).
+
+    Raises:
+        SocketCreateError: nothing listens at ``path`` (or it is not a socket, or not ours to
+            open).
+        SSLFailure: TLS setup or the handshake failed.
+        TypeError, ValueError: a bad argument (nothing was opened).
+    """
+    where = check_unix_path(path)
+    options = StreamOptions.make(ssl_side=ssl_side, **stream_keywords)
+    budget = check_timeout(timeout, "timeout")
+    tls = options.tls
+    if tls is not None and tls.tlsext_host_name is None and tls.ssl_side != "server" and not (
+        isinstance(tls.ssl_ctx, ssl.SSLContext) and not tls.ssl_ctx.check_hostname
+    ):
+        raise ValueError(
+            "open_unix_stream with TLS needs tlsext_host_name, the host name to verify the "
+            "server's certificate against (or an ssl.SSLContext with check_hostname off)"
+        )
+    if not hasattr(socket, "AF_UNIX"):  # pragma: no cover - Windows without AF_UNIX
+        raise SocketCreateError("Unix domain sockets are not available here")
+    deadline = None if budget is None else monotonic() + budget
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise SocketCreateError(exc.errno, f"cannot make a Unix socket: {exc}") from exc
+    try:
+        sock.settimeout(budget)
+        sock.connect(where)
+        sock.settimeout(None)
+    except OSError as exc:
+        sock.close()
+        if isinstance(exc, TimeoutError) and exc.errno is None:
+            exc = TimeoutError(errno.ETIMEDOUT, "connect timed out")
+        raise SocketCreateError(
+            exc.errno, f"could not connect to Unix socket {where!r}: {exc.strerror or exc}"
+        ) from exc
+    if tls is not None and tls.handshake_timeout is None and deadline is not None:
+        options = replace(options, tls=replace(tls, handshake_timeout=max(
+            deadline - monotonic(), 0.001)))
+    return SocketStream._from_options(sock, options)

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import os
 import selectors
 import socket
 import ssl
@@ -58,8 +59,16 @@ from dataclasses import replace
 from types import TracebackType
 from typing import IO, Any, Final, final
 
-from ._connect import IPv6Choice, SSLCtxSpec, _check_bool, _check_family, resolve_service
+from ._connect import (
+    IPv6Choice,
+    SSLCtxSpec,
+    _check_bool,
+    _check_family,
+    check_unix_path,
+    resolve_service,
+)
 from ._errors import LineTooLongError, SocketCreateError, SocketError
+from ._listen import SocketFile, display_path, make_unix_listener
 from ._options import StreamOptions
 from ._stream import SocketStream
 from ._tls import make_ssl_ctx
@@ -118,9 +127,13 @@ _NOT_GIVEN: Any = object()
 # ---- listening ------------------------------------------------------------------------------
 
 def _make_listener(
-    address: str | None, port: int, family: int, backlog: int
+    address: str | None, port: int, family: int, backlog: int, reuse_port: bool = False
 ) -> socket.socket:
-    """Bind and listen; raise SocketCreateError naming the address and port."""
+    """Bind and listen; raise SocketCreateError naming the address and port.
+
+    ``reuse_port`` sets ``SO_REUSEPORT``: several sockets (processes) may listen on one port,
+    and the kernel spreads the connections over them.
+    """
     where = f"{address if address is not None else 'all interfaces'} port {port}"
     candidates: list[tuple[int, Any]]
     try:
@@ -148,6 +161,8 @@ def _make_listener(
         try:
             if sys.platform != "win32":  # on Windows SO_REUSEADDR means something unsafe
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if fam == socket.AF_INET6:
                 # ipv6=True: IPv6 only; "any": IPv4 too on the same socket (dual stack).
                 sock.setsockopt(
@@ -179,7 +194,9 @@ def _announce(announce: Announce, what: Server | BaseException) -> None:
     """Report a start or a failure to ``announce`` (None, True, a callable or a text stream)."""
     if announce is None or announce is False:
         return
-    if isinstance(what, Server):
+    if isinstance(what, Server) and what.path is not None:
+        line = f"sockstream: server listening on Unix socket {what.path}"
+    elif isinstance(what, Server):
         line = f"sockstream: server listening on {what.address} port {what.port}"
     else:
         line = f"sockstream: server failed to start: {what}"
@@ -228,12 +245,19 @@ class Server:
         self._stopping = False
         self._wake_w: socket.socket | None = None
         self._wake_r: socket.socket | None = None
+        #: The Unix socket path (``path=``), else None; ``address`` is then the path, ``port`` 0.
+        self.path: str | None = None
+        self._socket_file: SocketFile | None = None
         if listener is None:
             self.address, self.port = address, 0
             self._thread: threading.Thread | None = None
             return
         sockname = listener.getsockname()
-        self.address, self.port = str(sockname[0]), int(sockname[1])
+        if isinstance(sockname, (str, bytes)):  # AF_UNIX
+            self.address, self.port = display_path(sockname), 0
+            self.path = self.address
+        else:
+            self.address, self.port = str(sockname[0]), int(sockname[1])
         # Everything the accept loop needs is made here, in the caller's thread, so that running
         # out of descriptors is a failure to start and not a dead thread.
         self._selector = selectors.DefaultSelector()
@@ -368,9 +392,12 @@ class Server:
             listener.close()
 
     def _close_resources(self) -> None:
-        """Close the selector and the wakeup socketpair (not the listener)."""
+        """Close the selector and the wakeup socketpair (not the listener); remove our socket
+        file (``path=``)."""
         with self._lock:
             self._stopping = True
+            if self._socket_file is not None:
+                self._socket_file.remove()
             self._selector.close()
             if self._wake_r is not None:
                 self._wake_r.close()
@@ -412,6 +439,8 @@ def start_up_server(
     announce: Announce = None,
     wait: bool = False,
     process_name: str | None = None,
+    path: str | bytes | os.PathLike[str] | None = None,
+    reuse_port: bool = False,
 ) -> Server:
     """Listen on ``address``:``service`` and call ``function(sock)`` for each connection.
 
@@ -422,6 +451,9 @@ def start_up_server(
     start or the failure: None, True (print), a callable (given the Server or the exception) or
     a text stream.  ``wait=True`` raises ``SocketCreateError`` on failure; ``wait=False`` returns
     a stopped server whose ``error`` says why.  ``process_name`` names the thread.
+    ``path`` listens on a Unix domain socket instead (the file is made, replaced if stale,
+    never taken from a live server, and removed when the server stops); ``reuse_port`` sets
+    ``SO_REUSEPORT`` so that several processes can listen on one port.
     """
     if not callable(function):
         raise TypeError(f"function must be callable, not {function!r}")
@@ -434,8 +466,27 @@ def start_up_server(
     _check_announce(announce)
     if address is not None and not isinstance(address, str):
         raise TypeError(f"address must be a str or None, not {address!r}")
+    unix = _check_path(path, service, address, reuse_port)
     return _start(function, port, address, backlog, family, nodelay, keepalive, announce, wait,
-                  process_name)
+                  process_name, path=unix, reuse_port=reuse_port)
+
+
+def _check_path(
+    path: object, service: object, address: object, reuse_port: object
+) -> str | bytes | None:
+    """``path=`` and ``reuse_port=``: a Unix socket path instead of ``service``/``address``."""
+    _check_bool(reuse_port, "reuse_port")
+    if reuse_port and not hasattr(socket, "SO_REUSEPORT"):
+        raise SocketCreateError("reuse_port: SO_REUSEPORT is not available on this system")
+    if path is None:
+        return None
+    unix = check_unix_path(path)
+    if address is not None or service not in (0, None):
+        raise ValueError("path (a Unix socket) is instead of service and address: give one, "
+                         f"not both (path={path!r}, service={service!r}, address={address!r})")
+    if reuse_port:
+        raise ValueError("reuse_port is for TCP ports, not for a Unix socket path")
+    return unix
 
 
 def _start(
@@ -450,18 +501,28 @@ def _start(
     wait: bool,
     process_name: str | None,
     pool: _ConnectionPool | None = None,
+    *,
+    path: str | bytes | None = None,
+    reuse_port: bool = False,
 ) -> Server:
     try:
-        listener = _make_listener(address, port, family, backlog)
+        socket_file: SocketFile | None = None
+        if path is not None:
+            listener, socket_file = make_unix_listener(path, backlog)
+        else:
+            listener = _make_listener(address, port, family, backlog, reuse_port)
         server: Server | None = None
         try:
             server = Server(listener, function, nodelay=nodelay, keepalive=keepalive,
                             name=process_name)
+            server._socket_file = socket_file
             server._pool = pool
             server._start()
         except BaseException as exc:
             if server is not None:
                 server._close_resources()
+            elif socket_file is not None:
+                socket_file.remove()
             listener.close()
             if isinstance(exc, (OSError, RuntimeError)):  # out of descriptors or threads
                 raise SocketCreateError(f"cannot start a server on {address} port {port}: "
@@ -472,7 +533,8 @@ def _start(
         if wait:
             raise
         _log.warning("sockstream server failed to start: %s", exc)
-        return Server(None, function, error=exc, address=address or "")
+        where = address or (display_path(path) if path is not None else "")
+        return Server(None, function, error=exc, address=where)
     _log.debug("%r started", server)
     _announce(announce, server)
     return server
@@ -676,6 +738,8 @@ def _lacks_certificate(ctx: ssl.SSLContext) -> bool:
 
 
 def _format_peer(sockaddr: Any) -> str:
+    if isinstance(sockaddr, (str, bytes)):  # AF_UNIX: the client's path, usually unnamed
+        return f"unix:{display_path(sockaddr)}" if sockaddr else "unix:(unnamed)"
     if isinstance(sockaddr, tuple):
         host, port = sockaddr[0], sockaddr[1]
         return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
@@ -694,6 +758,8 @@ def serve(
     keepalive: bool = False,
     announce: Announce = None,
     process_name: str | None = None,
+    path: str | bytes | os.PathLike[str] | None = None,
+    reuse_port: bool = False,
     direction: str = "io",
     element_type: str = "base-char",
     read_timeout: float | None = _NOT_GIVEN,
@@ -715,7 +781,8 @@ def serve(
     ``max_connections`` connections are served at once; more wait in the listen backlog.  A
     handler that raises is logged and the server goes on.  The server is listening when this
     returns; a failure to listen raises ``SocketCreateError``.
-    ``terminate()`` stops listening and aborts the running connections.
+    ``terminate()`` stops listening and aborts the running connections.  ``path`` and
+    ``reuse_port`` are those of ``start_up_server`` (a Unix socket; ``SO_REUSEPORT``).
     """
     if not callable(handler):
         raise TypeError(f"handler must be callable, not {handler!r}")
@@ -731,6 +798,7 @@ def serve(
     _check_announce(announce)
     if address is not None and not isinstance(address, str):
         raise TypeError(f"address must be a str or None, not {address!r}")
+    unix = _check_path(path, service, address, reuse_port)
     if read_timeout is _NOT_GIVEN:
         read_timeout = DEFAULT_READ_TIMEOUT
     tls = ssl_ctx is not None and ssl_ctx is not False
@@ -769,4 +837,4 @@ def serve(
         )
     pool = _ConnectionPool(handler, max_connections, options)
     return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
-                  True, process_name, pool)
+                  True, process_name, pool, path=unix, reuse_port=reuse_port)

@@ -467,21 +467,25 @@ class SocketStream(FileObjectMixin):
         return self._transport.ssl_object
 
     @property
-    def local_address(self) -> tuple[Any, ...] | None:
-        """``(host, port)`` of this end, or None without a socket."""
+    def local_address(self) -> tuple[Any, ...] | str | None:
+        """``(host, port)`` of this end (a Unix socket: its path, ``""`` if unnamed), or None
+        without a socket."""
         return self._address(lambda s: s.getsockname())
 
     @property
-    def peer_address(self) -> tuple[Any, ...] | None:
-        """``(host, port)`` of the other end, or None without a socket."""
+    def peer_address(self) -> tuple[Any, ...] | str | None:
+        """``(host, port)`` of the other end (a Unix socket: its path, ``""`` if unnamed), or
+        None without a socket."""
         return self._address(lambda s: s.getpeername())
 
-    def _address(self, get: Any) -> tuple[Any, ...] | None:
+    def _address(self, get: Any) -> tuple[Any, ...] | str | None:
         self._check_open()
         if self._sock is None:
             return None
         addr = get(self._sock)
-        return tuple(addr[:2]) if isinstance(addr, tuple) else addr
+        if isinstance(addr, bytes):  # a Linux abstract name
+            return os.fsdecode(addr)
+        return tuple(addr[:2]) if isinstance(addr, tuple) else str(addr)
 
     def fileno(self) -> int:
         """The socket's descriptor."""

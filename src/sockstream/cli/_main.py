@@ -118,6 +118,12 @@ def _connect_port(text: str) -> int | str:
     )
 
 
+def _workers(text: str) -> int:
+    if text.isdigit() and 1 <= int(text) <= 1024:
+        return int(text)
+    raise argparse.ArgumentTypeError(f"must be a number of processes from 1 to 1024, not {text!r}")
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -277,9 +283,21 @@ def build_parser() -> argparse.ArgumentParser:
         "examples:\n"
         "  sockstream serve 7000                   echo on 127.0.0.1:7000\n"
         "  sockstream serve 8443 --http --tls --write-ca ca.pem\n"
-        "  curl --cacert ca.pem https://localhost:8443/",
+        "  curl --cacert ca.pem https://localhost:8443/\n"
+        "  sockstream serve --unix /tmp/s.sock --http; curl --unix-socket /tmp/s.sock http://x/\n"
+        "  sockstream serve 7000 --workers 2          two processes on one port",
     )
-    serve.add_argument("port", metavar="PORT", type=_listen_port, help="port; 0 picks a free one")
+    serve.add_argument("port", metavar="PORT", type=_listen_port, nargs="?",
+                       help="port; 0 picks a free one (or --unix PATH)")
+    serve.add_argument("--unix", metavar="PATH",
+                       help="listen on a Unix domain socket at PATH instead of a port (a stale "
+                       "socket file is replaced, a live server's never; removed on exit)")
+    serve.add_argument("--workers", metavar="N", type=_workers, default=1,
+                       help="run N processes on the one port (SO_REUSEPORT); Ctrl-C stops all")
+    serve.add_argument("--reuse-port", action="store_true",
+                       help="set SO_REUSEPORT, so that other processes may serve the port too")
+    serve.add_argument("--_worker-port", dest="worker_port", type=_listen_port,
+                       help=argparse.SUPPRESS)
     serve.add_argument("--address", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only; "
                        "0.0.0.0 or :: for every interface)")
@@ -479,6 +497,17 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
     from ._certs import fingerprint_of_pem_file, make_certificates
     from ._demo import discard_handler, echo_handler, http_handler
 
+    if args.worker_port is not None:
+        args.port = args.worker_port
+    if args.unix is not None and args.port is not None:
+        parser.error("give PORT or --unix PATH, not both")
+    if args.unix is None and args.port is None:
+        parser.error("PORT (or --unix PATH) is required")
+    if args.unix is not None and (args.workers > 1 or args.reuse_port):
+        parser.error("--workers and --reuse-port are for a TCP port, not --unix")
+    if args.workers > 1 and args.tls and not args.cert:
+        parser.error("--workers with --tls needs --cert (each worker would make its own "
+                     "certificate otherwise)")
     if args.key and not args.cert:
         parser.error("--key needs --cert")
     if (args.name or args.write_ca) and args.cert:
@@ -532,6 +561,18 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
             from ._demo import HTTP_MAX_LINE
 
             keywords.update(read_timeout=HTTP_IDLE_TIMEOUT, max_line_length=HTTP_MAX_LINE)
+        if args.workers > 1:
+            from ._workers import run_workers
+
+            return run_workers(args.argv, args.workers, args.address, args.port, _err, _hostport)
+        if args.worker_port is not None:
+            from ._workers import watch_parent
+
+            watch_parent()
+        if args.unix is not None:
+            keywords["path"] = args.unix
+        else:
+            keywords.update(service=args.port, address=args.address, reuse_port=args.reuse_port)
         return _serve_until_stopped(serve, handler, args, keywords, tls=ctx is not None,
                                     ca_path=ca_path)
     finally:
@@ -560,8 +601,20 @@ def _serve_until_stopped(
 
         old_term = signal.signal(signal.SIGTERM, on_term)
     try:
-        server = serve(handler, service=args.port, address=args.address, **keywords)
+        server = serve(handler, **keywords)
         try:
+            if server.path is not None:
+                where = f"unix:{server.path}"
+                print(f"listening on {where}", flush=True)
+                _err(f"serving {'TLS, ' if tls else ''}{args.mode} on Unix socket {server.path}; "
+                     "Ctrl-C stops")
+                if args.mode == "http":
+                    cacert = f"--cacert {ca_path} " if ca_path else ""
+                    scheme = "https" if tls else "http"
+                    _err(f"  try: curl {cacert}--unix-socket {server.path} {scheme}://localhost/")
+                forever = threading.Event()
+                while not forever.wait():  # interruptible by signals on POSIX
+                    pass
             where = _hostport((args.address, server.port))
             print(f"listening on {where}", flush=True)
             scheme = "https" if tls else "http"
@@ -669,6 +722,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                       f"(see '{sub} --help')", file=sys.stderr, flush=True)
                 return 2
             if args.verb == "serve":
+                args.argv = arguments  # for --workers: the workers' command line
                 return _cmd_serve(args, extra, _subparser(parser, "serve"))
             run: Callable[[argparse.Namespace, list[str]], int] = args.run
             return run(args, extra)

@@ -1,0 +1,421 @@
+"""Serving at scale (issue 16): idle connections, echo throughput, --workers.
+
+    python -m bench.serving idle --n 1000,5000,10000 [--repeat 5]   # the 10k soak
+    python -m bench.serving echo [--repeat 5]          # serve vs socketserver, 100 clients
+    python -m bench.serving workers [--repeat 5]       # serve --workers 2 vs 1
+    python -m bench.serving all --json FILE [--plot FILE.png]
+
+idle: ``serve`` (echo handler, ``max_connections`` = N + 16) runs in this process; a load
+    generator in another process opens N connections, makes one round trip on each (so every
+    handler is blocked in a read, as an idle keep-alive client's would be), and keeps them
+    open.  Then a good client (in that process) makes 200 round trips on a connection of its
+    own and 200 connect + round trip + close, and we record their p50/p99 latency, the resident
+    memory per idle connection (``/proc/self/statm``, minus the baseline before the first
+    connection) and the thread and descriptor counts.  The clients then leave, and the
+    threads and descriptors must return to the baseline (checked, within 30 s).
+echo: 100 client threads in another process, each with its own connection, make round trips
+    of 64-byte lines for a fixed time; the server is ``sockstream.serve`` with an echo handler
+    (``read_line``/``write_line``/``force_output``), or ``socketserver.ThreadingTCPServer`` with
+    a ``StreamRequestHandler`` doing the same (``rfile.readline``/``wfile.write``).  Round trips
+    per second, same run.
+workers: ``sockstream serve 0 --workers W`` (the command line, echo), W = 1 and 2, driven by the
+    same load generator.
+
+The descriptor limit is raised to its hard limit (``RLIMIT_NOFILE``; 10,000 connections need
+about 10,100 in each process: raise the hard limit with ``ulimit -Hn`` or ``LimitNOFILE=``
+first).  The machine may be shared: medians of the repeats with min-max are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import socket
+import socketserver
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+LINE = b"x" * 63 + b"\n"
+
+
+def _raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = 1 << 20
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def _rss() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _percentile(values: list[float], p: float) -> float:
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p * len(v)))]
+
+
+# ---- the load generator (another process) ----------------------------------------------------
+
+def _client_main(argv: list[str]) -> int:
+    """``python -m bench.serving _client MODE ...``: one JSON line of results on stdout."""
+    _raise_nofile()
+    mode = argv[0]
+    if mode == "idle":
+        host, port, n = argv[1], int(argv[2]), int(argv[3])
+        sys.stdin.readline()  # "go"
+        conns: list[socket.socket] = []
+        for i in range(n):
+            c = socket.create_connection((host, port), timeout=60)
+            c.sendall(LINE)
+            conns.append(c)
+            if i % 256 == 255 or i == n - 1:  # read the echoes in batches
+                for d in conns[-(i % 256 + 1):]:
+                    got = b""
+                    while len(got) < len(LINE):
+                        got += d.recv(4096)
+        print(json.dumps({"ready": n}), flush=True)
+        sys.stdin.readline()  # "measure"
+        persistent: list[float] = []
+        fresh: list[float] = []
+        with socket.create_connection((host, port), timeout=60) as good:
+            good.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(200):
+                t0 = time.perf_counter()
+                good.sendall(LINE)
+                got = b""
+                while len(got) < len(LINE):
+                    got += good.recv(4096)
+                persistent.append(time.perf_counter() - t0)
+        for _ in range(200):
+            t0 = time.perf_counter()
+            with socket.create_connection((host, port), timeout=60) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                c.sendall(LINE)
+                got = b""
+                while len(got) < len(LINE):
+                    got += c.recv(4096)
+            fresh.append(time.perf_counter() - t0)
+        print(json.dumps({
+            "persistent_p50_ms": _percentile(persistent, 0.5) * 1e3,
+            "persistent_p99_ms": _percentile(persistent, 0.99) * 1e3,
+            "fresh_p50_ms": _percentile(fresh, 0.5) * 1e3,
+            "fresh_p99_ms": _percentile(fresh, 0.99) * 1e3,
+        }), flush=True)
+        sys.stdin.readline()  # "leave"
+        for c in conns:
+            c.close()
+        print(json.dumps({"left": n}), flush=True)
+        return 0
+    if mode == "echo":
+        host, port, clients, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
+        counts = [0] * clients
+        start = threading.Barrier(clients + 1)
+        stop_at = [0.0]
+
+        def run(k: int) -> None:
+            with socket.create_connection((host, port), timeout=60) as c:
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                f = c.makefile("rb")
+                start.wait()
+                n = 0
+                while time.perf_counter() < stop_at[0]:
+                    c.sendall(LINE)
+                    if f.readline() != LINE:
+                        raise RuntimeError("bad echo")
+                    n += 1
+                counts[k] = n
+
+        threads = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+        for t in threads:
+            t.start()
+        stop_at[0] = time.perf_counter() + 1e9
+        start.wait()
+        t0 = time.perf_counter()
+        stop_at[0] = t0 + seconds
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        print(json.dumps({"round_trips_per_s": sum(counts) / elapsed}), flush=True)
+        return 0
+    raise SystemExit(f"unknown client mode {mode!r}")
+
+
+class _Client:
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
+                                                          env.get("PYTHONPATH")]))
+        self.p = subprocess.Popen([sys.executable, "-m", "bench.serving", "_client", *args],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(ROOT),
+                                  env=env, text=True)
+
+    def read(self) -> dict[str, Any]:
+        assert self.p.stdout is not None
+        line = self.p.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the load generator ended (status {self.p.wait()})")
+        result: dict[str, Any] = json.loads(line)
+        return result
+
+    def say(self, word: str) -> None:
+        assert self.p.stdin is not None
+        self.p.stdin.write(word + "\n")
+        self.p.stdin.flush()
+
+    def close(self) -> None:
+        if self.p.stdin is not None:
+            self.p.stdin.close()
+        self.p.wait(60)
+        if self.p.stdout is not None:
+            self.p.stdout.close()
+
+
+# ---- idle connections -----------------------------------------------------------------------
+
+def _echo(stream: Any) -> None:
+    while True:
+        line, eof = stream.read_line(eof_error=False, eof_value="")
+        if eof:
+            return
+        stream.write_line(line)
+        stream.force_output()
+
+
+def _wait_until(predicate: Any, timeout: float) -> bool:
+    tick = threading.Event()
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        tick.wait(0.02)
+    return True
+
+
+def idle_run(n: int) -> dict[str, Any]:
+    import gc
+
+    import sockstream
+
+    limit = _raise_nofile()
+    if limit < n + 200:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} < {n + 200}: raise it (ulimit -Hn)")
+    gc.collect()
+    base_threads, base_fds = threading.active_count(), _fds()
+    with sockstream.serve(_echo, address="127.0.0.1", max_connections=n + 16,
+                          backlog=4096) as server:
+        client = _Client("idle", "127.0.0.1", str(server.port), str(n))
+        try:
+            base_rss = _rss()
+            t_threads, t_fds = threading.active_count(), _fds()
+            t0 = time.perf_counter()
+            client.say("go")
+            assert client.read()["ready"] == n
+            setup = time.perf_counter() - t0
+            assert _wait_until(lambda: server.active_connections >= n, 60)
+            rss = _rss()
+            threads, fds = threading.active_count(), _fds()
+            client.say("measure")
+            lat = client.read()
+            client.say("leave")
+            assert client.read()["left"] == n
+            back = _wait_until(lambda: server.active_connections == 0
+                               and threading.active_count() <= t_threads and _fds() <= t_fds, 60)
+        finally:
+            client.close()
+        after_threads, after_fds = threading.active_count(), _fds()
+    _wait_until(lambda: threading.active_count() <= base_threads and _fds() <= base_fds, 30)
+    return {
+        "n": n, "setup_s": setup,
+        "rss_per_conn_kib": (rss - base_rss) / n / 1024,
+        "threads_with_clients": threads - t_threads, "fds_with_clients": fds - t_fds,
+        **lat,
+        "back_to_baseline": bool(back and after_threads <= t_threads and after_fds <= t_fds),
+        "threads_after": threading.active_count() - base_threads,
+        "fds_after": _fds() - base_fds,
+    }
+
+
+# ---- echo throughput --------------------------------------------------------------------------
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            line = self.rfile.readline()
+            if not line:
+                return
+            self.wfile.write(line)
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+
+
+def echo_run(kind: str, clients: int, seconds: float) -> float:
+    import sockstream
+
+    stop: Any
+    if kind == "sockstream":
+        server = sockstream.serve(_echo, address="127.0.0.1", max_connections=clients + 16,
+                                  backlog=256)
+        port = server.port
+        stop = server.terminate
+    else:
+        ss = _Server(("127.0.0.1", 0), _Handler)
+        port = ss.server_address[1]
+        t = threading.Thread(target=ss.serve_forever, daemon=True)
+        t.start()
+
+        def stop_socketserver() -> None:
+            ss.shutdown()
+            ss.server_close()
+
+        stop = stop_socketserver
+    try:
+        client = _Client("echo", "127.0.0.1", str(port), str(clients), str(seconds))
+        try:
+            rate = float(client.read()["round_trips_per_s"])
+        finally:
+            client.close()
+    finally:
+        stop()
+    return rate
+
+
+def workers_run(workers: int, clients: int, seconds: float) -> float:
+    env = dict(os.environ)
+    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers",
+                          str(workers)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env=env, text=True)
+    try:
+        assert p.stdout is not None
+        line = p.stdout.readline().strip()
+        port = int(line.rsplit(":", 1)[1])
+        client = _Client("echo", "127.0.0.1", str(port), str(clients), str(seconds))
+        try:
+            return float(client.read()["round_trips_per_s"])
+        finally:
+            client.close()
+    finally:
+        import signal
+
+        p.send_signal(signal.SIGINT)
+        p.wait(30)
+        if p.stdout is not None:
+            p.stdout.close()
+
+
+# ---- main -----------------------------------------------------------------------------------
+
+def _summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] == "_client":
+        return _client_main(args_list[1:])
+    parser = argparse.ArgumentParser(prog="python -m bench.serving")
+    parser.add_argument("what", choices=["idle", "echo", "workers", "all"])
+    parser.add_argument("--n", default="1000,5000,10000", help="idle connection counts")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--json", metavar="FILE")
+    parser.add_argument("--plot", metavar="FILE.png")
+    args = parser.parse_args(args_list)
+    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+                                       "load": os.getloadavg()}}
+    if args.what in ("idle", "all"):
+        out["idle"] = {}
+        for n in (int(x) for x in args.n.split(",")):
+            runs = [idle_run(n) for _ in range(args.repeat)]
+            row: dict[str, Any] = {k: _summary([r[k] for r in runs]) for k in runs[0]
+                                   if isinstance(runs[0][k], float)}
+            row["back_to_baseline"] = all(r["back_to_baseline"] for r in runs)
+            row["runs"] = runs
+            out["idle"][n] = row
+            print(f"idle N={n}: {row['rss_per_conn_kib']['median']:.1f} KiB/conn "
+                  f"(min {row['rss_per_conn_kib']['min']:.1f}, max "
+                  f"{row['rss_per_conn_kib']['max']:.1f}); good client p99 persistent "
+                  f"{row['persistent_p99_ms']['median']:.2f} ms, new connection "
+                  f"{row['fresh_p99_ms']['median']:.2f} ms; back to baseline "
+                  f"{row['back_to_baseline']}", flush=True)
+    if args.what in ("echo", "all"):
+        ours: list[float] = []
+        theirs: list[float] = []
+        for _ in range(args.repeat):  # interleaved
+            ours.append(echo_run("sockstream", args.clients, args.seconds))
+            theirs.append(echo_run("socketserver", args.clients, args.seconds))
+        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+        out["echo"] = {"sockstream": _summary(ours), "socketserver": _summary(theirs),
+                       "ratio": _summary(ratios), "clients": args.clients}
+        print(f"echo, {args.clients} clients: serve {statistics.median(ours):,.0f}/s, "
+              f"socketserver {statistics.median(theirs):,.0f}/s, ratio "
+              f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
+              flush=True)
+    if args.what in ("workers", "all"):
+        one: list[float] = []
+        two: list[float] = []
+        for _ in range(args.repeat):
+            one.append(workers_run(1, args.clients, args.seconds))
+            two.append(workers_run(2, args.clients, args.seconds))
+        ratios = [b / a for a, b in zip(one, two, strict=True)]
+        out["workers"] = {"1": _summary(one), "2": _summary(two), "ratio": _summary(ratios)}
+        print(f"--workers 2 vs 1: {statistics.median(two):,.0f}/s vs {statistics.median(one):,.0f}"
+              f"/s, ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max "
+              f"{max(ratios):.2f})", flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1, default=str))
+    if args.plot:
+        _plot(out, args.plot)
+    return 0
+
+
+def _plot(out: dict[str, Any], path: str) -> None:
+    try:
+        import matplotlib  # type: ignore[import-not-found]
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # type: ignore[import-not-found]
+    except ImportError:
+        print("--plot: matplotlib is not installed (pip install matplotlib); no plot",
+              file=sys.stderr)
+        return
+    idle = out.get("idle")
+    if not idle:
+        print("--plot: only the idle figures are plotted; run 'idle' or 'all'", file=sys.stderr)
+        return
+    ns = sorted(int(n) for n in idle)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ns, [idle[n]["rss_per_conn_kib"]["median"] for n in ns], "o-")
+    a.axhline(100, linestyle="--", color="gray")
+    a.set(xlabel="idle connections", ylabel="KiB per connection", title="memory")
+    b.plot(ns, [idle[n]["persistent_p99_ms"]["median"] for n in ns], "o-", label="persistent")
+    b.plot(ns, [idle[n]["fresh_p99_ms"]["median"] for n in ns], "o-", label="new connection")
+    b.axhline(20, linestyle="--", color="gray")
+    b.set(xlabel="idle connections", ylabel="p99 ms", title="good client latency")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
