@@ -341,6 +341,13 @@ class InputBuffer:
             return CHARS[self._buf[pos]]
         return None
 
+    def peek_bytes(self, n: int) -> bytes:
+        """Up to ``n`` bytes, not consumed."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        return bytes(self._buf[pos : min(self._end, pos + n)])
+
     def unread_byte(self, byte: int) -> bool:
         """Put back the byte just consumed; False (nothing changes) if it is not that byte."""
         if self._batch is not None:

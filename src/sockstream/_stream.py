@@ -29,6 +29,7 @@ Threads and interrupts (docs/reliability.md)
 from __future__ import annotations
 
 import array
+import errno
 import io
 import ipaddress
 import os
@@ -62,7 +63,9 @@ from ._errors import (
     SSLHandshakeTimeout,
     WriteTimeoutError,
 )
+from ._fileobj import FileObjectMixin, check_read_size, check_size
 from ._options import StreamOptions, TLSOptions
+from ._text import Codec, check_newline, terminator
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
     WANT_MORE,
@@ -100,6 +103,8 @@ _BYPASS: Final = 16384
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
+#: peek returns at most this much (or ``size``, if larger) of what is buffered.
+_PEEK_MAX: Final = 65536
 
 # A side's state (``_rstate``, ``_wstate``); anything but OPEN refuses at the public entry.
 OPEN: Final = 0
@@ -126,6 +131,52 @@ def _as_socket(value: object) -> _socket.socket:
     )
 
 
+def _check_stream_socket(sock: _socket.socket) -> None:
+    """Refuse a socket that cannot carry a stream (ValueError), naming what is wrong."""
+    if sock.fileno() < 0:
+        raise ValueError(f"socket must be a connected socket, not a closed one: {sock!r}")
+    if sock.type != _socket.SOCK_STREAM:
+        raise ValueError(
+            f"socket must be a connected SOCK_STREAM socket, not a {sock.type.name} one: {sock!r}"
+        )
+    try:
+        listening = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN)
+    except (OSError, AttributeError):  # not known on this platform
+        listening = 0
+    if listening:
+        raise ValueError(
+            f"socket must be a connected socket, not a listening one (pass a socket that "
+            f"accept() returned): {sock!r}"
+        )
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        failed = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if failed:  # it was connected, and the peer reset it: not the caller's mistake
+            raise SocketIOError(
+                failed, f"the connection failed before the stream was made: "
+                f"{os.strerror(failed)}"
+            ) from None
+        raise ValueError(
+            f"socket must be a connected socket, not an unconnected one (connect it first, or "
+            f"use open_tcp_stream): {sock!r}"
+        ) from None
+
+
+def _peer_ip(sock: _socket.socket) -> str:
+    """The peer's IP address, to verify its certificate against; ValueError if it has none."""
+    peer = sock.getpeername()
+    if not (isinstance(peer, tuple) and peer):
+        raise ValueError(
+            f"a TLS client that checks host names needs tlsext_host_name= (the name to verify "
+            f"the certificate against) on a socket whose peer has no IP address, not "
+            f"{peer!r} ({_socket.AddressFamily(sock.family).name})"
+        )
+    return str(ipaddress.ip_address(peer[0]))
+
+
 def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise TypeError(f"start must be an int, not {start!r}")
@@ -140,7 +191,7 @@ def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     return start, end
 
 
-class SocketStream:
+class SocketStream(FileObjectMixin):
     """A buffered, bidirectional stream over a connected TCP socket (LispWorks ``socket-stream``).
 
     Character and byte I/O both work on every element type (characters are bytes as if by
@@ -166,6 +217,9 @@ class SocketStream:
         handshake_timeout: float | None = None,
         tlsext_host_name: str | None = None,
         max_line_length: int | None = None,
+        encoding: str = "latin-1",
+        errors: str = "strict",
+        newline: str | None = "\n",
         alpn_protocols: Any = None,
         ssl_session: ssl.SSLSession | None = None,
     ) -> None:
@@ -186,6 +240,9 @@ class SocketStream:
                 handshake_timeout=handshake_timeout,
                 tlsext_host_name=tlsext_host_name,
                 max_line_length=max_line_length,
+                encoding=encoding,
+                errors=errors,
+                newline=newline,
                 alpn_protocols=alpn_protocols,
                 ssl_session=ssl_session,
             )
@@ -209,8 +266,11 @@ class SocketStream:
     def _open(self, sock: _socket.socket, options: StreamOptions) -> None:
         # ---- lifecycle
         self._sock: _socket.socket | None = None
+        _check_stream_socket(sock)
         direction = self._direction = options.direction
         self._element_type: ElementType = options.element_type
+        self._set_codec(Codec(options.encoding, options.errors))
+        self._set_newline(options.newline)
         self._byte_table: tuple[int, ...] | None = (
             None
             if self._element_type == "base-char"
@@ -358,6 +418,8 @@ class SocketStream:
         self._check_open()
         sock = None if new is None else _as_socket(new)
         old = self._sock
+        if sock is not None and sock is not old:
+            _check_stream_socket(sock)
         if sock is old:
             return old  # the same socket again: nothing changes (and nothing is closed)
         self._install(sock)
@@ -396,6 +458,66 @@ class SocketStream:
     @property
     def max_line_length(self) -> int | None:
         return self._in.max_line
+
+    # ---- text ------------------------------------------------------------------------------
+
+    def _set_codec(self, codec: Codec) -> None:
+        self._codec = codec
+        # Writing: str.encode's arguments, and the characters below _char_limit that are
+        # their own byte (the default, Latin-1 strict, keeps its one-append path).
+        self._enc_name = "latin-1" if codec.latin1 else codec.canonical
+        self._enc_errors = codec.errors
+        self._char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
+        self._plain_text = codec.latin1 and codec.errors == "strict"
+
+    def _set_newline(self, newline: str | None) -> None:
+        self._newline = newline
+        self._eol = terminator(newline)
+
+    def _settle_input(self) -> None:
+        """Before a text setting changes: no line served from a batch cut under the old one."""
+        self._in.settle()
+
+    @property
+    def encoding(self) -> str:
+        """The codec of every character operation (``"latin-1"``: a byte is a character)."""
+        return self._codec.encoding
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        codec = Codec(value, self._codec.errors)
+        self._settle_input()
+        self._set_codec(codec)
+
+    @property
+    def errors(self) -> str:
+        """The error handler of decoding and encoding (``"strict"``, ``"replace"``, ...)."""
+        return self._codec.errors
+
+    @errors.setter
+    def errors(self, value: str) -> None:
+        codec = Codec(self._codec.encoding, value)
+        self._settle_input()
+        self._set_codec(codec)
+
+    @property
+    def newline(self) -> str | None:
+        """The line terminator: ``"\n"``, ``"\r\n"``, or ``None`` (LF or CRLF in, CRLF out)."""
+        return self._newline
+
+    @newline.setter
+    def newline(self, value: str | None) -> None:
+        newline = check_newline(value)
+        self._settle_input()
+        self._set_newline(newline)
+
+    def _encode(self, text: object) -> bytes:
+        """Characters as bytes, or the error that says why not (nothing is written)."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str, not {type(text).__name__}")
+        if self._plain_text:
+            return encode_chars(text)
+        return self._codec.encode(text)
 
     @property
     def closed(self) -> bool:
@@ -753,7 +875,9 @@ class SocketStream:
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        if size is None or size < 0:
+        if type(size) is not int:
+            size = check_size(size)
+        if size < 0:
             try:
                 line = self._in.next_line()
             except StopIteration:  # the batch is used up
@@ -777,6 +901,7 @@ class SocketStream:
         return line
 
     def __iter__(self) -> Iterator[Any]:
+        self._check_open()
         return self
 
     def __next__(self) -> Any:
@@ -917,8 +1042,8 @@ class SocketStream:
         """Read ``size`` elements (all until end-of-file if negative), in the natural type."""
         if self._rstate:
             self._read_refused()
-        if size is None:
-            size = -1
+        if type(size) is not int or size < -1:
+            size = check_read_size(size)
         if self._text:
             return self._read_text(size)
         return self._read_bytes(size)
@@ -927,11 +1052,36 @@ class SocketStream:
         """What is available, waiting only for the first byte; in the natural type."""
         if self._rstate:
             self._read_refused()
+        if type(size) is not int:
+            size = check_size(size)
         ib = self._in
         if size != 0 and not len(ib):
             self._fill()
-        data = ib.take(len(ib) if size is None or size < 0 else size)
+        data = ib.take(len(ib) if size < 0 else size)
         return data.decode("latin-1") if self._text else data
+
+    def peek(self, size: int = 0) -> bytes:
+        """Raw bytes available, not consumed; waits for one unless at end-of-file (b"" then).
+
+        As ``io.BufferedReader.peek``, it may return more or fewer than ``size`` bytes.
+        """
+        if self._rstate:
+            self._read_refused()
+        size = check_size(size)
+        ib = self._in
+        if not len(ib):
+            self._fill()
+        return ib.peek_bytes(max(size, _PEEK_MAX))
+
+    def readinto1(self, buffer: Any) -> int:
+        """Raw bytes into ``buffer``: what is available, waiting only for the first byte."""
+        if self._rstate:
+            self._read_refused()
+        ib = self._in
+        with memoryview(buffer) as view, view.cast("B") as raw:
+            if not len(ib) and len(raw):
+                self._fill()
+            return ib.take_into(raw)
 
     def listen(self) -> bool:
         """True if a character is available without waiting (false at end-of-file)."""
@@ -963,10 +1113,13 @@ class SocketStream:
         if type(char) is not str or len(char) != 1:
             raise TypeError(f"write_char needs a single character, not {char!r}")
         code = ord(char)
-        if code > 255:
-            encode_chars(char)  # raises the ValueError that names it
-        buf = self._obuf
-        buf.append(code)
+        if code < self._char_limit:
+            buf = self._obuf
+            buf.append(code)
+        else:
+            data = self._encode(char)
+            buf = self._obuf
+            buf += data
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
@@ -980,9 +1133,9 @@ class SocketStream:
             start, end = _check_bounds(start, end, len(string))
             string = string[start:end]
         try:
-            data = string.encode("latin-1")
+            data = string.encode(self._enc_name, self._enc_errors)
         except (UnicodeEncodeError, AttributeError):
-            data = encode_chars(string)
+            data = self._encode(string)
         buf = self._obuf
         buf += data
         if len(buf) >= OUTPUT_BUFFER_SIZE:
@@ -993,12 +1146,12 @@ class SocketStream:
         if self._wstate:
             self._write_refused()
         try:
-            data = string.encode("latin-1")
+            data = string.encode(self._enc_name, self._enc_errors)
         except (UnicodeEncodeError, AttributeError):
-            data = encode_chars(string)
+            data = self._encode(string)
         buf = self._obuf
         buf += data
-        buf.append(10)
+        buf += self._eol
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
@@ -1040,11 +1193,11 @@ class SocketStream:
             return
         if isinstance(seq, (list, tuple)):
             start, end = _check_bounds(start, end, len(seq))
-            self._append(encode_items(seq[start:end], self._element_type))
+            self._append(encode_items(seq[start:end], self._element_type, self._encode))
             return
         if isinstance(seq, array.array) and seq.typecode in ("u", "w"):
             start, end = _check_bounds(start, end, len(seq))
-            self._append(encode_chars(seq[start:end].tounicode()))
+            self._append(self._encode(seq[start:end].tounicode()))
             return
         try:
             view = memoryview(seq)
@@ -1153,7 +1306,12 @@ class SocketStream:
         """Send buffered output now."""
         self._flush_out()
 
-    flush = force_output
+    def flush(self) -> None:
+        """Send buffered output now; on an input-only stream, nothing (as in ``io``)."""
+        if self._direction == "input" or self._wstate == SHUT:
+            self._check_open()
+            return
+        self._flush_out()
 
     def finish_output(self) -> None:
         """Send buffered output and return once all of it is handed to the kernel."""
@@ -1205,14 +1363,14 @@ class SocketStream:
             side = tls.ssl_side
             ctx = stream_context(tls.ssl_ctx, side, tls.ctx_configure_callback,
                                  tls.alpn_protocols)
-            if self._direction != "input":
-                self._flush_out()
             server_hostname = None
             if side == "client":
                 server_hostname = tls.tlsext_host_name
                 if server_hostname is None and ctx.check_hostname:
                     # Verify against the address we are connected to (an IP SAN).
-                    server_hostname = str(ipaddress.ip_address(sock.getpeername()[0]))
+                    server_hostname = _peer_ip(sock)
+            if self._direction != "input":
+                self._flush_out()  # after the checks above: a refusal sends nothing
             read_ahead = b""
             if self._direction != "output":
                 ib = self._in
@@ -1340,6 +1498,7 @@ class SocketStream:
             raise error
 
     def __enter__(self) -> SocketStream:
+        self._check_open()
         return self
 
     def __exit__(
