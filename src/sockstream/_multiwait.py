@@ -39,7 +39,6 @@ Decisions where API.md is silent (also in docs/waiting.md)
 
 from __future__ import annotations
 
-import math
 import select
 import threading
 import time
@@ -48,7 +47,7 @@ from operator import methodcaller
 from typing import Any, Final
 
 from ._stream import SocketStream
-from ._wait import MAX_WAIT
+from ._wait import MAX_WAIT, poll_ready
 from ._waiter import _HAS_EPOLL, StreamWaiter, _Wakeup, check_stream, check_timeout, probe
 
 monotonic = time.monotonic
@@ -190,8 +189,7 @@ class _OneShotWatcher:
 
 
 def _poll_fds(poll: Any, timeout: float | None) -> list[int]:
-    ms = None if timeout is None else math.ceil(min(timeout, MAX_WAIT) * 1000)
-    return [fd for fd, _ in poll.poll(ms)]
+    return poll_ready(poll, None if timeout is None else min(timeout, MAX_WAIT))
 
 
 def _wait_oneshot(

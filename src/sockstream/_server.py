@@ -72,7 +72,7 @@ from ._errors import LineTooLongError, SocketCreateError, SocketError
 from ._listen import SocketFile, display_path, make_unix_listener
 from ._options import StreamOptions
 from ._stream import SocketStream
-from ._wait import WANT_READ, deadline_after, wait_fd
+from ._wait import WANT_READ, deadline_after, select_ready, wait_fd
 
 __all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "DEFAULT_READ_TIMEOUT",
            "Server", "serve", "server_terminate", "start_up_server"]
@@ -349,7 +349,7 @@ class Server:
             starved = False
             while not self._stopping:
                 if backoff is None:
-                    sel.select()
+                    select_ready(sel, None)
                 else:
                     # Out of descriptors: the listener stays readable, so wait on the wakeup
                     # socket alone (terminate() still ends the wait at once); never spin.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import select
+import selectors
 import time
 from numbers import Real
 from typing import Any, Final
@@ -67,6 +68,22 @@ def wait_fd(fd: int, want: int, deadline: float | None) -> bool:
     tell), False when the deadline passed first.
     """
     return wait_poller(make_poller(fd, want), deadline)
+
+
+def poll_ready(poller: Any, timeout: float | None) -> list[int]:
+    """The descriptors of ``poller`` (a ``select.poll``) ready within ``timeout`` seconds.
+
+    ``None`` waits without limit.  Milliseconds are rounded up, as selectors does.
+    """
+    ms = None if timeout is None else min(math.ceil(timeout * 1000), _MAX_POLL_MS)
+    return [fd for fd, _ in poller.poll(ms)]
+
+
+def select_ready(
+    selector: selectors.BaseSelector, timeout: float | None
+) -> list[tuple[selectors.SelectorKey, int]]:
+    """``selector.select(timeout)``: the one place a selector blocks."""
+    return selector.select(timeout)
 
 
 def wait_poller(poller: Any, deadline: float | None) -> bool:
