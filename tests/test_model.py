@@ -32,6 +32,7 @@ from __future__ import annotations
 import array
 import functools
 import os
+import signal
 import socket
 import ssl
 import struct
@@ -53,6 +54,7 @@ from hypothesis.stateful import (
 
 from sockstream import (
     LineTooLongError,
+    SocketIOError,
     SocketStream,
     attach_ssl,
     detach_ssl,
@@ -1000,6 +1002,259 @@ class StreamMachine(RuleBasedStateMachine):
         assert peer.ssl_object is None
         event("detach_ssl" + (" with plaintext after close-notify" if trailer else "")
               + (f", {unread} bytes before it, {first} read first" if unread else ""))
+
+
+    # ---- issue 11: interrupted reads, unread after large reads, two readers, two writers ------
+
+    def _reconnect(self) -> None:
+        """A fresh plain connection after a fault that ends this one (the model starts over)."""
+        for closeable in (self.stream, self.peer, self.raw_b):
+            if closeable is not None:
+                try:
+                    if isinstance(closeable, SocketStream):
+                        closeable.close(abort=True)
+                    else:
+                        closeable.close()
+                except OSError:
+                    pass
+        a, b = make_pair(self.kind)
+        self.raw_b = b
+        self.peer = None
+        self.tls = False
+        self.stream = SocketStream(a, "io", self.etype, read_timeout=TICK,
+                                   max_line_length=self.mll)
+        self.pending.clear()
+        self.peer_eof = False
+        self.last_char = None
+        self.out_unsent.clear()
+        self.out_sent.clear()
+        self.out_shut = False
+
+    def _sized_read(self, how: str, n: int) -> bytes:
+        """A read that wants exactly ``n`` bytes, in raw bytes."""
+        s = self.s
+        if how == "read":
+            got = s.read(n)
+            return got.encode("latin-1") if isinstance(got, str) else bytes(got)
+        buf = bytearray(n)
+        k = s.read_sequence(buf) if how == "read_sequence" else s.readinto(buf)
+        return bytes(buf[:k])
+
+    @precondition(lambda self: not self.peer_eof and sys.platform.startswith("linux"))
+    @rule(how=st.sampled_from(["read", "read_sequence", "readinto"]),
+          extra=st.sampled_from([1, 7, 20_000]),
+          fault=st.sampled_from(["interrupt", "interrupt", "reset", "truncate"]))
+    @checked
+    def interrupted_sized_read(self, how: str, extra: int, fault: str) -> None:
+        """A sized read waits for more than has come; a fault hits it: nothing taken is lost."""
+        if fault == "truncate" and not self.tls:
+            fault = "reset"
+        self._settle()
+        s = self.s
+        self.last_char = None
+        want = len(self.pending) + extra
+        main = threading.main_thread()
+        nid, ident = main.native_id, main.ident
+        assert nid is not None
+        assert ident is not None
+
+        def fire() -> None:
+            wait_until_blocked(nid)
+            if fault == "interrupt":
+                signal.pthread_kill(ident, signal.SIGUSR1)
+            elif fault == "reset":
+                if self.peer is not None:
+                    raw = self.peer.replace_socket(None)
+                    assert raw is not None
+                    self.peer.close(abort=True)
+                    reset_socket(raw)
+                else:
+                    assert self.raw_b is not None
+                    reset_socket(self.raw_b)
+                self.raw_b = None
+            else:
+                assert self.peer is not None
+                raw = self.peer.replace_socket(None)
+                assert raw is not None
+                self.peer.close()
+                raw.shutdown(socket.SHUT_WR)  # a FIN without close-notify (raw is raw_b)
+
+        def interrupt(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        old = signal.signal(signal.SIGUSR1, interrupt)
+        s.read_timeout = LONG
+        helper = Helper(fire)
+        # An RST on a Unix socketpair is a plain end-of-file: the read returns what came.
+        eof_only = fault == "reset" and not self.tls and self.kind != "tcp"
+        try:
+            if eof_only:
+                assert self._sized_read(how, want) == bytes(self.pending)
+                self.pending.clear()
+            else:
+                with pytest.raises(KeyboardInterrupt if fault == "interrupt" else SocketIOError):
+                    self._sized_read(how, want)
+        finally:
+            helper.join()
+            signal.signal(signal.SIGUSR1, old)
+            if not s.closed:
+                s.read_timeout = TICK
+        event(f"sized read interrupted: {fault}, {'large' if extra > 1000 else 'small'}")
+        if fault == "interrupt":
+            return  # nothing changed: the model stands as it is
+        # The connection is gone, but what had come is readable, once.
+        n = len(self.pending)
+        assert self._sized_read("read", n) == bytes(self.pending)
+        self._reconnect()
+
+    @precondition(lambda self: not self.peer_eof and len(self.pending) < 4096)
+    @rule(how=st.sampled_from(["read", "read_sequence", "readinto"]),
+          size=st.sampled_from([16384, 20_000]))
+    @checked
+    def unread_after_large_read(self, how: str, size: int) -> None:
+        """After a read of 16 KiB or more, unread_char puts back its last byte, and only that."""
+        self._settle()
+        s = self.s
+        stale = self.last_char
+        data = bytes(65 + i % 26 for i in range(size - 1)) + b"!"
+        self.pending += data
+        want = len(self.pending)
+        s.read_timeout = LONG
+        helper = Helper(lambda: self._peer_send(data))
+        try:
+            assert self._sized_read(how, want) == self._consume(want)
+        finally:
+            s.read_timeout = TICK
+            helper.join()
+        if stale is not None and stale != "!":
+            with pytest.raises(ValueError):
+                s.unread_char(stale)
+        self.last_char = "!"
+        event("unread after a large read")
+
+    @precondition(lambda self: not self.peer_eof and len(self.pending) < 4096
+                  and (self.mll is None or self.mll >= 6))
+    @rule(records=st.integers(1, 300), seeds=st.tuples(st.integers(0, 99), st.integers(0, 99)))
+    @checked
+    def two_readers(self, records: int, seeds: tuple[int, int]) -> None:
+        """Two threads read at once: each read is whole records, every record is read once."""
+        self._settle()
+        s = self.s
+        self.last_char = None
+        if self.pending:
+            assert s.read(len(self.pending)) == self._natural(self._consume(len(self.pending)))
+        data = b"".join(b"%05d\n" % i for i in range(records))
+        self._peer_send(data)
+        self._settle()
+        if self.tls:
+            s.read_timeout = 0.2  # the engine's records come whole; a quiet gap means the end
+
+        def reader(seed: int) -> list[bytes]:
+            import random
+
+            rnd = random.Random(seed)
+            got: list[bytes] = []
+            while True:
+                how = rnd.randrange(4)
+                if how == 0:
+                    piece: Any = s.readline()
+                elif how == 1:
+                    piece = s.read(6 * rnd.randrange(1, 4))
+                elif how == 2:
+                    buf = bytearray(6)
+                    piece = bytes(buf[: s.read_sequence(buf)])
+                else:
+                    line, missing = s.read_line(eof_error=False, eof_value="")
+                    piece = line if isinstance(line, bytes) else line.encode("latin-1")
+                    piece += b"" if missing else b"\n"
+                if isinstance(piece, str):
+                    piece = piece.encode("latin-1")
+                if not piece:
+                    return got
+                got.append(bytes(piece))
+
+        helpers = [Helper(functools.partial(reader, seed)) for seed in seeds]
+        try:
+            pieces = [p for h in helpers for p in h.join()]
+        finally:
+            s.read_timeout = TICK
+        assert all(len(p) % 6 == 0 for p in pieces), "a read was not whole"
+        seen = sorted(p[i : i + 6] for p in pieces for i in range(0, len(p), 6))
+        assert b"".join(seen) == data, "a record lost, duplicated or invented"
+        event("two readers at once")
+
+    @precondition(lambda self: not self.out_shut)
+    @rule(lines=st.integers(1, 300), seeds=st.tuples(st.integers(0, 99), st.integers(0, 99)))
+    @checked
+    def two_writers(self, lines: int, seeds: tuple[int, int]) -> None:
+        """Two threads write at once: every line arrives whole, once, in its writer's order."""
+        s = self.s
+        s.flush()
+        self._flushed()
+        self._peer_expect(len(self.out_sent))
+
+        def writer(w: int, seed: int) -> None:
+            import random
+
+            rnd = random.Random(seed)
+            for i in range(lines):
+                line = f"{w}:{i:04d}"
+                how = rnd.randrange(4)
+                if how == 0:
+                    s.write_line(line)
+                elif how == 1:
+                    s.write(line + "\n")
+                elif how == 2:
+                    s.write_sequence((line + "\n").encode())
+                else:
+                    s.write_string(line + "\n")
+                if rnd.randrange(10) == 0:
+                    s.flush()
+
+        helpers = [Helper(functools.partial(writer, w, seed)) for w, seed in enumerate(seeds)]
+        for h in helpers:
+            h.join()
+        s.flush()
+        expected = sorted(f"{w}:{i:04d}".encode() for w in range(2) for i in range(lines))
+        n = sum(len(x) + 1 for x in expected)
+        if self.peer is not None:
+            got = bytes(self.peer.read(n))
+        else:
+            assert self.raw_b is not None
+            buf = bytearray()
+            while len(buf) < n:
+                chunk = self.raw_b.recv(n - len(buf))
+                assert chunk
+                buf += chunk
+            got = bytes(buf)
+        out = got.split(b"\n")
+        assert out.pop() == b""
+        assert sorted(out) == expected, "a line lost, duplicated or garbled"
+        for w in range(2):
+            mine = [x for x in out if x.startswith(b"%d:" % w)]
+            assert mine == sorted(mine)
+        event("two writers at once")
+
+
+def reset_socket(sock: socket.socket) -> None:
+    """Close ``sock`` with an RST (SO_LINGER with a zero timeout)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_until_blocked(native_id: int) -> None:
+    """Return once thread ``native_id`` sleeps in the kernel in ``poll`` (bounded by LONG)."""
+    path = f"/proc/self/task/{native_id}"
+    deadline = time.monotonic() + LONG
+    while True:
+        with open(f"{path}/wchan") as f:
+            wchan = f.read()
+        with open(f"{path}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+        if "poll" in wchan and state == "S":
+            return
+        assert time.monotonic() < deadline, f"thread {native_id} never blocked ({wchan!r})"
+        os.sched_yield()
 
 
 def _fionread(sock: socket.socket) -> int:
