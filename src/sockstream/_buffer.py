@@ -62,6 +62,10 @@ STR_LINE_NL: Final = 1
 BYTES_LINE_NL: Final = 2
 
 
+def _need_more(eof_error: bool, eof_value: Any) -> Any:
+    raise RuntimeError("InputBuffer.serve_elements was not called")
+
+
 #: What ``next_line``/``next_line_tuple`` are without a batch: a C callable returning None.
 _no_line: Final[Callable[[], None]] = type(None)
 
@@ -81,6 +85,9 @@ class InputBuffer:
         "_scan",
         "_settling",
         "_size",
+        "_slow_byte",
+        "_slow_char",
+        "_table",
         "_window",
         "next_line",
         "next_line_tuple",
@@ -109,6 +116,25 @@ class InputBuffer:
         #: when the batch is used up.
         self.next_line: Callable[[], Any] = _no_line
         self.next_line_tuple: Callable[[], Any] = _no_line
+        # What read_char / read_byte do when nothing is buffered (the stream's I/O loop).
+        self._slow_char: Callable[[bool, Any], Any] = _need_more
+        self._slow_byte: Callable[[bool, Any], Any] = _need_more
+        self._table: tuple[int, ...] = ()
+
+    def serve_elements(
+        self,
+        slow_char: Callable[[bool, Any], Any],
+        slow_byte: Callable[[bool, Any], Any],
+        table: tuple[int, ...],
+    ) -> None:
+        """Make ``read_char``/``read_byte`` the stream's verbs: buffered elements are answered
+        here (one call, no wrapper), the rest by ``slow_char``/``slow_byte`` (same arguments).
+
+        ``table`` maps a byte to the element read_byte returns (unsigned or signed).
+        """
+        self._slow_char = slow_char
+        self._slow_byte = slow_byte
+        self._table = table
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -309,6 +335,24 @@ class InputBuffer:
             self._mark = -1
 
     # ---- characters -------------------------------------------------------------------------
+
+    def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """``SocketStream.read_char``: a buffered character, else the stream's slow path."""
+        pos = self._pos
+        if pos < self._end and self._batch is None:
+            self._pos = pos + 1
+            self._run = 0
+            return CHARS[self._buf[pos]]
+        return self._slow_char(eof_error, eof_value)
+
+    def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
+        """``SocketStream.read_byte``: a buffered byte, else the stream's slow path."""
+        pos = self._pos
+        if pos < self._end and self._batch is None:
+            self._pos = pos + 1
+            self._run = 0
+            return self._table[self._buf[pos]]
+        return self._slow_byte(eof_error, eof_value)
 
     def maybe_take_char(self) -> str | None:
         """One character (Latin-1), or None if nothing is buffered."""

@@ -36,6 +36,7 @@ import os
 import socket as _socket
 import ssl
 import threading
+import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Final, NoReturn, Protocol, TypeVar, overload
@@ -292,6 +293,7 @@ class SocketStream(FileObjectMixin):
         # ---- the reading side
         self._rstate = OPEN if direction != "output" else NOT_THIS_WAY
         self._in = InputBuffer(max_line=options.max_line_length)
+        self._serve_from_buffer()
         self._rlock = threading.Lock()  # held while filling: one filler at a time
         self._read_timeout = options.read_timeout
         self._eof = False
@@ -309,6 +311,32 @@ class SocketStream(FileObjectMixin):
         self._closed = False
         if options.tls is not None:
             self._start_tls(options.tls)
+
+    def _serve_from_buffer(self) -> None:
+        """The hottest verbs are the buffer's own methods, bound on this stream (one call).
+
+        The buffer falls back to the slow paths here through weak references, so the stream
+        and its buffer make no cycle (a dropped stream is freed, and its socket closed, at once).
+        """
+        ref = weakref.ref(self)
+
+        def slow_char(eof_error: bool, eof_value: Any) -> Any:
+            stream = ref()
+            if stream is None:  # pragma: no cover - the buffer outlived its stream
+                raise ValueError("I/O operation on a closed stream")
+            return stream._read_char_slow(eof_error, eof_value)
+
+        def slow_byte(eof_error: bool, eof_value: Any) -> Any:
+            stream = ref()
+            if stream is None:  # pragma: no cover
+                raise ValueError("I/O operation on a closed stream")
+            return stream._read_byte_slow(eof_error, eof_value)
+
+        ib = self._in
+        ib.serve_elements(slow_char, slow_byte, self._byte_table or ())
+        self.read_char = ib.read_char  # type: ignore[method-assign]
+        if self._byte_table is not None:
+            self.read_byte = ib.read_byte  # type: ignore[method-assign]
 
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
@@ -765,6 +793,11 @@ class SocketStream(FileObjectMixin):
 
     def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read one character; at end-of-file raise ``EOFError`` or return ``eof_value``."""
+        # (Each stream answers this with its buffer's read_char: see _serve_from_buffer.)
+        return self._in.read_char(eof_error, eof_value)
+
+    def _read_char_slow(self, eof_error: bool, eof_value: Any) -> Any:
+        """``read_char`` when nothing is buffered."""
         char = self._in.maybe_take_char()
         if char is not None:
             return char
@@ -819,11 +852,16 @@ class SocketStream(FileObjectMixin):
 
     def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """Read one byte as an int of the element type (byte element types only)."""
-        table = self._byte_table
-        if table is None:
+        if self._byte_table is None:
             if self._rstate:
                 self._read_refused()
             raise TypeError("read_byte needs a byte element type; this stream is base-char")
+        return self._in.read_byte(eof_error, eof_value)
+
+    def _read_byte_slow(self, eof_error: bool, eof_value: Any) -> Any:
+        """``read_byte`` when nothing is buffered."""
+        table = self._byte_table
+        assert table is not None
         byte = self._in.maybe_take_byte(table)
         if byte is not None:
             return byte
