@@ -46,6 +46,7 @@ API_NAMES = {
     "SocketIOError",
     "WriteTimeoutError",
     "SSLFailure",
+    "SSLVerificationError",
     "LineTooLongError",
 }
 
@@ -67,11 +68,12 @@ STREAM_METHODS = {
 STREAM_PROPERTIES = {
     "read_timeout", "write_timeout", "element_type", "direction", "closed", "timed_out",
     "ssl_object", "local_address", "peer_address", "socket",
+    "alpn_protocol", "ssl_session", "session_reused",
 }  # fmt: skip
 STREAM_PARAMETERS = [
     "socket", "direction", "element_type", "read_timeout", "write_timeout", "ssl_ctx",
     "ssl_side", "ctx_configure_callback", "ssl_configure_callback", "handshake_timeout",
-    "tlsext_host_name", "max_line_length",
+    "tlsext_host_name", "max_line_length", "alpn_protocols", "ssl_session",
 ]  # fmt: skip
 
 

@@ -954,24 +954,41 @@ class StreamMachine(RuleBasedStateMachine):
         event(f"STARTTLS as {side}" + (", pipelined" if pipelined else ""))
 
     @precondition(lambda self: self.tls and not self.peer_eof and not self.out_shut)
-    @rule(trailer=st.binary(max_size=20))
+    @rule(
+        trailer=st.binary(max_size=20),
+        unread=st.sampled_from([0, 1000, 30_000]),
+        first=st.sampled_from([0, 100, 20_000]),
+    )
     @checked
-    def stop_tls(self, trailer: bytes) -> None:
-        """detach_ssl on both sides; the peer's plaintext that follows its close-notify stays."""
+    def stop_tls(self, trailer: bytes, unread: int, first: int) -> None:
+        """detach_ssl on both sides; the peer's plaintext that follows its close-notify stays.
+
+        The peer may send ``unread`` bytes just before its close-notify, of which we read
+        ``first`` (a read of 20000 goes past the buffer and leaves the rest in the TLS engine;
+        one of 100 leaves it in the buffer): the rest is read after detach, then the trailer.
+        """
         s = self.s
         self.last_char = None
         peer = self.peer
         assert peer is not None
+        data = bytes(i % 251 for i in range(unread))
 
         def peer_detach() -> None:
+            if data:
+                peer.write(data)
+                peer.flush()
             detach_ssl(peer)
             if trailer:
                 peer.write(trailer)
                 peer.flush()
 
         s.read_timeout = LONG
+        self.pending += data
         helper = Helper(peer_detach)
         try:
+            n = min(first, len(self.pending))
+            if n:
+                assert s.read(n) == self._natural(self._consume(n))
             detach_ssl(s)
         finally:
             s.read_timeout = TICK
@@ -981,7 +998,8 @@ class StreamMachine(RuleBasedStateMachine):
         self.tls = False
         assert s.ssl_object is None
         assert peer.ssl_object is None
-        event("detach_ssl" + (" with plaintext after close-notify" if trailer else ""))
+        event("detach_ssl" + (" with plaintext after close-notify" if trailer else "")
+              + (f", {unread} bytes before it, {first} read first" if unread else ""))
 
 
 def _fionread(sock: socket.socket) -> int:

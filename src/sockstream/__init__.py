@@ -7,6 +7,7 @@ and waiting on many streams at once.
 
 from ._connect import open_tcp_stream as open_tcp_stream
 from ._connect import open_unix_stream as open_unix_stream
+from ._contexts import make_ssl_ctx as make_ssl_ctx
 from ._elements import BASE_CHAR as BASE_CHAR
 from ._elements import SIGNED_BYTE_8 as SIGNED_BYTE_8
 from ._elements import UNSIGNED_BYTE_8 as UNSIGNED_BYTE_8
@@ -17,6 +18,7 @@ from ._errors import SocketIOError as SocketIOError
 from ._errors import SSLFailure as SSLFailure
 from ._errors import SSLHandshakeTimeout as SSLHandshakeTimeout
 from ._errors import SSLTruncatedError as SSLTruncatedError
+from ._errors import SSLVerificationError as SSLVerificationError
 from ._errors import WriteTimeoutError as WriteTimeoutError
 from ._multiwait import wait_for_input_streams as wait_for_input_streams
 from ._multiwait import (
@@ -27,9 +29,8 @@ from ._server import serve as serve
 from ._server import server_terminate as server_terminate
 from ._server import start_up_server as start_up_server
 from ._stream import SocketStream as SocketStream
-from ._tls import attach_ssl as attach_ssl
-from ._tls import detach_ssl as detach_ssl
-from ._tls import make_ssl_ctx as make_ssl_ctx
+from ._stream import attach_ssl as attach_ssl
+from ._stream import detach_ssl as detach_ssl
 from ._waiter import StreamWaiter as StreamWaiter
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ __all__ = [
     "SSLFailure",
     "SSLHandshakeTimeout",
     "SSLTruncatedError",
+    "SSLVerificationError",
     "Server",
     "SocketCreateError",
     "SocketError",

@@ -342,6 +342,8 @@ def open_tcp_stream(
     ssl_configure_callback: Callable[[Any], object] | None = ...,
     handshake_timeout: float | None = ...,
     tlsext_host_name: str | None = ...,
+    alpn_protocols: Sequence[str] | None = ...,
+    ssl_session: ssl.SSLSession | None = ...,
     local_address: str | None = ...,
     local_port: int | None = ...,
     ipv6: IPv6Choice = ...,
@@ -368,6 +370,8 @@ def open_tcp_stream(
     ssl_configure_callback: Callable[[Any], object] | None = ...,
     handshake_timeout: float | None = ...,
     tlsext_host_name: str | None = ...,
+    alpn_protocols: Sequence[str] | None = ...,
+    ssl_session: ssl.SSLSession | None = ...,
     local_address: str | None = ...,
     local_port: int | None = ...,
     ipv6: IPv6Choice = ...,
@@ -393,6 +397,8 @@ def open_tcp_stream(
     ssl_configure_callback: Callable[[Any], object] | None = None,
     handshake_timeout: float | None = None,
     tlsext_host_name: str | None = None,
+    alpn_protocols: Sequence[str] | None = None,
+    ssl_session: ssl.SSLSession | None = None,
     local_address: str | None = None,
     local_port: int | None = None,
     ipv6: IPv6Choice = "any",
@@ -429,6 +435,8 @@ def open_tcp_stream(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        alpn_protocols=alpn_protocols,
+        ssl_session=ssl_session,
     )
     budget = check_timeout(timeout, "timeout")
     _check_bool(errorp, "errorp")

@@ -22,6 +22,7 @@ __all__ = [
     "SSLFailure",
     "SSLHandshakeTimeout",
     "SSLTruncatedError",
+    "SSLVerificationError",
     "SocketCreateError",
     "SocketError",
     "SocketIOError",
@@ -73,6 +74,25 @@ class SSLHandshakeTimeout(SSLFailure, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.timeout,))
+
+
+class SSLVerificationError(SSLFailure):
+    """The peer's certificate failed verification (expired, wrong host, unknown CA, ...).
+
+    ``verify_code`` and ``verify_message`` are OpenSSL's, as in
+    ``ssl.SSLCertVerificationError``.
+    """
+
+    def __init__(self, verify_code: int, verify_message: str) -> None:
+        self.verify_code = verify_code
+        self.verify_message = verify_message
+        super().__init__(
+            f"TLS handshake failed: certificate verification failed: {verify_message} "
+            f"(verify code {verify_code})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.verify_code, self.verify_message))
 
 
 class SSLTruncatedError(SSLFailure, SocketIOError):

@@ -48,6 +48,29 @@ def check_host_name(value: object) -> str | None:
     return value
 
 
+def check_alpn(value: object) -> tuple[str, ...] | None:
+    """``alpn_protocols``: ``None`` or a non-empty list of protocol names (1 to 255 bytes)."""
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise TypeError(f"alpn_protocols must be None or a list of protocol names, not {value!r}")
+    names = tuple(value)
+    if not names:
+        raise ValueError("alpn_protocols must not be empty (None offers no ALPN)")
+    for name in names:
+        if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "replace")) < 256:
+            raise ValueError(
+                f"alpn_protocols must hold protocol names of 1 to 255 bytes, not {name!r}")
+    return names
+
+
+def check_session(value: object) -> ssl.SSLSession | None:
+    """``ssl_session``: ``None`` or an ``ssl.SSLSession`` (from ``stream.ssl_session``)."""
+    if value is not None and not isinstance(value, ssl.SSLSession):
+        raise TypeError(f"ssl_session must be None or an ssl.SSLSession, not {value!r}")
+    return value
+
+
 def check_callback(value: object, name: str) -> Any:
     """``None`` or a callable."""
     if value is not None and not callable(value):
@@ -73,6 +96,8 @@ class TLSOptions:
     ssl_configure_callback: Callable[[Any], object] | None = None
     handshake_timeout: float | None = None
     tlsext_host_name: str | None = None
+    alpn_protocols: tuple[str, ...] | None = None
+    ssl_session: ssl.SSLSession | None = None
 
     @classmethod
     def make(
@@ -84,6 +109,8 @@ class TLSOptions:
         ssl_configure_callback: Any = None,
         handshake_timeout: object = None,
         tlsext_host_name: object = None,
+        alpn_protocols: object = None,
+        ssl_session: object = None,
     ) -> TLSOptions:
         """Validate the TLS keywords (``ssl_ctx`` must ask for TLS here)."""
         ctx = check_ssl_ctx(ssl_ctx)
@@ -96,6 +123,8 @@ class TLSOptions:
             check_callback(ssl_configure_callback, "ssl_configure_callback"),
             check_timeout(handshake_timeout, "handshake_timeout"),
             check_host_name(tlsext_host_name),
+            check_alpn(alpn_protocols),
+            check_session(ssl_session),
         )
 
 
@@ -127,6 +156,8 @@ class StreamOptions:
         handshake_timeout: object = None,
         tlsext_host_name: object = None,
         max_line_length: object = None,
+        alpn_protocols: object = None,
+        ssl_session: object = None,
     ) -> StreamOptions:
         """Validate the keywords of API.md's ``SocketStream`` signature, all of them.
 
@@ -143,15 +174,19 @@ class StreamOptions:
         scb = check_callback(ssl_configure_callback, "ssl_configure_callback")
         ctx = check_ssl_ctx(ssl_ctx)
         mll = check_max_line_length(max_line_length)
-        tls = None if ctx is None else TLSOptions(ctx, side, ccb, scb, ht, host)
+        alpn = check_alpn(alpn_protocols)
+        session = check_session(ssl_session)
+        tls = None if ctx is None else TLSOptions(ctx, side, ccb, scb, ht, host, alpn, session)
         return cls(direction, element, rt, wt, tls, mll)
 
 
 __all__ = [
     "StreamOptions",
     "TLSOptions",
+    "check_alpn",
     "check_host_name",
     "check_max_line_length",
+    "check_session",
     "check_ssl_ctx",
     "check_ssl_side",
 ]

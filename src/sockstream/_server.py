@@ -54,7 +54,7 @@ import ssl
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from types import TracebackType
 from typing import IO, Any, Final, final
@@ -67,11 +67,11 @@ from ._connect import (
     check_unix_path,
     resolve_service,
 )
+from ._contexts import stream_context
 from ._errors import SocketCreateError, SocketError
 from ._listen import SocketFile, display_path, make_unix_listener
 from ._options import StreamOptions
 from ._stream import SocketStream
-from ._tls import make_ssl_ctx
 
 __all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "Server", "serve",
            "server_terminate", "start_up_server"]
@@ -675,6 +675,7 @@ def serve(
     handshake_timeout: float | None = _NOT_GIVEN,
     tlsext_host_name: str | None = None,
     max_line_length: int | None = DEFAULT_MAX_LINE_LENGTH,
+    alpn_protocols: Sequence[str] | None = None,
 ) -> Server:
     """Listen, and run ``handler(stream)`` for each connection in a thread of its own.
 
@@ -716,16 +717,16 @@ def serve(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        alpn_protocols=alpn_protocols,
     )
-    if options.tls is not None and not isinstance(options.tls.ssl_ctx, ssl.SSLContext):
+    if options.tls is not None:
         # Make the context once, not per connection: loading certificates costs milliseconds,
         # and one SSLContext serves any number of connections (it is thread-safe).
-        ctx = make_ssl_ctx(options.tls.ssl_ctx, options.tls.ssl_side)
-        if options.tls.ctx_configure_callback is not None:
-            options.tls.ctx_configure_callback(ctx)
-        options = replace(
-            options, tls=replace(options.tls, ssl_ctx=ctx, ctx_configure_callback=None)
-        )
+        topts = options.tls
+        ctx = stream_context(topts.ssl_ctx, topts.ssl_side, topts.ctx_configure_callback,
+                             topts.alpn_protocols)
+        options = replace(options, tls=replace(
+            topts, ssl_ctx=ctx, ctx_configure_callback=None, alpn_protocols=None))
     pool = _ConnectionPool(handler, max_connections, options)
     return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
                   True, process_name, pool, path=unix, reuse_port=reuse_port)

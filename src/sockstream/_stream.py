@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import array
 import io
+import ipaddress
 import os
 import socket as _socket
 import ssl
@@ -40,6 +41,7 @@ from ._buffer import (
     InputBuffer,
     OutputBuffer,
 )
+from ._contexts import keyword, stream_context
 from ._elements import (
     CHARS,
     ElementType,
@@ -48,8 +50,15 @@ from ._elements import (
     encode_chars,
     encode_items,
 )
-from ._errors import LineTooLongError, SocketError, SocketIOError, WriteTimeoutError
-from ._options import StreamOptions
+from ._errors import (
+    LineTooLongError,
+    SocketError,
+    SocketIOError,
+    SSLFailure,
+    SSLHandshakeTimeout,
+    WriteTimeoutError,
+)
+from ._options import StreamOptions, TLSOptions
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
     WANT_MORE,
@@ -223,6 +232,8 @@ class SocketStream:
         handshake_timeout: float | None = None,
         tlsext_host_name: str | None = None,
         max_line_length: int | None = None,
+        alpn_protocols: Any = None,
+        ssl_session: ssl.SSLSession | None = None,
     ) -> None:
         self._closed = True  # until fully made; close() is then a no-op
         owned = socket if isinstance(socket, _socket.socket) else None
@@ -241,6 +252,8 @@ class SocketStream:
                 handshake_timeout=handshake_timeout,
                 tlsext_host_name=tlsext_host_name,
                 max_line_length=max_line_length,
+                alpn_protocols=alpn_protocols,
+                ssl_session=ssl_session,
             )
             self._open(sock, options)
         except BaseException:
@@ -294,7 +307,7 @@ class SocketStream:
         self._install(sock)
         self._closed = False
         if options.tls is not None:
-            _tls.start_tls(self, options.tls)
+            self._start_tls(options.tls)
 
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
@@ -424,6 +437,24 @@ class SocketStream:
     def ssl_object(self) -> Any:
         """The live ``ssl.SSLObject`` when TLS is on, else None."""
         return self._transport.ssl_object
+
+    @property
+    def alpn_protocol(self) -> str | None:
+        """The protocol agreed by ALPN, or None (no TLS, or none agreed)."""
+        obj = self._transport.ssl_object
+        return None if obj is None else obj.selected_alpn_protocol()
+
+    @property
+    def ssl_session(self) -> ssl.SSLSession | None:
+        """The TLS session (to offer again with ``ssl_session=``), or None."""
+        obj = self._transport.ssl_object
+        return None if obj is None else obj.session
+
+    @property
+    def session_reused(self) -> bool:
+        """True when the TLS handshake resumed an earlier session."""
+        obj = self._transport.ssl_object
+        return False if obj is None else bool(obj.session_reused)
 
     @property
     def local_address(self) -> tuple[Any, ...] | str | None:
@@ -1058,13 +1089,121 @@ class SocketStream:
         self._check_open()
         if self._direction != "input":
             self._flush_out()
-            _tls.send_close_notify(self)
+            self._send_close_notify()
             self._out = _OUTPUT_SHUT
         if self._sock is not None:
             try:
                 self._sock.shutdown(_socket.SHUT_WR)
             except OSError as exc:
                 raise SocketIOError(f"shutdown of output failed: {exc}") from exc
+
+
+    # ---- TLS on and off: the engine is _tls's, the waiting is the stream's -----------------
+
+    def _drive(self, step: Any, deadline: float | None) -> bool:
+        """Run a non-blocking TLS step until it returns 0; False if the deadline passed first."""
+        while True:
+            r = step()
+            if r == 0:
+                return True
+            if r < 0 and not self._wait_writing(r, deadline):
+                return False
+
+    def _start_tls(self, tls: TLSOptions) -> None:
+        """Start TLS on this plain stream and complete the handshake (STARTTLS).
+
+        Pending output is flushed as plain text first; input already read ahead goes to the
+        engine, never to the application (RFC 3207 section 7).  Any failure closes the stream:
+        the connection is in an unknown state.
+        """
+        sock = self._sock
+        assert sock is not None
+        if not isinstance(tls.ssl_ctx, ssl.SSLContext):
+            keyword(tls.ssl_ctx)  # an insecure or unknown keyword changes nothing
+        try:
+            side = tls.ssl_side
+            ctx = stream_context(tls.ssl_ctx, side, tls.ctx_configure_callback,
+                                 tls.alpn_protocols)
+            if self._direction != "input":
+                self._flush_out()
+            server_hostname = None
+            if side == "client":
+                server_hostname = tls.tlsext_host_name
+                if server_hostname is None and ctx.check_hostname:
+                    # Verify against the address we are connected to (an IP SAN).
+                    server_hostname = str(ipaddress.ip_address(sock.getpeername()[0]))
+            read_ahead = b""
+            if self._direction != "output":
+                ib = self._in
+                read_ahead = ib.take_all()
+                ib.unread_mark = ib.pos  # a character read before TLS cannot come back after it
+            transport = _tls.start(sock, ctx, side != "client", server_hostname, read_ahead,
+                                   tls.ssl_session)
+            self._transport = transport
+            if tls.ssl_configure_callback is not None:
+                tls.ssl_configure_callback(transport.ssl_object)
+            try:
+                done = self._drive(transport.handshake_step,
+                                   deadline_after(tls.handshake_timeout))
+            except SSLFailure:
+                raise
+            except OSError as exc:
+                raise SSLFailure(f"TLS handshake failed: {exc}") from exc
+            if not done:
+                assert tls.handshake_timeout is not None
+                raise SSLHandshakeTimeout(tls.handshake_timeout)
+            wake_reader, wake_writer = transport.wakeups
+            if wake_reader >= 0:  # a protocol that renegotiates: the two sides wake each other
+                self._rpollers[WANT_READ] = make_poller(self._fd, WANT_READ, wake_reader)
+                self._wpollers[WANT_READ] = make_poller(self._fd, WANT_READ, wake_writer)
+            if self._watchers:
+                self._input_arrived()  # the engine may hold input that came with the handshake
+        except BaseException:
+            self.close(abort=True)
+            raise
+
+    def _stop_tls(self) -> None:
+        """End TLS (close-notify both ways); the stream is plain again, nothing lost."""
+        self._check_open()
+        transport = self._transport
+        if not isinstance(transport, _tls.TLSTransport):
+            raise ValueError("the stream has no TLS to detach")
+        if self._direction != "input":
+            self._flush_out()
+        if not self._drive(transport.close_notify_step, deadline_after(self._write_timeout)):
+            raise SSLFailure("TLS close-notify could not be sent within write_timeout")
+        if self._direction != "output":
+            while not transport.peer_closed:
+                if self._fill() == 0 and not transport.peer_closed:
+                    if self._timed_out:
+                        raise SSLFailure(
+                            "the peer's TLS close-notify did not come within read_timeout")
+                    raise SSLFailure("the connection ended before the peer's TLS close-notify")
+            # Decrypted before the close-notify and not read yet, then the plain bytes after it.
+            ib = self._in
+            ib.feed(transport.take_held())
+            ib.feed(transport.leftover())
+        else:
+            # Output-only: nothing may be handed to the application; just wait for the alert.
+            scratch = memoryview(bytearray(_tls.RAW_CHUNK))
+            while not transport.peer_closed:
+                if self._extract(scratch) == 0 and not transport.peer_closed:
+                    raise SSLFailure("the peer's TLS close-notify did not come")
+        self._install(self._sock)
+        if self._watchers:
+            self._input_arrived()
+
+    def _send_close_notify(self) -> None:
+        """Send our close-notify if TLS is on (for ``close`` and ``shutdown_output``)."""
+        transport = self._transport
+        if isinstance(transport, _tls.TLSTransport) and not transport.notify_sent:
+            try:
+                self._drive(transport.close_notify_step,
+                            deadline_after(self._write_timeout or 5.0))
+            except SocketError:
+                raise
+            except OSError as exc:
+                raise SocketIOError(f"sending TLS close-notify failed: {exc}") from exc
 
     # ---- closing -----------------------------------------------------------------------
 
@@ -1082,7 +1221,7 @@ class SocketStream:
                         error = exc
                 if error is None:
                     try:
-                        _tls.send_close_notify(self)
+                        self._send_close_notify()
                     except OSError:
                         pass  # the peer is gone; closing is what the caller wants
         finally:
@@ -1117,4 +1256,52 @@ class SocketStream:
         self.close()
 
 
-__all__ = ["SocketStream"]
+def attach_ssl(
+    stream: SocketStream,
+    *,
+    ssl_ctx: Any = True,
+    ssl_side: str = "server",
+    ctx_configure_callback: Any = None,
+    ssl_configure_callback: Any = None,
+    handshake_timeout: float | None = None,
+    tlsext_host_name: str | None = None,
+    alpn_protocols: Any = None,
+    ssl_session: ssl.SSLSession | None = None,
+) -> None:
+    """Start TLS on a plain stream (STARTTLS) and complete the handshake.
+
+    Pending output is flushed first; input the stream already read ahead goes to TLS.  Bad
+    arguments change nothing.  On failure (``SSLFailure``; a handshake timeout is also a
+    ``TimeoutError``) or if a callback raises, the stream is closed: its connection is in an
+    unknown state.
+    """
+    stream._check_open()
+    if stream._transport.ssl_object is not None:
+        raise ValueError("TLS is already on for this stream")
+    if stream._sock is None:
+        raise ValueError("the stream has no socket to start TLS on")
+    stream._start_tls(TLSOptions.make(
+        ssl_ctx=ssl_ctx,
+        ssl_side=ssl_side,
+        ctx_configure_callback=ctx_configure_callback,
+        ssl_configure_callback=ssl_configure_callback,
+        handshake_timeout=handshake_timeout,
+        tlsext_host_name=tlsext_host_name,
+        alpn_protocols=alpn_protocols,
+        ssl_session=ssl_session,
+    ))
+
+
+def detach_ssl(stream: SocketStream) -> None:
+    """End TLS (close-notify both ways) and leave a plain stream.
+
+    Application data that came before the peer's close-notify stays readable, whether it was
+    in the stream's buffer or still in the TLS engine, and so do the bytes that follow it, now
+    as plain input.  Waiting for the peer's close-notify is bounded by the stream's
+    ``read_timeout``; if it does not come, ``SSLFailure`` is raised and the stream stays as it
+    was (TLS, our close-notify sent).
+    """
+    stream._stop_tls()
+
+
+__all__ = ["SocketStream", "attach_ssl", "detach_ssl"]

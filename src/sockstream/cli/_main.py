@@ -171,6 +171,14 @@ def _writable_path(text: str) -> str:
     return text
 
 
+def _alpn_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names) or any(len(name.encode()) > 255 for name in names):
+        raise argparse.ArgumentTypeError(
+            f"not a comma-separated list of protocol names: {text!r}")
+    return names
+
+
 def _step_list(text: str) -> list[int]:
     from ._demo import STEPS
 
@@ -254,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     connect.add_argument("host", metavar="HOST", help="host name or address")
     connect.add_argument("port", metavar="PORT", type=_connect_port,
                          help="port number or service name (e.g. https)")
-    tls = connect.add_argument_group("TLS (--sni, --cafile and --insecure imply --tls)")
+    tls = connect.add_argument_group(
+        "TLS (--sni, --cafile, --insecure, --alpn and --keylog imply --tls)")
     tls.add_argument("--tls", action="store_true", help="TLS, verifying the server's certificate")
     tls.add_argument("--sni", metavar="NAME",
                      help="server name to send and to verify (default: HOST)")
@@ -262,6 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="trust the CA certificates in this PEM file instead of the system's")
     tls.add_argument("--insecure", action="store_true",
                      help="do not verify the certificate (prints a warning)")
+    tls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
+                     help="offer these ALPN protocols, e.g. h2,http/1.1 (-v shows the one agreed)")
+    tls.add_argument("--keylog", metavar="FILE", type=_writable_path,
+                     help="append the TLS secrets to FILE, for Wireshark (default: "
+                     "$SSLKEYLOGFILE when set)")
     connect.add_argument("--element-type", type=_element_type, default="base-char",
                          metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
     connect.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
@@ -320,6 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "127.0.0.1, ::1); repeatable")
     stls.add_argument("--write-ca", metavar="FILE", type=_writable_path,
                       help="write the run-time CA certificate here (for curl --cacert)")
+    stls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
+                      help="ALPN protocols to accept, in the server's order of preference")
     serve.add_argument("--element-type", type=_element_type, default="base-char",
                        metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
     serve.add_argument("-v", "--verbose", action="store_true",
@@ -370,7 +386,9 @@ def _describe_tls(stream: SocketStream) -> list[str]:
     if obj is None:
         return ["not TLS"]
     cipher = obj.cipher()
-    lines = [f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"]
+    lines = [f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"
+             + (f", ALPN {stream.alpn_protocol}" if stream.alpn_protocol else "")
+             + (", session resumed" if stream.session_reused else "")]
     cert = obj.getpeercert()
     if cert:
         subject = ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
@@ -394,27 +412,38 @@ def _to_crlf(data: bytes, prev_cr: bool) -> tuple[bytes, bool]:
 
 
 def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
-    from sockstream import open_tcp_stream
+    from sockstream import SSLVerificationError, open_tcp_stream
 
-    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure)
+    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure or args.alpn
+                   or args.keylog)
     ctx: ssl.SSLContext | None = None
     if use_tls:
-        ctx = ssl.create_default_context(cafile=args.cafile)
+        ctx = ssl.create_default_context(cafile=args.cafile)  # honours SSLKEYLOGFILE
+        if args.keylog:
+            ctx.keylog_filename = args.keylog
         if args.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
             _err("warning: --insecure: the server's certificate is NOT verified; anyone on the "
                  "path can read and change this connection")
-    stream = open_tcp_stream(
-        args.host,
-        args.port,
-        element_type=args.element_type,
-        read_timeout=args.read_timeout,
-        timeout=args.connect_timeout,
-        ssl_ctx=ctx,
-        tlsext_host_name=(args.sni or args.host) if use_tls else None,
-        handshake_timeout=args.connect_timeout if use_tls else None,
-    )
+    try:
+        stream = open_tcp_stream(
+            args.host,
+            args.port,
+            element_type=args.element_type,
+            read_timeout=args.read_timeout,
+            timeout=args.connect_timeout,
+            ssl_ctx=ctx,
+            tlsext_host_name=(args.sni or args.host) if use_tls else None,
+            handshake_timeout=args.connect_timeout if use_tls else None,
+            alpn_protocols=args.alpn,
+        )
+    except SSLVerificationError as exc:
+        hint = ("--cafile FILE trusts a private CA" if exc.verify_code != 62
+                else "--sni NAME names the host the certificate must cover")
+        _err(f"error: the server's certificate was refused: {exc.verify_message} "
+             f"(OpenSSL verify code {exc.verify_code}); {hint}")
+        return 1
     assert stream is not None  # errorp=True: a failure raised
     with contextlib.closing(stream):
         if args.verbose:
@@ -515,6 +544,8 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
     use_tls = bool(args.tls or args.cert)
     if (args.name or args.write_ca) and not use_tls:
         parser.error("--name and --write-ca need --tls")
+    if args.alpn and not use_tls:
+        parser.error("--alpn needs --tls")
     if args.address:
         try:
             ipaddress.ip_address(args.address)
@@ -556,7 +587,8 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
                    "http": http_handler}[args.mode](log)
         keywords: dict[str, Any] = {"element_type": args.element_type}
         if ctx is not None:
-            keywords.update(ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT)
+            keywords.update(ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT,
+                            alpn_protocols=args.alpn)
         if args.mode == "http":
             from ._demo import HTTP_MAX_LINE
 
