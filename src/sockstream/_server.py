@@ -781,6 +781,9 @@ def serve(
     handshake_timeout: float | None = _NOT_GIVEN,
     tlsext_host_name: str | None = None,
     max_line_length: int | None = DEFAULT_MAX_LINE_LENGTH,
+    encoding: str = "latin-1",
+    errors: str = "strict",
+    newline: str | None = "\n",
     alpn_protocols: Sequence[str] | None = None,
 ) -> Server:
     """Listen, and run ``handler(stream)`` for each connection in a thread of its own.
@@ -828,6 +831,9 @@ def serve(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        encoding=encoding,
+        errors=errors,
+        newline=newline,
         alpn_protocols=alpn_protocols,
     )
     if options.tls is not None:
