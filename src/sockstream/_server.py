@@ -585,24 +585,34 @@ class _ConnectionPool:
         if abort_sock is None:
             return
         conn = _Connection(abort_sock, peer)
+        starved = False
         with self._cond:
-            if self._stopping:
-                abort_sock.close()
-                sock.close()
-                return
-            thread = threading.Thread(
-                target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
-                daemon=True,
-            )
-            conn.thread = thread
-            self._connections.add(conn)
-            try:
-                thread.start()
-            except BaseException:
-                self._connections.discard(conn)
-                abort_sock.close()
-                sock.close()
-                raise
+            while True:
+                if self._stopping:
+                    abort_sock.close()
+                    sock.close()
+                    return
+                thread = threading.Thread(
+                    target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
+                    daemon=True,
+                )
+                conn.thread = thread
+                self._connections.add(conn)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # out of threads: keep the connection, as for fds
+                    self._connections.discard(conn)
+                    _log.log(logging.DEBUG if starved else logging.WARNING,
+                             "cannot start a thread (%s): connection from %s waits", exc, peer)
+                    starved = True
+                    self._cond.wait(ACCEPT_BACKOFF)
+                    continue
+                except BaseException:
+                    self._connections.discard(conn)
+                    abort_sock.close()
+                    sock.close()
+                    raise
+                break
             while len(self._connections) >= self._max and not self._stopping:
                 self._cond.wait()
 

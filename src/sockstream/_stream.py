@@ -104,6 +104,8 @@ _BYPASS: Final = 16384
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
+#: The default size of readline: the whole line.
+_WHOLE: Final = -1
 #: peek returns at most this much (or ``size``, if larger) of what is buffered.
 _PEEK_MAX: Final = 65536
 
@@ -913,19 +915,19 @@ class SocketStream(FileObjectMixin):
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        if type(size) is not int:
+        if size is not _WHOLE:  # the default (-1, one cached object) skips the checks
             size = check_size(size)
-        if size < 0:
-            try:
-                line = self._in.next_line()
-            except StopIteration:  # the batch is used up
-                line = None
+            if size >= 0:
+                return self._readline_slow(size)
+        try:
+            line = self._in.next_line()
+        except StopIteration:  # the batch is used up
+            line = None
+        if line is None:
+            line = self._in.maybe_take_line(self._line_kind)
             if line is None:
-                line = self._in.maybe_take_line(self._line_kind)
-                if line is None:
-                    return self._readline_slow(-1)
-            return line
-        return self._readline_slow(size)
+                return self._readline_slow(-1)
+        return line
 
     def _readline_slow(self, size: int) -> Any:
         """``readline`` when no whole line is buffered (or with a size)."""
