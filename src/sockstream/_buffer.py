@@ -62,8 +62,12 @@ STR_LINE_NL: Final = 1
 BYTES_LINE_NL: Final = 2
 
 
-def _need_more(eof_error: bool, eof_value: Any) -> Any:
+def _need_more(*args: Any) -> Any:
     raise RuntimeError("InputBuffer.serve_elements was not called")
+
+
+_WHOLE: Final = -1  # readline's default size (a cached int: ``is`` is enough)
+_ZERO: Final = 0  # read_sequence's default start (likewise; a bool False is not it)
 
 
 #: What ``next_line``/``next_line_tuple`` are without a batch: a C callable returning None.
@@ -78,6 +82,7 @@ class InputBuffer:
         "_buf",
         "_end",
         "_epoch",
+        "_kind",
         "_mark",
         "_max_line",
         "_pos",
@@ -87,6 +92,8 @@ class InputBuffer:
         "_size",
         "_slow_byte",
         "_slow_char",
+        "_slow_line",
+        "_slow_seq",
         "_table",
         "_window",
         "next_line",
@@ -120,21 +127,81 @@ class InputBuffer:
         self._slow_char: Callable[[bool, Any], Any] = _need_more
         self._slow_byte: Callable[[bool, Any], Any] = _need_more
         self._table: tuple[int, ...] = ()
+        self._slow_line: Callable[[Any], Any] = _need_more
+        self._slow_seq: Callable[[Any, Any, Any], int] = _need_more
+        self._kind = BYTES_LINE_NL
 
     def serve_elements(
         self,
         slow_char: Callable[[bool, Any], Any],
         slow_byte: Callable[[bool, Any], Any],
         table: tuple[int, ...],
+        slow_line: Callable[[Any], Any],
+        kind: int,
+        slow_seq: Callable[[Any, Any, Any], int],
     ) -> None:
-        """Make ``read_char``/``read_byte`` the stream's verbs: buffered elements are answered
-        here (one call, no wrapper), the rest by ``slow_char``/``slow_byte`` (same arguments).
+        """Make ``read_char``, ``read_byte``, ``readline`` and ``read_sequence`` the stream's
+        verbs: what the buffer holds is answered here (one call, no wrapper), the rest by the
+        stream's ``slow_*`` (same arguments).
 
-        ``table`` maps a byte to the element read_byte returns (unsigned or signed).
+        ``table`` maps a byte to the element read_byte returns (unsigned or signed); ``kind``
+        is readline's line kind.
         """
         self._slow_char = slow_char
         self._slow_byte = slow_byte
         self._table = table
+        self._slow_line = slow_line
+        self._kind = kind
+        self._slow_seq = slow_seq
+
+    def readline(self, size: Any = -1) -> Any:
+        """``SocketStream.readline``: a line of the batch or a whole buffered line, else the
+        stream's slow path (which also checks ``size``)."""
+        if size is not _WHOLE:
+            return self._slow_line(size)
+        try:
+            line = self.next_line()
+        except StopIteration:  # the batch is used up
+            line = None
+        if line is not None:
+            return line
+        kind = self._kind
+        if self._run < _LINES_BEFORE_BATCH and self._batch is None:
+            # maybe_take_line's short case, inline: the header line of a framed reply.
+            pos = self._pos
+            epoch = self._epoch
+            buf = self._buf
+            scan = self._scan
+            i = buf.find(10, scan if scan > pos else pos, self._end)
+            mll = self._max_line
+            if i >= 0 and (mll is None or i - pos <= mll):
+                if kind == BYTES_LINE_NL:
+                    line = bytes(buf[pos : i + 1])
+                else:
+                    line = buf[pos : i + 1].decode("latin-1")
+                if self._pos == pos and self._epoch == epoch and self._batch is None:
+                    self._pos = i + 1
+                    self._run += 1
+                    return line
+        line = self.maybe_take_line(kind)
+        if line is not None:
+            return line
+        return self._slow_line(-1)
+
+    def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int:
+        """``SocketStream.read_sequence``: a whole bytearray filled from here when that much is
+        buffered, else the stream's slow path."""
+        if type(seq) is bytearray and start is _ZERO and end is None:
+            n = len(seq)
+            # One run without a call: the copy and the commit.
+            pos = self._pos
+            stop = pos + n
+            if n > 0 and stop <= self._end and self._batch is None:
+                seq[:] = self._buf[pos:stop]
+                self._pos = stop
+                self._run = 0
+                return n
+        return self._slow_seq(seq, start, end)
 
     # ---- state ----------------------------------------------------------------------------
 

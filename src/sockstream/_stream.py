@@ -106,6 +106,7 @@ _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 _SEND_AT_ONCE: Final = 65536
 #: The default size of readline: the whole line.
 _WHOLE: Final = -1
+_ZERO: Final = 0  # read_sequence's default start (a cached int; a bool False is not it)
 #: peek returns at most this much (or ``size``, if larger) of what is buffered.
 _PEEK_MAX: Final = 65536
 
@@ -334,11 +335,26 @@ class SocketStream(FileObjectMixin):
                 raise ValueError("I/O operation on a closed stream")
             return stream._read_byte_slow(eof_error, eof_value)
 
+        def slow_line(size: Any) -> Any:
+            stream = ref()
+            if stream is None:  # pragma: no cover
+                raise ValueError("I/O operation on a closed stream")
+            return SocketStream.readline(stream, size)
+
+        def slow_seq(seq: Any, start: Any, end: Any) -> int:
+            stream = ref()
+            if stream is None:  # pragma: no cover
+                raise ValueError("I/O operation on a closed stream")
+            return SocketStream.read_sequence(stream, seq, start, end)
+
         ib = self._in
-        ib.serve_elements(slow_char, slow_byte, self._byte_table or ())
+        ib.serve_elements(slow_char, slow_byte, self._byte_table or (), slow_line,
+                          self._line_kind, slow_seq)
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
             self.read_byte = ib.read_byte  # type: ignore[method-assign]
+        self.readline = ib.readline  # type: ignore[method-assign]
+        self.read_sequence = ib.read_sequence  # type: ignore[method-assign]
 
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
@@ -1038,7 +1054,7 @@ class SocketStream(FileObjectMixin):
         """
         if self._rstate:
             self._read_refused()
-        if type(seq) is bytearray and not start and end is None:
+        if type(seq) is bytearray and start is _ZERO and end is None:
             # The common case (framed payloads), without a memoryview when it is all here.
             n = self._in.maybe_fill(seq)
             if n >= 0:
