@@ -51,7 +51,7 @@ from typing import Any, Final, Literal, overload
 from ._errors import SocketCreateError
 from ._options import StreamOptions
 from ._stream import SocketStream
-from ._wait import check_timeout, monotonic
+from ._wait import check_timeout, clamp_wait, monotonic
 
 __all__ = ["CONNECTION_ATTEMPT_DELAY", "open_tcp_stream", "open_unix_stream"]
 
@@ -173,8 +173,9 @@ def _getaddrinfo(
 
     thread = threading.Thread(target=run, name=f"sockstream resolve {host}", daemon=True)
     thread.start()
-    if not done.wait(max(0.0, deadline - monotonic())):
-        raise TimeoutError(f"name resolution of {host!r} did not finish in time")
+    while not done.wait(clamp_wait(max(0.0, deadline - monotonic()))):
+        if monotonic() >= deadline:
+            raise TimeoutError(f"name resolution of {host!r} did not finish in time")
     thread.join()
     if failure:
         raise failure[0]
@@ -271,7 +272,7 @@ def happy_eyeballs_connect(
             if next_index < len(targets):
                 wake_at = min(wake_at, next_start)
             timeout = None if math.isinf(wake_at) else max(0.0, wake_at - now)
-            for key, _ in sel.select(timeout):
+            for key, _ in sel.select(clamp_wait(timeout)):
                 ready = key.fileobj
                 assert isinstance(ready, socket.socket)
                 sockaddr = pending.pop(ready)

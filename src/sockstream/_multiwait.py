@@ -48,6 +48,7 @@ from operator import methodcaller
 from typing import Any, Final
 
 from ._stream import SocketStream
+from ._wait import MAX_WAIT
 from ._waiter import _HAS_EPOLL, StreamWaiter, _Wakeup, check_stream, check_timeout, probe
 
 monotonic = time.monotonic
@@ -189,7 +190,7 @@ class _OneShotWatcher:
 
 
 def _poll_fds(poll: Any, timeout: float | None) -> list[int]:
-    ms = None if timeout is None else min(math.ceil(timeout * 1000), 2**31 - 1)
+    ms = None if timeout is None else math.ceil(min(timeout, MAX_WAIT) * 1000)
     return [fd for fd, _ in poll.poll(ms)]
 
 

@@ -68,13 +68,14 @@ from ._connect import (
     resolve_service,
 )
 from ._contexts import stream_context
-from ._errors import SocketCreateError, SocketError
+from ._errors import LineTooLongError, SocketCreateError, SocketError
 from ._listen import SocketFile, display_path, make_unix_listener
 from ._options import StreamOptions
 from ._stream import SocketStream
+from ._wait import WANT_READ, deadline_after, wait_fd
 
-__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "Server", "serve",
-           "server_terminate", "start_up_server"]
+__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "DEFAULT_READ_TIMEOUT",
+           "Server", "serve", "server_terminate", "start_up_server"]
 
 _log = logging.getLogger("sockstream")
 
@@ -88,6 +89,12 @@ DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
 
 #: ``serve``'s ``max_line_length`` by default (h11 uses 64 KiB for its incomplete-event limit).
 DEFAULT_MAX_LINE_LENGTH: Final = 65536
+
+#: ``serve``'s ``read_timeout`` by default: a served stream whose read waits this long for a
+#: byte sees end-of-file, so an idle client -- before its first request or between two -- frees
+#: its connection slot (nginx's ``client_header_timeout`` is 60 s too).  ``SocketStream`` and
+#: ``open_tcp_stream`` keep LispWorks' default of no read timeout.
+DEFAULT_READ_TIMEOUT: Final = 60.0
 
 #: How long ``terminate()`` waits for aborted connection threads, by default.
 TERMINATE_JOIN_TIMEOUT: Final = 5.0
@@ -105,6 +112,12 @@ _RESOURCE_ACCEPT_ERRNOS: Final = frozenset(
     for name in ("EMFILE", "ENFILE", "ENOBUFS", "ENOMEM")
     if hasattr(errno, name)
 )
+
+#: What a handler raises because of its peer, not because of a bug of its own: a reset, a
+#: vanished peer, a broken TLS session, a write timeout (SocketError); a line longer than
+#: max_line_length; end-of-file (or a read timeout) where the handler wanted more.  Logged at
+#: INFO without a traceback; anything else out of a handler is an ERROR with its traceback.
+_PEER_FAULTS: Final = (SocketError, LineTooLongError, EOFError)
 
 Announce = bool | Callable[[Any], object] | IO[str] | None
 
@@ -333,9 +346,15 @@ class Server:
         sel = self._selector
         try:
             backoff: float | None = None
+            starved = False
             while not self._stopping:
-                sel.select(backoff)
-                backoff = None
+                if backoff is None:
+                    sel.select()
+                else:
+                    # Out of descriptors: the listener stays readable, so wait on the wakeup
+                    # socket alone (terminate() still ends the wait at once); never spin.
+                    wait_fd(wake_r.fileno(), WANT_READ, deadline_after(backoff))
+                    backoff = None
                 if self._stopping:
                     break
                 try:
@@ -346,13 +365,20 @@ class Server:
                     if exc.errno in _TRANSIENT_ACCEPT_ERRNOS:
                         continue
                     if exc.errno in _RESOURCE_ACCEPT_ERRNOS:
-                        _log.warning("%r: accept failed (%s); retrying in %g s",
-                                     self, exc, ACCEPT_BACKOFF)
+                        # Connections wait in the backlog meanwhile (trio's accept loop does
+                        # the same); one warning per episode, then DEBUG.
+                        _log.log(logging.DEBUG if starved else logging.WARNING,
+                                 "%r: accept failed (%s); retrying in %g s",
+                                 self, exc, ACCEPT_BACKOFF)
+                        starved = True
                         backoff = ACCEPT_BACKOFF
                         continue
                     _log.error("%r: accept failed, server stops: %s", self, exc)
                     self.error = exc
                     break
+                if starved:
+                    _log.info("%r: accepting again", self)
+                    starved = False
                 _configure_accepted(conn, self._nodelay, self._keepalive)
                 try:
                     self._function(conn)
@@ -551,10 +577,12 @@ class _ConnectionPool:
         """Called by the accept loop: start a thread for ``sock``, then wait for a free slot."""
         try:
             peer = _format_peer(sock.getpeername())
-            abort_sock = sock.dup()
         except OSError as exc:  # gone already
             _log.debug("connection lost before it was served: %s", exc)
             sock.close()
+            return
+        abort_sock = self._dup(sock, peer)
+        if abort_sock is None:
             return
         conn = _Connection(abort_sock, peer)
         with self._cond:
@@ -578,6 +606,36 @@ class _ConnectionPool:
             while len(self._connections) >= self._max and not self._stopping:
                 self._cond.wait()
 
+    def _dup(self, sock: socket.socket, peer: str) -> socket.socket | None:
+        """A dup of ``sock`` for aborts; None (``sock`` closed) if the server is stopping.
+
+        Out of descriptors, the connection is kept, not dropped: wait until a connection ends
+        (its descriptors come back) or ``ACCEPT_BACKOFF`` passes, and try again.  Meanwhile the
+        accept loop, which called us, accepts nothing: new connections wait in the backlog.
+        """
+        starved = False
+        while True:
+            try:
+                dup = sock.dup()
+            except OSError as exc:
+                if exc.errno not in _RESOURCE_ACCEPT_ERRNOS:
+                    _log.debug("connection from %s lost before it was served: %s", peer, exc)
+                    sock.close()
+                    return None
+                _log.log(logging.DEBUG if starved else logging.WARNING,
+                         "out of descriptors (%s): connection from %s waits for one", exc, peer)
+                starved = True
+                with self._cond:
+                    if not self._stopping:
+                        self._cond.wait(ACCEPT_BACKOFF)
+                    if self._stopping:
+                        sock.close()
+                        return None
+                continue
+            if starved:
+                _log.info("connection from %s is served now", peer)
+            return dup
+
     def _run(self, conn: _Connection, sock: socket.socket) -> None:
         try:
             try:
@@ -592,9 +650,10 @@ class _ConnectionPool:
                 return
             try:
                 self._handler(stream)
-            except SocketError as exc:  # the peer reset, vanished or broke TLS: not a bug
+            except _PEER_FAULTS as exc:  # the peer's doing, not a bug: one line, no traceback
                 _log.log(logging.DEBUG if conn.aborted else logging.INFO,
-                         "connection from %s broken: %s", conn.peer, exc)
+                         "connection from %s broken by the peer: %s: %s", conn.peer,
+                         type(exc).__name__, exc)
             except Exception:
                 if conn.aborted:
                     _log.debug("handler for %s ended by terminate()", conn.peer, exc_info=True)
@@ -641,6 +700,43 @@ class _ConnectionPool:
             _log.warning("terminate(): connection threads still running: %s", ", ".join(stuck))
 
 
+def _lacks_certificate(ctx: ssl.SSLContext) -> bool:
+    """True if a TLS server with ``ctx`` cannot finish any handshake for want of a certificate.
+
+    Found by starting one handshake in memory against a client that accepts anything: a server
+    without a certificate fails at once (no cipher suite can be used without one).  A context
+    with an ``sni_callback`` may pick its certificate per connection: it is given the benefit
+    of the doubt.
+    """
+    if ctx.sni_callback is not None:
+        return False
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    c = client.wrap_bio(c_in, c_out)
+    s = ctx.wrap_bio(s_in, s_out, server_side=True)
+    try:
+        c.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    except ssl.SSLError:  # pragma: no cover (our own client): not the question asked
+        return False
+    s_in.write(c_out.read())
+    try:
+        s.do_handshake()
+    except ssl.SSLWantReadError:
+        return False  # it answered the ClientHello: it has what it needs
+    except ssl.SSLError as exc:
+        # Without a certificate OpenSSL finds no shared cipher; a TLS 1.3-only server without
+        # one reports the protocol as unsupported (our client offers 1.2 and 1.3).
+        return exc.reason == "NO_SHARED_CIPHER" or (
+            exc.reason == "UNSUPPORTED_PROTOCOL"
+            and ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+        )
+    return False
+
+
 def _format_peer(sockaddr: Any) -> str:
     if isinstance(sockaddr, (str, bytes)):  # AF_UNIX: the client's path, usually unnamed
         return f"unix:{display_path(sockaddr)}" if sockaddr else "unix:(unnamed)"
@@ -666,7 +762,7 @@ def serve(
     reuse_port: bool = False,
     direction: str = "io",
     element_type: str = "base-char",
-    read_timeout: float | None = None,
+    read_timeout: float | None = _NOT_GIVEN,
     write_timeout: float | None = None,
     ssl_ctx: SSLCtxSpec = None,
     ssl_side: str = "server",
@@ -681,9 +777,11 @@ def serve(
 
     The stream is a ``SocketStream`` made from the stream keywords in that thread (a TLS server
     with ``ssl_ctx``; ``handshake_timeout`` is 10 s by default then) and is closed when the
-    handler returns.  At most ``max_connections`` connections are served at once; more wait in
-    the listen backlog.  A handler that raises is logged and the server goes on.  The server is
-    listening when this returns; a failure to listen raises ``SocketCreateError``.
+    handler returns.  ``read_timeout`` is ``DEFAULT_READ_TIMEOUT`` (60 s) by default, so idle
+    clients free their slots; ``None`` waits for ever, as ``SocketStream`` does.  At most
+    ``max_connections`` connections are served at once; more wait in the listen backlog.  A
+    handler that raises is logged and the server goes on.  The server is listening when this
+    returns; a failure to listen raises ``SocketCreateError``.
     ``terminate()`` stops listening and aborts the running connections.  ``path`` and
     ``reuse_port`` are those of ``start_up_server`` (a Unix socket; ``SO_REUSEPORT``).
     """
@@ -702,7 +800,10 @@ def serve(
     if address is not None and not isinstance(address, str):
         raise TypeError(f"address must be a str or None, not {address!r}")
     unix = _check_path(path, service, address, reuse_port)
+    if read_timeout is _NOT_GIVEN:
+        read_timeout = DEFAULT_READ_TIMEOUT
     tls = ssl_ctx is not None and ssl_ctx is not False
+    given_ctx = ssl_ctx
     if handshake_timeout is _NOT_GIVEN:
         handshake_timeout = DEFAULT_HANDSHAKE_TIMEOUT if tls else None
     options = StreamOptions.make(
@@ -727,6 +828,14 @@ def serve(
                              topts.alpn_protocols)
         options = replace(options, tls=replace(
             topts, ssl_ctx=ctx, ctx_configure_callback=None, alpn_protocols=None))
+    if options.tls is not None and options.tls.ssl_side != "client" \
+            and _lacks_certificate(options.tls.ssl_ctx):
+        raise ValueError(
+            "serve() with ssl_ctx=... needs a server certificate, and the context has none "
+            f"(ssl_ctx={given_ctx!r}): every handshake would fail with 'no shared cipher'. "
+            "Load one in ctx_configure_callback (ctx.load_cert_chain(certfile, keyfile)) or "
+            "pass an ssl.SSLContext that has one"
+        )
     pool = _ConnectionPool(handler, max_connections, options)
     return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
                   True, process_name, pool, path=unix, reuse_port=reuse_port)

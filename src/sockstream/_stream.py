@@ -23,6 +23,7 @@ Theory of operation
 from __future__ import annotations
 
 import array
+import errno
 import io
 import ipaddress
 import os
@@ -58,6 +59,7 @@ from ._errors import (
     SSLHandshakeTimeout,
     WriteTimeoutError,
 )
+from ._fileobj import FileObjectMixin, check_read_size, check_size
 from ._options import StreamOptions, TLSOptions
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
@@ -96,6 +98,8 @@ _BYPASS: Final = 16384
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
+#: peek returns at most this much (or ``size``, if larger) of what is buffered.
+_PEEK_MAX: Final = 65536
 
 
 def _no_line() -> NoReturn:
@@ -192,6 +196,52 @@ def _as_socket(value: object) -> _socket.socket:
     )
 
 
+def _check_stream_socket(sock: _socket.socket) -> None:
+    """Refuse a socket that cannot carry a stream (ValueError), naming what is wrong."""
+    if sock.fileno() < 0:
+        raise ValueError(f"socket must be a connected socket, not a closed one: {sock!r}")
+    if sock.type != _socket.SOCK_STREAM:
+        raise ValueError(
+            f"socket must be a connected SOCK_STREAM socket, not a {sock.type.name} one: {sock!r}"
+        )
+    try:
+        listening = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ACCEPTCONN)
+    except (OSError, AttributeError):  # not known on this platform
+        listening = 0
+    if listening:
+        raise ValueError(
+            f"socket must be a connected socket, not a listening one (pass a socket that "
+            f"accept() returned): {sock!r}"
+        )
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno != errno.ENOTCONN:
+            raise
+        failed = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+        if failed:  # it was connected, and the peer reset it: not the caller's mistake
+            raise SocketIOError(
+                failed, f"the connection failed before the stream was made: "
+                f"{os.strerror(failed)}"
+            ) from None
+        raise ValueError(
+            f"socket must be a connected socket, not an unconnected one (connect it first, or "
+            f"use open_tcp_stream): {sock!r}"
+        ) from None
+
+
+def _peer_ip(sock: _socket.socket) -> str:
+    """The peer's IP address, to verify its certificate against; ValueError if it has none."""
+    peer = sock.getpeername()
+    if not (isinstance(peer, tuple) and peer):
+        raise ValueError(
+            f"a TLS client that checks host names needs tlsext_host_name= (the name to verify "
+            f"the certificate against) on a socket whose peer has no IP address, not "
+            f"{peer!r} ({_socket.AddressFamily(sock.family).name})"
+        )
+    return str(ipaddress.ip_address(peer[0]))
+
+
 def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise TypeError(f"start must be an int, not {start!r}")
@@ -206,7 +256,7 @@ def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     return start, end
 
 
-class SocketStream:
+class SocketStream(FileObjectMixin):
     """A buffered, bidirectional stream over a connected TCP socket (LispWorks ``socket-stream``).
 
     Character and byte I/O both work on every element type (characters are bytes as if by
@@ -274,6 +324,7 @@ class SocketStream:
 
     def _open(self, sock: _socket.socket, options: StreamOptions) -> None:
         self._sock: _socket.socket | None = None
+        _check_stream_socket(sock)
         direction = self._direction = options.direction
         self._element_type: ElementType = options.element_type
         self._read_timeout = options.read_timeout
@@ -381,6 +432,8 @@ class SocketStream:
         self._check_open()
         sock = None if new is None else _as_socket(new)
         old = self._sock
+        if sock is not None and sock is not old:
+            _check_stream_socket(sock)
         if sock is old:
             return old  # the same socket again: nothing changes (and nothing is closed)
         self._install(sock)
@@ -758,7 +811,9 @@ class SocketStream:
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        if size is None or size < 0:
+        if type(size) is not int:
+            size = check_size(size)
+        if size < 0:
             try:
                 return self._next_line()
             except StopIteration:
@@ -773,6 +828,7 @@ class SocketStream:
         return data.decode("latin-1") if self._text else data
 
     def __iter__(self) -> Iterator[Any]:
+        self._check_open()
         return self
 
     def __next__(self) -> Any:
@@ -882,18 +938,40 @@ class SocketStream:
 
     def read(self, size: int | None = -1) -> Any:
         """Read ``size`` elements (all until end-of-file if negative), in the natural type."""
-        if size is None:
-            size = -1
+        if type(size) is not int or size < -1:
+            size = check_read_size(size)
         data = self._read_bytes(size)
         return data.decode("latin-1") if self._text else data
 
     def read1(self, size: int = -1) -> Any:
         """What is available, waiting only for the first byte; in the natural type."""
+        if type(size) is not int:
+            size = check_size(size)
         ib = self._in
         if ib.pos == ib.end and size != 0:
             self._fill()
-        data = ib.take(len(ib) if size is None or size < 0 else size)
+        data = ib.take(len(ib) if size < 0 else size)
         return data.decode("latin-1") if self._text else data
+
+    def peek(self, size: int = 0) -> bytes:
+        """Raw bytes available, not consumed; waits for one unless at end-of-file (b"" then).
+
+        As ``io.BufferedReader.peek``, it may return more or fewer than ``size`` bytes.
+        """
+        size = check_size(size)
+        ib = self._in
+        if ib.pos == ib.end:
+            self._fill()
+        pos = ib.pos
+        return bytes(ib.buf[pos : min(ib.end, pos + max(size, _PEEK_MAX))])
+
+    def readinto1(self, buffer: Any) -> int:
+        """Raw bytes into ``buffer``: what is available, waiting only for the first byte."""
+        ib = self._in
+        with memoryview(buffer) as view, view.cast("B") as raw:
+            if ib.pos == ib.end and len(raw):
+                self._fill()
+            return ib.take_into(raw)
 
     def listen(self) -> bool:
         """True if a character is available without waiting (false at end-of-file)."""
@@ -1074,7 +1152,12 @@ class SocketStream:
         """Send buffered output now."""
         self._flush_out()
 
-    flush = force_output
+    def flush(self) -> None:
+        """Send buffered output now; on an input-only stream, nothing (as in ``io``)."""
+        if self._direction == "input" or self._out is _OUTPUT_SHUT:
+            self._check_open()
+            return
+        self._flush_out()
 
     def finish_output(self) -> None:
         """Send buffered output and return once all of it is handed to the kernel."""
@@ -1124,14 +1207,14 @@ class SocketStream:
             side = tls.ssl_side
             ctx = stream_context(tls.ssl_ctx, side, tls.ctx_configure_callback,
                                  tls.alpn_protocols)
-            if self._direction != "input":
-                self._flush_out()
             server_hostname = None
             if side == "client":
                 server_hostname = tls.tlsext_host_name
                 if server_hostname is None and ctx.check_hostname:
                     # Verify against the address we are connected to (an IP SAN).
-                    server_hostname = str(ipaddress.ip_address(sock.getpeername()[0]))
+                    server_hostname = _peer_ip(sock)
+            if self._direction != "input":
+                self._flush_out()  # after the checks above: a refusal sends nothing
             read_ahead = b""
             if self._direction != "output":
                 ib = self._in
@@ -1245,6 +1328,7 @@ class SocketStream:
             raise error
 
     def __enter__(self) -> SocketStream:
+        self._check_open()
         return self
 
     def __exit__(

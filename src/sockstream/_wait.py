@@ -29,6 +29,11 @@ WANT_MORE: Final = -4
 
 _MAX_POLL_MS: Final = 2**31 - 1
 
+#: The longest single wait, in seconds (about 23 days): below what poll, epoll, select and
+#: ``threading`` accept (poll's limit is INT_MAX milliseconds).  A longer timeout is waited in
+#: pieces of this size: "as long as the OS allows", never an ``OverflowError``.
+MAX_WAIT: Final = 2_000_000.0
+
 _EVENTS: Final = {
     WANT_READ: select.POLLIN | select.POLLPRI,
     WANT_WRITE: select.POLLOUT,
@@ -74,11 +79,19 @@ def wait_poller(poller: Any, deadline: float | None) -> bool:
         remaining = deadline - monotonic()
         # Round up to whole milliseconds (as selectors does), so we never wake just before the
         # deadline and spin; poll takes at most INT_MAX ms, so a longer wait goes round again.
-        ms = min(math.ceil(remaining * 1000), _MAX_POLL_MS) if remaining > 0 else 0
+        ms = math.ceil(min(remaining, MAX_WAIT) * 1000) if remaining > 0 else 0
         if poller.poll(ms):
             return True
-        if ms < _MAX_POLL_MS:
+        if remaining <= MAX_WAIT:
             return False
+
+
+def clamp_wait(seconds: float | None) -> float | None:
+    """``seconds`` for one wait, at most ``MAX_WAIT`` (None stays None: no limit).
+
+    A caller that waits for a deadline further away waits again when this much has passed.
+    """
+    return None if seconds is None else min(seconds, MAX_WAIT)
 
 
 def check_timeout(value: object, name: str, *, poll: bool = False) -> float | None:
@@ -86,14 +99,22 @@ def check_timeout(value: object, name: str, *, poll: bool = False) -> float | No
 
     The one timeout check of the package.  With ``poll`` (the timeout of a wait, not of a
     stream) ``0`` is allowed (poll without waiting) and infinity means ``None`` (no limit).
-    Bools and NaN are refused.
+    Bools and NaN are refused.  An int too large for a float is a ``ValueError`` (with
+    ``poll``: no limit, as infinity).
     """
     if value is None:
         return None
     what = "a non-negative" if poll else "a positive"
     if isinstance(value, bool) or not isinstance(value, Real):
         raise TypeError(f"{name} must be None or {what} number of seconds, not {value!r}")
-    seconds = float(value)
+    try:
+        seconds = float(value)
+    except OverflowError:  # an int beyond any float
+        if poll and value > 0:  # type: ignore[operator]
+            return None
+        raise ValueError(
+            f"{name} must be None or {what} number of seconds that fits a float, not {value!r}"
+        ) from None
     if poll:
         if not seconds >= 0:  # also catches NaN
             raise ValueError(f"{name} must be None or {what} number of seconds, not {value!r}")
