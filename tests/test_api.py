@@ -68,12 +68,19 @@ STREAM_METHODS = {
 STREAM_PROPERTIES = {
     "read_timeout", "write_timeout", "element_type", "direction", "closed", "timed_out",
     "ssl_object", "local_address", "peer_address", "socket",
+    "encoding", "errors", "newline",
     "alpn_protocol", "ssl_session", "session_reused",
 }  # fmt: skip
+#: Properties that can be set (between operations).
+SETTABLE = {"read_timeout", "write_timeout", "socket", "encoding", "errors", "newline"}
+#: Keywords whose default is not None.
+NOT_NONE_DEFAULTS = {"ssl_side": "server", "encoding": "latin-1", "errors": "strict",
+                     "newline": "\n"}  # fmt: skip
 STREAM_PARAMETERS = [
     "socket", "direction", "element_type", "read_timeout", "write_timeout", "ssl_ctx",
     "ssl_side", "ctx_configure_callback", "ssl_configure_callback", "handshake_timeout",
-    "tlsext_host_name", "max_line_length", "alpn_protocols", "ssl_session",
+    "tlsext_host_name", "max_line_length", "encoding", "errors", "newline", "alpn_protocols",
+    "ssl_session",
 ]  # fmt: skip
 
 
@@ -115,8 +122,7 @@ def test_socket_stream_signature() -> None:
     assert params["ssl_side"].default == "server"
     for name in STREAM_PARAMETERS[3:]:
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY, name
-        if name != "ssl_side":
-            assert params[name].default is None, name
+        assert params[name].default == NOT_NONE_DEFAULTS.get(name), name
 
 
 def test_socket_stream_members() -> None:
@@ -125,10 +131,10 @@ def test_socket_stream_members() -> None:
         assert callable(getattr(cls, name, None)), name
     for name in STREAM_PROPERTIES:
         assert isinstance(inspect.getattr_static(cls, name), property), name
-    # read_timeout, write_timeout and socket are settable; the others are read-only
+    # the timeouts, the socket and the text settings are settable; the others are read-only
     for name in STREAM_PROPERTIES:
         settable = inspect.getattr_static(cls, name).fset is not None
-        assert settable == (name in {"read_timeout", "write_timeout", "socket"}), name
+        assert settable == (name in SETTABLE), name
 
 
 def test_eof_defaults_of_reading_verbs() -> None:

@@ -21,6 +21,7 @@ import re
 import shutil
 import socket
 import socketserver
+import ssl
 import sys
 import tarfile
 import xml.etree.ElementTree as ET
@@ -598,3 +599,51 @@ def test_sizes_as_io_takes_them(make: Any) -> None:
     assert s.read(array.array("b", [2])[0]) == b"bc"  # objects with __index__
     assert s.read1(-7) == b"def\n"
     assert s.read(None) == b""
+
+
+# ---- over TLS -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
+def test_consumers_over_tls(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, protocol: int
+) -> None:
+    """The same consumers over a TLS stream and over ``SSLSocket.makefile`` (the peer is a TLS
+    SocketStream that ends with a close-notify)."""
+    obj = {"big": bytes(100_000), "text": "é" * 10_000}
+    text = "ligne une\nligne deux\n"
+    data = pickle.dumps(obj, protocol) + text.encode() + b"REST"
+
+    def consume(f: Any) -> Any:
+        got = pickle.load(f)
+        peeked = f.peek()[:3]
+        return got, peeked, io.TextIOWrapper(f, encoding="utf-8").read()
+
+    results = []
+    for kind in KINDS:
+        ours, theirs = socket.socketpair()
+
+        def serve_data(sock: socket.socket = theirs) -> None:
+            with SocketStream(sock, "io", RAW, ssl_ctx=server_ctx) as peer:
+                peer.write(data)
+
+        sender = PeerThread(serve_data)
+        sender.start()
+        f: Any
+        tls_sock: Any = None
+        try:
+            if kind == "stream":
+                f = SocketStream(ours, "input", RAW, ssl_ctx=client_ctx, ssl_side="client",
+                                 tlsext_host_name="localhost")
+            else:
+                tls_sock = client_ctx.wrap_socket(ours, server_hostname="localhost")
+                f = tls_sock.makefile("rb")
+            results.append(consume(f))
+            f.close()
+            sender.join_checked()
+        finally:
+            if tls_sock is not None:
+                tls_sock.close()
+            ours.close()
+            theirs.close()
+    assert results[0] == results[1]
+    assert results[0] == (obj, b"lig", "ligne une\nligne deux\nREST")

@@ -333,3 +333,28 @@ def test_idle_clients_do_not_lock_out_a_good_one(monkeypatch: pytest.MonkeyPatch
     finally:
         for s in idle:
             s.close()
+
+
+def test_out_of_threads_the_connection_waits(
+    records: _Records, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Thread.start`` failing (RuntimeError: can't start new thread) keeps the connection:
+    it is served once a thread can be had, not dropped."""
+    real_start = threading.Thread.start
+    failures = [3]
+
+    def start(self: threading.Thread) -> None:
+        if self.name.startswith("sockstream connection") and failures[0] > 0:
+            failures[0] -= 1
+            raise RuntimeError("can't start new thread")
+        real_start(self)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with serve(_echo, address=LOCAL) as server, \
+            open_tcp_stream(LOCAL, server.port, read_timeout=LONG) as c:
+        c.write_line("still served")
+        c.flush()
+        assert c.read_line() == ("still served", False)
+    assert failures == [0]
+    warned = [r for r in records.records if "cannot start a thread" in r.getMessage()]
+    assert [r.levelno for r in warned] == [logging.WARNING, logging.DEBUG, logging.DEBUG]

@@ -351,6 +351,9 @@ def open_tcp_stream(
     nodelay: bool = ...,
     keepalive: bool = ...,
     max_line_length: int | None = ...,
+    encoding: str = ...,
+    errors: str = ...,
+    newline: str | None = ...,
 ) -> SocketStream: ...
 
 
@@ -379,6 +382,9 @@ def open_tcp_stream(
     nodelay: bool = ...,
     keepalive: bool = ...,
     max_line_length: int | None = ...,
+    encoding: str = ...,
+    errors: str = ...,
+    newline: str | None = ...,
 ) -> SocketStream | None: ...
 
 
@@ -406,6 +412,9 @@ def open_tcp_stream(
     nodelay: bool = True,
     keepalive: bool = False,
     max_line_length: int | None = None,
+    encoding: str = "latin-1",
+    errors: str = "strict",
+    newline: str | None = "\n",
 ) -> SocketStream | None:
     """Connect to ``hostspec``:``service`` and return a :class:`SocketStream` on the connection.
 
@@ -436,6 +445,9 @@ def open_tcp_stream(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        encoding=encoding,
+        errors=errors,
+        newline=newline,
         alpn_protocols=alpn_protocols,
         ssl_session=ssl_session,
     )

@@ -9,7 +9,7 @@ runs in C (``str.encode``, ``bytes.translate``, ``array``), never as a Python lo
 from __future__ import annotations
 
 import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Literal
 
 ElementType = Literal["base-char", "unsigned-byte-8", "signed-byte-8"]
@@ -92,8 +92,17 @@ def encode_ints(values: Iterable[object], element_type: ElementType) -> bytes:
         raise
 
 
-def encode_items(items: list[object] | tuple[object, ...], element_type: ElementType) -> bytes:
-    """Encode a list or tuple of characters, or of integers, as raw bytes.  Validates all first."""
+def encode_items(
+    items: list[object] | tuple[object, ...],
+    element_type: ElementType,
+    encode: Callable[[str], bytes] | None = None,
+) -> bytes:
+    """Encode a list or tuple of characters, or of integers, as raw bytes.  Validates all first.
+
+    ``encode`` turns characters into bytes (the stream's encoding; 8-bit by default).
+    """
+    if encode is None:
+        encode = encode_chars
     if not items:
         return b""
     if all(type(x) is str for x in items):
@@ -101,13 +110,13 @@ def encode_items(items: list[object] | tuple[object, ...], element_type: Element
         if len(text) != len(items):
             bad = next(x for x in items if len(x) != 1)  # type: ignore[arg-type]
             raise ValueError(f"a sequence of characters must hold single characters, not {bad!r}")
-        return encode_chars(text)
+        return encode(text)
     if all(type(x) is int for x in items):
         return encode_ints(items, element_type)  # in C
     out = bytearray()
     for x in items:
         if isinstance(x, str) and len(x) == 1:
-            out += encode_chars(x)
+            out += encode(x)
         else:
             out.append(check_byte(x, element_type))
     return bytes(out)

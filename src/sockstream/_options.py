@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Final, final
 
 from ._elements import ElementType, check_direction, check_element_type
+from ._text import check_encoding, check_errors, check_newline
 from ._wait import check_timeout
 
 _SIDES: Final = ("client", "server", "both")
@@ -140,6 +141,10 @@ class StreamOptions:
     #: ``None``: no TLS.
     tls: TLSOptions | None = None
     max_line_length: int | None = None
+    #: Text: the codec and error handler of every character operation, the line terminator.
+    encoding: str = "latin-1"
+    errors: str = "strict"
+    newline: str | None = "\n"
 
     @classmethod
     def make(
@@ -156,6 +161,9 @@ class StreamOptions:
         handshake_timeout: object = None,
         tlsext_host_name: object = None,
         max_line_length: object = None,
+        encoding: object = "latin-1",
+        errors: object = "strict",
+        newline: object = "\n",
         alpn_protocols: object = None,
         ssl_session: object = None,
     ) -> StreamOptions:
@@ -177,7 +185,10 @@ class StreamOptions:
         alpn = check_alpn(alpn_protocols)
         session = check_session(ssl_session)
         tls = None if ctx is None else TLSOptions(ctx, side, ccb, scb, ht, host, alpn, session)
-        return cls(direction, element, rt, wt, tls, mll)
+        enc = check_encoding(encoding)
+        err = check_errors(errors)
+        nl = check_newline(newline)
+        return cls(direction, element, rt, wt, tls, mll, enc, err, nl)
 
 
 __all__ = [

@@ -585,24 +585,34 @@ class _ConnectionPool:
         if abort_sock is None:
             return
         conn = _Connection(abort_sock, peer)
+        starved = False
         with self._cond:
-            if self._stopping:
-                abort_sock.close()
-                sock.close()
-                return
-            thread = threading.Thread(
-                target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
-                daemon=True,
-            )
-            conn.thread = thread
-            self._connections.add(conn)
-            try:
-                thread.start()
-            except BaseException:
-                self._connections.discard(conn)
-                abort_sock.close()
-                sock.close()
-                raise
+            while True:
+                if self._stopping:
+                    abort_sock.close()
+                    sock.close()
+                    return
+                thread = threading.Thread(
+                    target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
+                    daemon=True,
+                )
+                conn.thread = thread
+                self._connections.add(conn)
+                try:
+                    thread.start()
+                except RuntimeError as exc:  # out of threads: keep the connection, as for fds
+                    self._connections.discard(conn)
+                    _log.log(logging.DEBUG if starved else logging.WARNING,
+                             "cannot start a thread (%s): connection from %s waits", exc, peer)
+                    starved = True
+                    self._cond.wait(ACCEPT_BACKOFF)
+                    continue
+                except BaseException:
+                    self._connections.discard(conn)
+                    abort_sock.close()
+                    sock.close()
+                    raise
+                break
             while len(self._connections) >= self._max and not self._stopping:
                 self._cond.wait()
 
@@ -771,6 +781,9 @@ def serve(
     handshake_timeout: float | None = _NOT_GIVEN,
     tlsext_host_name: str | None = None,
     max_line_length: int | None = DEFAULT_MAX_LINE_LENGTH,
+    encoding: str = "latin-1",
+    errors: str = "strict",
+    newline: str | None = "\n",
     alpn_protocols: Sequence[str] | None = None,
 ) -> Server:
     """Listen, and run ``handler(stream)`` for each connection in a thread of its own.
@@ -818,6 +831,9 @@ def serve(
         handshake_timeout=handshake_timeout,
         tlsext_host_name=tlsext_host_name,
         max_line_length=max_line_length,
+        encoding=encoding,
+        errors=errors,
+        newline=newline,
         alpn_protocols=alpn_protocols,
     )
     if options.tls is not None:

@@ -61,6 +61,7 @@ from ._errors import (
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
 from ._options import StreamOptions, TLSOptions
+from ._text import Codec, check_newline, terminator
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
     WANT_MORE,
@@ -98,6 +99,8 @@ _BYPASS: Final = 16384
 _CLEAR_INPUT_LIMIT: Final = 16 * 1024 * 1024
 #: Output up to this size is first sent straight from the buffer, without a memoryview.
 _SEND_AT_ONCE: Final = 65536
+#: The default size of readline: the whole line.
+_WHOLE: Final = -1
 #: peek returns at most this much (or ``size``, if larger) of what is buffered.
 _PEEK_MAX: Final = 65536
 
@@ -282,6 +285,9 @@ class SocketStream(FileObjectMixin):
         handshake_timeout: float | None = None,
         tlsext_host_name: str | None = None,
         max_line_length: int | None = None,
+        encoding: str = "latin-1",
+        errors: str = "strict",
+        newline: str | None = "\n",
         alpn_protocols: Any = None,
         ssl_session: ssl.SSLSession | None = None,
     ) -> None:
@@ -302,6 +308,9 @@ class SocketStream(FileObjectMixin):
                 handshake_timeout=handshake_timeout,
                 tlsext_host_name=tlsext_host_name,
                 max_line_length=max_line_length,
+                encoding=encoding,
+                errors=errors,
+                newline=newline,
                 alpn_protocols=alpn_protocols,
                 ssl_session=ssl_session,
             )
@@ -330,6 +339,8 @@ class SocketStream(FileObjectMixin):
         self._read_timeout = options.read_timeout
         self._write_timeout = options.write_timeout
         self._max_line = options.max_line_length
+        self._set_codec(Codec(options.encoding, options.errors))
+        self._set_newline(options.newline)
         self._byte_table: tuple[int, ...] | None = (
             None
             if self._element_type == "base-char"
@@ -476,6 +487,67 @@ class SocketStream(FileObjectMixin):
     @property
     def max_line_length(self) -> int | None:
         return self._max_line
+
+    # ---- text ------------------------------------------------------------------------------
+
+    def _set_codec(self, codec: Codec) -> None:
+        self._codec = codec
+        # Writing: str.encode's arguments, and the characters below _char_limit that are
+        # their own byte (the default, Latin-1 strict, keeps its one-append path).
+        self._enc_name = "latin-1" if codec.latin1 else codec.canonical
+        self._enc_errors = codec.errors
+        self._char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
+        self._plain_text = codec.latin1 and codec.errors == "strict"
+
+    def _set_newline(self, newline: str | None) -> None:
+        self._newline = newline
+        self._eol = terminator(newline)
+
+    def _settle_input(self) -> None:
+        """Before a text setting changes: no line served from a batch cut under the old one."""
+        if isinstance(self._in, _LineMode):
+            self._in.sync()
+
+    @property
+    def encoding(self) -> str:
+        """The codec of every character operation (``"latin-1"``: a byte is a character)."""
+        return self._codec.encoding
+
+    @encoding.setter
+    def encoding(self, value: str) -> None:
+        codec = Codec(value, self._codec.errors)
+        self._settle_input()
+        self._set_codec(codec)
+
+    @property
+    def errors(self) -> str:
+        """The error handler of decoding and encoding (``"strict"``, ``"replace"``, ...)."""
+        return self._codec.errors
+
+    @errors.setter
+    def errors(self, value: str) -> None:
+        codec = Codec(self._codec.encoding, value)
+        self._settle_input()
+        self._set_codec(codec)
+
+    @property
+    def newline(self) -> str | None:
+        """The line terminator: ``"\n"``, ``"\r\n"``, or ``None`` (LF or CRLF in, CRLF out)."""
+        return self._newline
+
+    @newline.setter
+    def newline(self, value: str | None) -> None:
+        newline = check_newline(value)
+        self._settle_input()
+        self._set_newline(newline)
+
+    def _encode(self, text: object) -> bytes:
+        """Characters as bytes, or the error that says why not (nothing is written)."""
+        if not isinstance(text, str):
+            raise TypeError(f"expected a str, not {type(text).__name__}")
+        if self._plain_text:
+            return encode_chars(text)
+        return self._codec.encode(text)
 
     @property
     def closed(self) -> bool:
@@ -811,14 +883,14 @@ class SocketStream(FileObjectMixin):
 
     def readline(self, size: int | None = -1) -> Any:
         """Read a line with its newline, in the natural type; empty at end-of-file."""
-        if type(size) is not int:
+        if size is not _WHOLE:  # the default (-1, one cached object) skips the checks
             size = check_size(size)
-        if size < 0:
-            try:
-                return self._next_line()
-            except StopIteration:
-                return self._readline_slow(-1)
-        return self._readline_slow(size)
+            if size >= 0:
+                return self._readline_slow(size)
+        try:
+            return self._next_line()
+        except StopIteration:
+            return self._readline_slow(-1)
 
     def _readline_slow(self, size: int) -> Any:
         """``readline`` when no pre-split line is waiting."""
@@ -995,9 +1067,10 @@ class SocketStream(FileObjectMixin):
         if type(char) is not str or len(char) != 1:
             raise TypeError(f"write_char needs a single character, not {char!r}")
         code = ord(char)
-        if code > 255:
-            encode_chars(char)  # raises the ValueError that names it
-        buf.append(code)
+        if code < self._char_limit:
+            buf.append(code)
+        else:
+            buf += self._encode(char)
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
@@ -1010,9 +1083,9 @@ class SocketStream(FileObjectMixin):
             start, end = _check_bounds(start, end, len(string))
             string = string[start:end]
         try:
-            data = string.encode("latin-1")
+            data = string.encode(self._enc_name, self._enc_errors)
         except (UnicodeEncodeError, AttributeError):
-            data = encode_chars(string)
+            data = self._encode(string)
         buf += data
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
@@ -1021,11 +1094,11 @@ class SocketStream(FileObjectMixin):
         """Write ``string`` and a newline."""
         buf = self._out.buf
         try:
-            data = string.encode("latin-1")
+            data = string.encode(self._enc_name, self._enc_errors)
         except (UnicodeEncodeError, AttributeError):
-            data = encode_chars(string)
+            data = self._encode(string)
         buf += data
-        buf.append(10)
+        buf += self._eol
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
@@ -1062,11 +1135,11 @@ class SocketStream(FileObjectMixin):
             return
         if isinstance(seq, (list, tuple)):
             start, end = _check_bounds(start, end, len(seq))
-            self._append(encode_items(seq[start:end], self._element_type))
+            self._append(encode_items(seq[start:end], self._element_type, self._encode))
             return
         if isinstance(seq, array.array) and seq.typecode in ("u", "w"):
             start, end = _check_bounds(start, end, len(seq))
-            self._append(encode_chars(seq[start:end].tounicode()))
+            self._append(self._encode(seq[start:end].tounicode()))
             return
         try:
             view = memoryview(seq)
