@@ -259,6 +259,20 @@ def test_end_of_file_where_the_handler_wanted_more_is_one_info_line(
     assert "EOFError" in r.getMessage()
 
 
+def test_bytes_that_do_not_decode_are_one_info_line(records: _Records) -> None:
+    def handler(stream: SocketStream) -> None:
+        stream.readline().decode("utf-8")  # as a strict text stream would: the peer's bytes
+
+    with serve(handler, address=LOCAL, element_type="unsigned-byte-8") as server:
+        with socket.create_connection((LOCAL, server.port), timeout=LONG) as c:
+            c.sendall(b"caf\xe9 in latin-1, not utf-8\n")
+            c.recv(1)
+        (r,) = records.wait_for(_connection_records)
+    assert r.levelno == logging.INFO
+    assert r.exc_info is None
+    assert "UnicodeDecodeError" in r.getMessage()
+
+
 def test_a_handler_bug_is_an_error_with_traceback(
     records: _Records, caplog: pytest.LogCaptureFixture
 ) -> None:
