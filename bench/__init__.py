@@ -110,7 +110,11 @@ def main(argv: list[str] | None = None) -> int:
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         rep.write_json(data, out / "results.json")
-        (out / "RESULTS.md").write_text(rep.markdown(data, titles, notes))
+        from .serving import keep_section
+
+        results_md = out / "RESULTS.md"
+        old = results_md.read_text() if results_md.exists() else ""
+        results_md.write_text(keep_section(old, rep.markdown(data, titles, notes)))
         sys.stderr.write(f"results written to {out / 'RESULTS.md'} and results.json\n")
     if args.json:
         rep.write_json(data, Path(args.json))

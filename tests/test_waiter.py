@@ -521,3 +521,19 @@ def test_tls_close_notify_and_close_count(tls_pair: Any, version: ssl.TLSVersion
         assert client.read_char(eof_error=False) is None
         client.close()
         assert len(w) == 0
+
+
+def test_wait_for_input_streams_knows_a_tuple_again(pairs: Any) -> None:
+    streams, peers = pairs(100)
+    listed = tuple(streams)
+    peers[30].sendall(b"x")
+    assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
+    entry = _multiwait._local.entry
+    assert entry.source is listed
+    assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
+    assert wait_for_input_streams(list(listed), timeout=LONG) == [streams[30]]  # same streams
+    assert _multiwait._local.entry is entry
+    streams[30].close()
+    with pytest.raises(ValueError, match=r"streams\[30\] is closed"):
+        wait_for_input_streams(listed, timeout=0)
+    assert wait_for_input_streams(listed[:30], timeout=0) == []

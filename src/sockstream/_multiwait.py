@@ -94,10 +94,13 @@ def _check_items(items: list[Any]) -> None:
 class _Entry:
     """A thread's cached waiter for one list: the list's copy, and where each stream sits."""
 
-    __slots__ = ("index", "items", "waiter")
+    __slots__ = ("index", "items", "source", "waiter")
 
     def __init__(self, items: list[SocketStream]) -> None:
         self.items = items
+        #: The caller's tuple, when it gave one: a tuple cannot change, so the same tuple again
+        #: is the same streams, known without comparing them one by one.
+        self.source: tuple[SocketStream, ...] | None = None
         self.index: dict[SocketStream, list[int]] = {}
         for i, s in enumerate(items):
             self.index.setdefault(s, []).append(i)
@@ -143,9 +146,14 @@ def _forget_registrations() -> None:
 
 
 def _wait_cached(
-    items: list[Any], timeout: float | None, wait_function: Callable[[], object] | None
+    items: list[Any],
+    timeout: float | None,
+    wait_function: Callable[[], object] | None,
+    source: tuple[SocketStream, ...] | None = None,
 ) -> list[SocketStream]:
     entry = _cached(items)
+    if source is not None:
+        entry.source = source
     waiter = entry.waiter
     index = entry.index
     ready = waiter._fast()
@@ -307,16 +315,22 @@ def wait_for_input_streams(
             check_timeout(timeout)  # raises unless it is another kind of real number
     if wait_function is not None and not callable(wait_function):
         raise TypeError(f"wait_function must be None or callable, not {wait_function!r}")
-    # A list is used as it is (the cache compares against its own copy); anything else is copied.
-    items = streams if type(streams) is list else _as_list(streams)
+    # A list is used as it is (the cache compares against its own copy); a tuple is known again
+    # by identity (it cannot change); anything else is copied.
+    kind = type(streams)
+    items: Any = streams if kind is list or kind is tuple else _as_list(streams)
     # A wait_function may itself wait on streams: the nested call must not take the entry.
     if _HAS_EPOLL and len(items) >= CACHE_MIN_STREAMS and not getattr(_local, "busy", False):
-        # The warm call, inline: the same list, nothing new told, one stream holding input.
+        # The warm call, inline: the same streams, nothing new told, one stream holding input.
         entry: _Entry | None = getattr(_local, "entry", None)
-        if entry is not None and not entry.waiter.lost_member and entry.items == items:
+        if entry is not None and not entry.waiter.lost_member and (
+            entry.source is items or entry.items == items
+        ):
             ready = entry.waiter._fast()
             if ready is not None and len(ready) == 1 and len(entry.index[ready[0]]) == 1:
                 return ready
+        if kind is tuple:
+            return _wait_cached(list(items), timeout, wait_function, items)
         return _wait_cached(items, timeout, wait_function)
     seconds = check_timeout(timeout)
     if not items and seconds is None and wait_function is None:

@@ -211,6 +211,10 @@ class StreamWaiter:
         self._no_socket: set[SocketStream] = set()  # members without a socket: always ready
         self._dirty: set[SocketStream] = set()  # may hold input in memory (told, not asked)
         self._holding: tuple[SocketStream, ...] = ()  # held input at the last wait
+        # The one stream of _holding when nothing else can be ready in memory (nothing told
+        # since, no stream without a socket): ``_fast`` then only asks it and the kernel.  Set
+        # by ``_scan`` under ``_lock``; every change of the set or news from a stream clears it.
+        self._fast_stream: SocketStream | None = None
         self._left: list[SocketStream] = []  # members closed since the last wait began
         self._blocked = False  # a wait is in the kernel: wake it to tell it something
         self._wakeup: _Wakeup | None = None
@@ -246,6 +250,7 @@ class StreamWaiter:
             self._members[s] = self._seq
             self._seq += 1
             self._dirty.add(s)  # it may hold input already
+            self._fast_stream = None
             s._watch(self)
         if s.closed:  # closed by another thread meanwhile: it leaves at once
             self.stream_changed(s)
@@ -284,6 +289,7 @@ class StreamWaiter:
         with self._lock:
             if self._members.pop(stream, None) is None:
                 return
+            self._fast_stream = None
             self._unregister(stream, self._poller)
             self._dirty.discard(stream)
         stream._unwatch(self)
@@ -318,6 +324,7 @@ class StreamWaiter:
             self._no_socket.clear()
             self._dirty = set()
             self._holding = ()
+            self._fast_stream = None
             poller, self._poller = self._poller, None
             if self._blocked and self._wakeup is not None:
                 self._wakeup.signal()  # the waiting thread closes the wakeup on its way out
@@ -352,6 +359,7 @@ class StreamWaiter:
     def stream_input(self, stream: SocketStream) -> None:
         with self._lock:
             self._dirty.add(stream)
+            self._fast_stream = None
             if self._blocked and self._wakeup is not None:
                 self._wakeup.signal()
 
@@ -359,6 +367,7 @@ class StreamWaiter:
         with self._lock:
             if stream not in self._members:
                 return
+            self._fast_stream = None
             poller = self._poller
             if stream.closed:
                 del self._members[stream]
@@ -409,18 +418,19 @@ class StreamWaiter:
         Nothing new was told, and the one stream that held input at the last wait still does:
         one ``epoll_wait`` without waiting finds any other ready stream.
         """
-        holding = self._holding
-        poller = self._poller
-        if len(holding) != 1 or self._dirty or self._no_socket or poller is None:
+        s = self._fast_stream
+        if s is None:
             return None
         if not self._wait_lock.acquire(blocking=False):
             raise RuntimeError("another thread is already waiting on this StreamWaiter")
         try:
-            s = holding[0]
             try:
-                if not s._buffered_input() or s not in self._members:
+                if not s._buffered_input() or self._fast_stream is not s:
                     return None
             except ValueError:  # closed by another thread just now
+                return None
+            poller = self._poller
+            if poller is None:
                 return None
             found = poller.poll(0, poller.count + 1)
             if not found:
@@ -496,6 +506,7 @@ class StreamWaiter:
             candidates: Any = dirty.union(holding)
         else:
             candidates = holding
+        self._fast_stream = None
         if not candidates:
             self._holding = ()
             return set(self._no_socket)
@@ -505,6 +516,10 @@ class StreamWaiter:
         except ValueError:  # one was closed by another thread just now
             ready = {s for s in candidates if _buffered(s) and s in members}
         self._holding = tuple(ready)
+        if len(ready) == 1:
+            with self._lock:  # only if nothing was told meanwhile (see _fast_stream)
+                if not self._dirty and not self._no_socket and ready <= self._members.keys():
+                    self._fast_stream = self._holding[0]
         if self._no_socket:
             return ready | self._no_socket
         return set(ready)
@@ -536,8 +551,8 @@ class StreamWaiter:
                 if timeout is not None and timeout > _MAX_WAIT:
                     timeout = _MAX_WAIT
                 with self._lock:
-                    self._blocked = True
                     told = bool(self._dirty) or (report_closed and bool(self._left))
+                    self._blocked = not told
                 if told:
                     return []
                 try:
@@ -549,6 +564,9 @@ class StreamWaiter:
                     raise ValueError("the StreamWaiter was closed while waiting")
                 mine = [e for e in events if e[0] != wfd]
                 if len(mine) != len(events):
+                    # Drained only when it fired: signals come only while we are blocked, so
+                    # one that came after the kernel returned leaves it readable, and the next
+                    # wait that blocks finds it, drains it, and looks at what it was told.
                     wakeup.drain()
                     if self._dirty or (report_closed and self._left):
                         return mine

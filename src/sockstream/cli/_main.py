@@ -634,6 +634,7 @@ def _serve_until_stopped(
         old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         server = serve(handler, **keywords)
+        worker = args.worker_port is not None
         try:
             if server.path is not None:
                 where = f"unix:{server.path}"
@@ -653,8 +654,13 @@ def _serve_until_stopped(
             how = f"{'TLS, ' if tls else ''}{args.mode}"
             local = " (this machine only)" if args.address in ("127.0.0.1", "::1",
                                                                "localhost") else ""
-            _err(f"serving {how} on {where}{local}; Ctrl-C stops")
-            if args.mode == "http":
+            if worker:  # the parent (--workers) speaks for its workers
+                pass
+            elif args.reuse_port:
+                _err(f"serving {how} on {where}{local} (SO_REUSEPORT); Ctrl-C stops")
+            else:
+                _err(f"serving {how} on {where}{local}; Ctrl-C stops")
+            if args.mode == "http" and not worker:
                 host = "localhost" if args.address in ("127.0.0.1", "::1", "localhost",
                                                        "0.0.0.0", "::") else args.address
                 cacert = f"--cacert {ca_path} " if ca_path else ""
@@ -663,7 +669,8 @@ def _serve_until_stopped(
             while not forever.wait():  # interruptible by signals on POSIX
                 pass
         except (KeyboardInterrupt, _Stop):
-            _err("stopping")
+            if not worker:
+                _err("stopping")
         finally:
             server.terminate()
     finally:
