@@ -115,9 +115,10 @@ _RESOURCE_ACCEPT_ERRNOS: Final = frozenset(
 
 #: What a handler raises because of its peer, not because of a bug of its own: a reset, a
 #: vanished peer, a broken TLS session, a write timeout (SocketError); a line longer than
-#: max_line_length; end-of-file (or a read timeout) where the handler wanted more.  Logged at
-#: INFO without a traceback; anything else out of a handler is an ERROR with its traceback.
-_PEER_FAULTS: Final = (SocketError, LineTooLongError, EOFError)
+#: max_line_length; end-of-file (or a read timeout) where the handler wanted more; bytes that
+#: do not decode in the stream's encoding.  Logged at INFO without a traceback; anything else
+#: out of a handler is an ERROR with its traceback.
+_PEER_FAULTS: Final = (SocketError, LineTooLongError, EOFError, UnicodeDecodeError)
 
 Announce = bool | Callable[[Any], object] | IO[str] | None
 
