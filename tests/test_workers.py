@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Terminal:
     def __init__(self, tmux: str) -> None:
         self.tmux = tmux
-        self.name = f"sockstream-test-{os.getpid()}-{threading.get_ident() % 100000}"
+        # A tmux server of its own for each terminal: a name reused right after the previous
+        # terminal's kill-server can meet that server still exiting ("server exited").
+        self.name = f"sockstream-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._run("new-session", "-d", "-s", "t", "-x", "200", "-y", "50", "sh")
 
     def _run(self, *args: str) -> str:
