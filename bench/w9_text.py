@@ -30,15 +30,17 @@ def _blocks(env: Env) -> int:
 
 def _makefile_lines(env: Env, pattern: str, **kw: Any) -> float:
     n_lines = _lines(env)
-    with env.peer("send", pattern=pattern, total=n_lines * TEXT_LINE_LEN) as sock:
-        with sock.makefile("r", **kw) as f:
-            readline = f.readline
-            n = 0
-            t0 = time.perf_counter()
-            sock.sendall(b"g")
-            while readline():
-                n += 1
-            elapsed = time.perf_counter() - t0
+    with (
+        env.peer("send", pattern=pattern, total=n_lines * TEXT_LINE_LEN) as sock,
+        sock.makefile("r", **kw) as f,
+    ):
+        readline = f.readline
+        n = 0
+        t0 = time.perf_counter()
+        sock.sendall(b"g")
+        while readline():
+            n += 1
+        elapsed = time.perf_counter() - t0
     check(n, n_lines, f"makefile {kw} lines")
     return elapsed
 
@@ -82,19 +84,21 @@ def _ss_crlf(env: Env) -> float:
 
 def _makefile_headers(env: Env) -> float:
     n_blocks = _blocks(env)
-    with env.peer("send", pattern="headers", total=n_blocks * _HEADER_LEN) as sock:
-        with sock.makefile("rb") as f:
-            readline = f.readline
-            n = 0
-            t0 = time.perf_counter()
-            sock.sendall(b"g")
-            while True:
-                line = readline()
-                if not line:
-                    break
-                if line == b"\r\n":  # the end of one header block
-                    n += 1
-            elapsed = time.perf_counter() - t0
+    with (
+        env.peer("send", pattern="headers", total=n_blocks * _HEADER_LEN) as sock,
+        sock.makefile("rb") as f,
+    ):
+        readline = f.readline
+        n = 0
+        t0 = time.perf_counter()
+        sock.sendall(b"g")
+        while True:
+            line = readline()
+            if not line:
+                break
+            if line == b"\r\n":  # the end of one header block
+                n += 1
+        elapsed = time.perf_counter() - t0
     check(n, n_blocks, "makefile('rb') header blocks")
     return elapsed
 
@@ -124,7 +128,8 @@ TITLE = "text: UTF-8 lines, CRLF lines, header blocks"
 
 
 def describe_size(env: Env) -> str:
-    return f"{_lines(env):,} lines of {TEXT_LINE_LEN} bytes; {_blocks(env):,} blocks of {_HEADER_LEN}"
+    lines, blocks = _lines(env), _blocks(env)
+    return f"{lines:,} lines of {TEXT_LINE_LEN} bytes; {blocks:,} blocks of {_HEADER_LEN}"
 
 
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
