@@ -333,3 +333,21 @@ def test_serve_tls_with_an_sni_callback_is_not_second_guessed() -> None:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.sni_callback = lambda obj, name, c: None
     serve(lambda s: None, address=LOCAL, ssl_ctx=ctx).terminate()
+
+
+@pytest.mark.parametrize("timeout", HUGE)
+def test_server_join_and_terminate_with_a_huge_timeout(timeout: float) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+
+    def handler(stream: SocketStream) -> None:
+        entered.set()
+        release.wait(LONG)
+
+    server = serve(handler, address=LOCAL)
+    with socket.create_connection((LOCAL, server.port), timeout=LONG):
+        assert entered.wait(LONG)
+        assert not server.join(timeout=0.01)
+        release.set()
+        server.terminate(timeout=timeout)
+    assert server.join(timeout=timeout)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import select
 import socket
 import ssl
 import struct
@@ -80,6 +81,14 @@ print(json.dumps(dict(counts, served=len(served), elapsed=elapsed, cpu=cpu)), fl
 """
 
 
+def _line(proc: subprocess.Popen[str]) -> str:
+    """The server process's next line of output, within a bound (it may have failed)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], LONG * 3)
+    assert ready, "the server process said nothing"
+    return proc.stdout.readline()
+
+
 def test_descriptor_exhaustion_serves_every_client_without_spinning() -> None:
     """RLIMIT_NOFILE 128 in a server process, 150 clients connected at once: all are served.
 
@@ -96,13 +105,13 @@ def test_descriptor_exhaustion_serves_every_client_without_spinning() -> None:
     try:
         assert proc.stdout is not None
         assert proc.stdin is not None
-        port = int(proc.stdout.readline())
+        port = int(_line(proc))
         t0 = time.monotonic()
         for _ in range(clients):  # all connected before any sends: handlers hold their fds
             socks.append(socket.create_connection((LOCAL, port), timeout=LONG * 3))
         for i, s in enumerate(socks):
             s.sendall(b"client %d\n" % i)
-        assert proc.stdout.readline() == "starved\n"
+        assert _line(proc) == "starved\n"
         threading.Event().wait(0.5)  # a window in which a spinning server would retry a lot
         proc.stdin.write("go\n")
         proc.stdin.flush()
@@ -114,7 +123,7 @@ def test_descriptor_exhaustion_serves_every_client_without_spinning() -> None:
         served_in = time.monotonic() - t0
         proc.stdin.write("done\n")
         proc.stdin.flush()
-        stats = json.loads(proc.stdout.readline())
+        stats = json.loads(_line(proc))
     finally:
         for s in socks:
             s.close()
@@ -257,6 +266,20 @@ def test_end_of_file_where_the_handler_wanted_more_is_one_info_line(
     assert r.levelno == logging.INFO
     assert r.exc_info is None
     assert "EOFError" in r.getMessage()
+
+
+def test_bytes_that_do_not_decode_are_one_info_line(records: _Records) -> None:
+    def handler(stream: SocketStream) -> None:
+        stream.readline().decode("utf-8")  # as a strict text stream would: the peer's bytes
+
+    with serve(handler, address=LOCAL, element_type="unsigned-byte-8") as server:
+        with socket.create_connection((LOCAL, server.port), timeout=LONG) as c:
+            c.sendall(b"caf\xe9 in latin-1, not utf-8\n")
+            c.recv(1)
+        (r,) = records.wait_for(_connection_records)
+    assert r.levelno == logging.INFO
+    assert r.exc_info is None
+    assert "UnicodeDecodeError" in r.getMessage()
 
 
 def test_a_handler_bug_is_an_error_with_traceback(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 class Terminal:
     def __init__(self, tmux: str) -> None:
         self.tmux = tmux
-        self.name = f"sockstream-test-{os.getpid()}-{threading.get_ident() % 100000}"
+        # A tmux server of its own for each terminal: a name reused right after the previous
+        # terminal's kill-server can meet that server still exiting ("server exited").
+        self.name = f"sockstream-test-{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._run("new-session", "-d", "-s", "t", "-x", "200", "-y", "50", "sh")
 
     def _run(self, *args: str) -> str:
@@ -148,3 +151,77 @@ def test_a_worker_that_dies_is_reported(terminal: Callable[[], Terminal]) -> Non
     wait_dead([second])
     t.type("echo EXIT=$?")
     t.wait_for(r"EXIT=0")
+
+
+def test_workers_do_not_outlive_their_parent() -> None:
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers", "2"],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=str(ROOT), text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stderr is not None
+        port = int(p.stdout.readline().strip().rsplit(":", 1)[1])
+        line = p.stderr.readline()
+        m = re.search(r"pids (\d+), (\d+)", line)
+        assert m, line
+        pids = [int(m.group(1)), int(m.group(2))]
+        assert echo_once(port, b"up\n") == b"up\n"
+        p.send_signal(signal.SIGKILL)  # no chance to stop them itself
+        p.wait(LONG)
+        wait_dead(pids)  # each saw its standard input (the parent's pipe) close
+        with pytest.raises(OSError):
+            echo_once(port, b"nobody\n")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(LONG)
+        for f in (p.stdout, p.stderr):
+            if f is not None:
+                f.close()
+
+
+def test_sigterm_to_the_parent_stops_every_worker() -> None:
+    import signal
+
+    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers", "3",
+                          "--http"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, cwd=str(ROOT), text=True)
+    try:
+        assert p.stdout is not None
+        assert p.stderr is not None
+        assert p.stdout.readline().startswith("listening on 127.0.0.1:")
+        m = re.search(r"pids (\d+), (\d+), (\d+)", p.stderr.readline())
+        assert m
+        pids = [int(x) for x in m.groups()]
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(LONG * 2) == 0
+        wait_dead(pids)
+        assert "stopping 3 workers" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(LONG)
+        for f in (p.stdout, p.stderr):
+            if f is not None:
+                f.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["0", "--workers", "0"], "--workers"),
+        (["0", "--workers", "two"], "--workers"),
+        (["--unix", "/tmp/x.sock", "--workers", "2"], "--workers"),
+        (["0", "--workers", "2", "--tls"], "--cert"),
+        (["0", "--unix", "/tmp/x.sock"], "not both"),
+        ([], "PORT"),
+    ],
+)
+def test_bad_worker_and_unix_arguments(args: list[str], named: str) -> None:
+    r = subprocess.run([sys.executable, "-m", "sockstream", "serve", *args], cwd=str(ROOT),
+                       capture_output=True, text=True, timeout=LONG, check=False)
+    assert r.returncode == 2, r.stderr
+    assert named in r.stderr
+    assert "Traceback" not in r.stderr

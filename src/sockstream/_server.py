@@ -115,9 +115,10 @@ _RESOURCE_ACCEPT_ERRNOS: Final = frozenset(
 
 #: What a handler raises because of its peer, not because of a bug of its own: a reset, a
 #: vanished peer, a broken TLS session, a write timeout (SocketError); a line longer than
-#: max_line_length; end-of-file (or a read timeout) where the handler wanted more.  Logged at
-#: INFO without a traceback; anything else out of a handler is an ERROR with its traceback.
-_PEER_FAULTS: Final = (SocketError, LineTooLongError, EOFError)
+#: max_line_length; end-of-file (or a read timeout) where the handler wanted more; bytes that
+#: do not decode in the stream's encoding.  Logged at INFO without a traceback; anything else
+#: out of a handler is an ERROR with its traceback.
+_PEER_FAULTS: Final = (SocketError, LineTooLongError, EOFError, UnicodeDecodeError)
 
 Announce = bool | Callable[[Any], object] | IO[str] | None
 
@@ -323,7 +324,7 @@ class Server:
         """Wait until the accept loop ends; True when it has."""
         if self._thread is None or self._thread.ident is None:
             return True
-        self._thread.join(timeout)
+        self._thread.join(None if timeout is None else min(timeout, threading.TIMEOUT_MAX))
         return not self._thread.is_alive()
 
     def __enter__(self) -> Server:
@@ -704,7 +705,8 @@ class _ConnectionPool:
         end = None if timeout is None else time.monotonic() + timeout
         for t in threads:
             if t is not me:
-                t.join(None if end is None else max(0.0, end - time.monotonic()))
+                t.join(None if end is None
+                       else min(max(0.0, end - time.monotonic()), threading.TIMEOUT_MAX))
         stuck = [t.name for t in threads if t.is_alive() and t is not me]
         if stuck:
             _log.warning("terminate(): connection threads still running: %s", ", ".join(stuck))

@@ -49,9 +49,11 @@ T = TypeVar("T")
 CLOSED: Final = -3
 #: Bytes asked of the socket at a time: four maximal TLS records.
 RAW_CHUNK: Final = 65536
-#: The raw receive buffer starts this small (an idle or chatty connection costs little) and
-#: doubles whenever a receive fills it, up to ``RAW_MAX``: one ``recv_into`` per 256 KiB of a
-#: bulk transfer, where ``SSLSocket`` makes two ``read(2)`` calls per 16 KiB record.
+#: The raw receive buffer: made on the first receive after the handshake, this small (a chatty
+#: connection costs little); it doubles whenever a receive fills it, up to ``RAW_MAX`` (one
+#: ``recv_into`` per 256 KiB of a bulk transfer, where ``SSLSocket`` makes two ``read(2)`` calls
+#: per 16 KiB record), and falls back to ``RAW_MIN`` when a receive uses less than a sixteenth
+#: of it (the bulk transfer is over), so an idle stream never keeps a large one.
 RAW_MIN: Final = 16384
 RAW_MAX: Final = 262144
 #: Plaintext handed to the engine at a time, so the outgoing BIO stays small.
@@ -144,8 +146,7 @@ class TLSTransport:
         self._read: Callable[..., int] = engine.read
         self._pending_plain: Callable[[], int] = engine.pending
         self._sock_recv_into = sock.recv_into
-        self._raw = bytearray(RAW_MIN)
-        self._raw_view = memoryview(self._raw)
+        self._raw_view: memoryview | None = None
         # Wake-ups between the two sides during a TLS 1.2 renegotiation (see ``send``), made
         # by ``make_wakeups``.
         self.wake_reader: _Wakeup | None = None
@@ -227,16 +228,19 @@ class TLSTransport:
         # too, and two threads must never reorder raw bytes.
         with self._engine:
             raw = self._raw_view
+            if raw is None:
+                raw = self._raw_view = memoryview(bytearray(RAW_MIN))
             try:
                 n = self._sock_recv_into(raw)
             except BlockingIOError:
                 return WANT_READ
             if n:
-                self.incoming.write(raw[:n] if n < len(raw) else raw)
-                if n == len(raw) and n < RAW_MAX:  # a bulk transfer: receive more at a time
-                    self._raw_view.release()
-                    self._raw = bytearray(2 * n)
-                    self._raw_view = memoryview(self._raw)
+                size = len(raw)
+                self.incoming.write(raw[:n] if n < size else raw)
+                if n == size and size < RAW_MAX:  # a bulk transfer: receive more at a time
+                    self._raw_view = memoryview(bytearray(2 * size))
+                elif n < size >> 4 and size > RAW_MIN:
+                    self._raw_view = memoryview(bytearray(RAW_MIN))
             else:
                 self.raw_eof = True
                 self.incoming.write_eof()
@@ -385,6 +389,7 @@ class TLSTransport:
             return r
         if self.ssl_object and self.ssl_object.version() in _RENEGOTIABLE:
             self.make_wakeups()
+        self._raw_view = None  # an idle stream keeps no receive buffer
         return self.flush()  # done once our last flight is on the wire
 
     def take_held(self) -> bytes:
