@@ -86,7 +86,8 @@ EXAMPLES = int(os.environ.get("SOCKSTREAM_MODEL_EXAMPLES", _PROFILE.max_examples
 STEPS = int(os.environ.get("SOCKSTREAM_MODEL_STEPS", _PROFILE.stateful_step_count))
 MODEL_SETTINGS = settings(_PROFILE, max_examples=EXAMPLES, stateful_step_count=STEPS)
 #: pytest-timeout per test function: 60 s is the project default; a longer local run scales.
-TEST_TIMEOUT = max(60.0, EXAMPLES * STEPS * 0.02)
+#: (30 ms a step: the rules with two threads, faults and 20 KB reads take longer than most.)
+TEST_TIMEOUT = max(60.0, EXAMPLES * STEPS * 0.03)
 
 TICK = 0.03  # seconds: the stream's read_timeout, which fires whenever a read needs more
 LONG = 10.0  # seconds: a bound that a passing example never comes near
@@ -1085,12 +1086,18 @@ class StreamMachine(RuleBasedStateMachine):
         old = signal.signal(signal.SIGUSR1, interrupt)
         s.read_timeout = LONG
         helper = Helper(fire)
-        # An RST on a Unix socketpair is a plain end-of-file: the read returns what came.
-        eof_only = fault == "reset" and not self.tls and self.kind != "tcp"
+        # Closing a Unix socketpair is an end-of-file (the read returns what came), or a reset
+        # when it had our unread output in its queue.
+        eof_maybe = fault == "reset" and not self.tls and self.kind != "tcp"
         try:
-            if eof_only:
-                assert self._sized_read(how, want) == bytes(self.pending)
-                self.pending.clear()
+            if eof_maybe:
+                try:
+                    got = self._sized_read(how, want)
+                except SocketIOError:
+                    pass
+                else:
+                    assert got == bytes(self.pending)
+                    self.pending.clear()
             else:
                 with pytest.raises(KeyboardInterrupt if fault == "interrupt" else SocketIOError):
                     self._sized_read(how, want)
@@ -1146,8 +1153,6 @@ class StreamMachine(RuleBasedStateMachine):
         data = b"".join(b"%05d\n" % i for i in range(records))
         self._peer_send(data)
         self._settle()
-        if self.tls:
-            s.read_timeout = 0.2  # the engine's records come whole; a quiet gap means the end
 
         def reader(seed: int) -> list[bytes]:
             import random
