@@ -3,9 +3,11 @@ bodies, TLS with SNI (RFC 9112).
 
     python http_client.py URL_HOST PORT PATH [--tls]
 
-One connection carries many requests. A response is a status line and header lines (read with
-``readline``), then a body: exactly ``Content-Length`` bytes read with ``read_sequence`` into a
-``bytearray``, or chunks (a hexadecimal size line, that many bytes, CRLF) until a zero chunk.
+One connection carries many requests. A response head (the status line and the header lines) is
+read in one call, ``read_until(b"\\r\\n\\r\\n")``, bounded by ``max_line_length``; then a body:
+exactly ``Content-Length`` bytes read with ``read_sequence`` into a ``bytearray``, or chunks (a
+hexadecimal size line read with ``read_line``, that many bytes, CRLF) until a zero chunk. The
+stream's ``newline=None`` reads lines as RFC 9112 §2.2 asks: CRLF, or a bare LF.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any, NamedTuple
 
 import sockstream
 
-MAX_LINE = 8192  # a header line longer than this is refused (LineTooLongError), not buffered
+MAX_HEAD = 65536  # a longer response head is refused (LineTooLongError), never buffered
 
 
 class Response(NamedTuple):
@@ -31,7 +33,7 @@ class HTTPConnection:
         if tls:
             stream_keywords.setdefault("ssl_ctx", True)  # verifies certificate and host name
         self.stream = sockstream.open_tcp_stream(
-            host, port, element_type="unsigned-byte-8", max_line_length=MAX_LINE,
+            host, port, element_type="unsigned-byte-8", newline=None, max_line_length=MAX_HEAD,
             **stream_keywords,
         )
 
@@ -47,11 +49,12 @@ class HTTPConnection:
             lines.append(f"Content-Length: {len(body)}")
         self.stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
-    def _line(self) -> bytes:
-        line: bytes = self.stream.readline()
-        if not line.endswith(b"\n"):
+    def _line(self) -> str:
+        line: str
+        line, missing = self.stream.read_line()
+        if missing:
             raise ConnectionError(f"connection closed in the middle of a response ({line!r})")
-        return line.rstrip(b"\r\n")  # RFC 9112 §2.2: accept a bare LF too
+        return line
 
     def _exactly(self, n: int) -> bytes:
         body = bytearray(n)
@@ -60,10 +63,14 @@ class HTTPConnection:
         return bytes(body)
 
     def read_response(self, method: str = "GET") -> Response:
-        _version, status, reason = self._line().decode("latin-1").split(" ", 2)
+        head, missing = self.stream.read_until(b"\r\n\r\n")
+        if missing:
+            raise ConnectionError(f"connection closed in a response head ({head!r})")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        _version, status, reason = status_line.split(" ", 2)
         headers: dict[str, str] = {}
-        while line := self._line():
-            name, _, value = line.decode("latin-1").partition(":")
+        for line in lines:
+            name, _, value = line.partition(":")
             key = name.strip().lower()
             headers[key] = f"{headers[key]}, {value.strip()}" if key in headers else value.strip()
         code = int(status)
@@ -79,7 +86,7 @@ class HTTPConnection:
 
     def _chunked(self) -> bytes:
         parts = []
-        while size := int(self._line().split(b";")[0], 16):
+        while size := int(self._line().split(";")[0], 16):
             parts.append(self._exactly(size))
             self._line()  # the CRLF after the chunk
         while self._line():  # trailers, up to the empty line

@@ -6,7 +6,10 @@
 The protocol: the server greets with ``+READY``; each request line is a command and a text;
 ``UPPER text`` answers ``+TEXT``, ``LEN text`` answers ``:<characters>``, ``QUIT`` ends the
 session; anything else is ``-ERR``. A line longer than ``MAX_LINE`` bytes gets ``-ERR line too
-long`` and the connection is closed (nothing of it was buffered beyond the limit).
+long`` and the connection is closed (nothing of it was buffered beyond the limit). The stream
+does the text: ``encoding="utf-8"``, ``newline="\\r\\n"`` (``read_line`` without the CRLF,
+``write_line`` adds it), and ``errors="surrogateescape"``, so bytes that are not UTF-8 arrive
+as lone surrogates, are answered ``-ERR not UTF-8``, and cost nothing else.
 """
 
 from __future__ import annotations
@@ -22,21 +25,21 @@ MAX_LINE = 1024
 def handle(stream: sockstream.SocketStream) -> None:
     """One session, in a thread of its own; ``serve`` closes the stream when it returns."""
     def send(text: str) -> None:
-        stream.write(text.encode("utf-8") + b"\r\n")
+        stream.write_line(text)
         stream.flush()
 
     send("+READY")
     while True:
         try:
-            raw = stream.readline()
+            line, missing = stream.read_line(eof_error=False, eof_value="")
         except sockstream.LineTooLongError:
             send("-ERR line too long")
             return
-        if not raw.endswith(b"\n"):  # end of file (or the idle timeout)
+        if missing:  # end of file (or the idle timeout)
             return
         try:
-            line = raw.rstrip(b"\r\n").decode("utf-8")
-        except UnicodeDecodeError:
+            line.encode("utf-8")  # strict: the lone surrogates of undecodable bytes fail here
+        except UnicodeEncodeError:
             send("-ERR not UTF-8")
             continue
         command, _, text = line.partition(" ")
@@ -54,8 +57,8 @@ def handle(stream: sockstream.SocketStream) -> None:
 def start(port: int = 0, ssl_ctx: ssl.SSLContext | None = None,
           address: str = "127.0.0.1") -> sockstream.Server:
     return sockstream.serve(handle, service=port, address=address, ssl_ctx=ssl_ctx,
-                            element_type="unsigned-byte-8", max_line_length=MAX_LINE,
-                            read_timeout=300)
+                            encoding="utf-8", errors="surrogateescape", newline="\r\n",
+                            max_line_length=MAX_LINE, read_timeout=300)
 
 
 if __name__ == "__main__":

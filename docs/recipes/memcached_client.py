@@ -2,8 +2,9 @@
 
     python memcached_client.py [HOST [PORT]]      # default 127.0.0.1 11211
 
-Each value comes as a header line ``VALUE <key> <flags> <bytes> [<cas>]`` and then exactly
-``<bytes>`` bytes and a CRLF, read with ``read``: binary values are safe.
+Each value comes as a header line ``VALUE <key> <flags> <bytes> [<cas>]`` (read with
+``read_line`` on a CRLF stream: no terminator to strip) and then exactly ``<bytes>`` bytes and a
+CRLF, read with ``read``: binary values are safe.
 """
 
 from __future__ import annotations
@@ -21,34 +22,35 @@ class MemcacheError(Exception):
 class Memcache:
     def __init__(self, host: str = "127.0.0.1", port: int = 11211, **stream_keywords: Any) -> None:
         self.stream = sockstream.open_tcp_stream(
-            host, port, element_type="unsigned-byte-8", **stream_keywords
+            host, port, element_type="unsigned-byte-8", newline="\r\n", **stream_keywords
         )
 
     def close(self) -> None:
         self.stream.close()
 
-    def _line(self) -> bytes:
-        line: bytes = self.stream.readline()
-        if not line.endswith(b"\r\n"):
+    def _line(self) -> str:
+        line: str
+        line, missing = self.stream.read_line()
+        if missing:
             raise ConnectionError(f"connection closed in a reply ({line!r})")
-        if line.startswith((b"ERROR", b"CLIENT_ERROR", b"SERVER_ERROR")):
-            raise MemcacheError(line[:-2].decode())
-        return line[:-2]
+        if line.startswith(("ERROR", "CLIENT_ERROR", "SERVER_ERROR")):
+            raise MemcacheError(line)
+        return line
 
     def _store(self, verb: str, key: str, value: bytes, flags: int, exptime: int,
-               extra: str = "") -> bytes:
+               extra: str = "") -> str:
         head = f"{verb} {key} {flags} {exptime} {len(value)}{extra}\r\n".encode()
         self.stream.write(head + value + b"\r\n")
         self.stream.flush()
         return self._line()
 
     def set(self, key: str, value: bytes, flags: int = 0, exptime: int = 0) -> bool:
-        return self._store("set", key, value, flags, exptime) == b"STORED"
+        return self._store("set", key, value, flags, exptime) == "STORED"
 
     def cas(self, key: str, value: bytes, cas_unique: int, flags: int = 0,
             exptime: int = 0) -> bool:
         """Store only if nobody changed ``key`` since ``gets`` gave ``cas_unique``."""
-        return self._store("cas", key, value, flags, exptime, f" {cas_unique}") == b"STORED"
+        return self._store("cas", key, value, flags, exptime, f" {cas_unique}") == "STORED"
 
     def get_many(self, keys: list[str], with_cas: bool = False) -> dict[str, tuple[bytes, int]]:
         """``{key: (value, flags or cas)}`` for the keys found (one request for all of them)."""
@@ -56,12 +58,12 @@ class Memcache:
                           + b"\r\n")
         self.stream.flush()
         found: dict[str, tuple[bytes, int]] = {}
-        while (line := self._line()) != b"END":
+        while (line := self._line()) != "END":
             _, key, flags, size, *cas = line.split()
             data = self.stream.read(int(size) + 2)
             if len(data) != int(size) + 2:
                 raise ConnectionError("connection closed in a value")
-            found[key.decode()] = (data[:-2], int(cas[0]) if with_cas else int(flags))
+            found[key] = (data[:-2], int(cas[0]) if with_cas else int(flags))
         return found
 
     def get(self, key: str) -> bytes | None:

@@ -3,10 +3,10 @@ with a read timeout, pub/sub over many connections, TLS.
 
     python redis_client.py [HOST [PORT]]      # talks to a Redis server (default 127.0.0.1 6379)
 
-Replies are parsed from one byte stream: a header line (``$5``, ``*2``, ``:1``, ``+OK``, ``-ERR``)
-read with ``readline``, then a bulk body of exactly the announced length read with ``read``:
-binary values with ``\\r\\n`` or ``\\0`` inside are safe, because a body is never searched for a
-line end.
+Replies are parsed from one byte stream with CRLF lines (``newline="\\r\\n"``): a header line
+(``$5``, ``*2``, ``:1``, ``+OK``, ``-ERR``) read with ``read_line``, which returns it without its
+CRLF, then a bulk body of exactly the announced length read with ``read``: binary values with
+``\\r\\n`` or ``\\0`` inside are safe, because a body is never searched for a line end.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ class Redis:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 6379, **stream_keywords: Any) -> None:
         self.stream = sockstream.open_tcp_stream(
-            host, port, element_type="unsigned-byte-8", **stream_keywords
+            host, port, element_type="unsigned-byte-8", newline="\r\n", **stream_keywords
         )
-        self._partial = b""  # a header line cut short by the read timeout, kept for the next try
+        self._partial = ""  # a header line cut short by the read timeout, kept for the next try
 
     def close(self) -> None:
         self.stream.close()
@@ -56,21 +56,22 @@ class Redis:
     # -- reading: one reply ------------------------------------------------------------------
     def reply(self) -> Reply:
         """Read one reply; ``TimeoutError`` if the stream's ``read_timeout`` passed first."""
-        line = self._partial + self.stream.readline()
-        self._partial = b""
-        if not line.endswith(b"\r\n"):
+        head, missing = self.stream.read_line(eof_error=False, eof_value="")
+        line = self._partial + head
+        self._partial = ""
+        if missing:
             if self.stream.timed_out:  # nothing is lost: what came is kept for the next call
                 self._partial = line
                 raise TimeoutError("no reply within read_timeout")
             raise ConnectionError("connection closed in the middle of a reply")
-        kind, rest = line[:1], line[1:-2]
-        if kind == b"+":
-            return rest.decode()
-        if kind == b"-":
-            raise RedisError(rest.decode())
-        if kind == b":":
+        kind, rest = line[:1], line[1:]
+        if kind == "+":
+            return rest
+        if kind == "-":
+            raise RedisError(rest)
+        if kind == ":":
             return int(rest)
-        if kind == b"$":
+        if kind == "$":
             n = int(rest)
             if n < 0:
                 return None
@@ -78,7 +79,7 @@ class Redis:
             if len(body) != n + 2:
                 raise ConnectionError("connection closed in the middle of a value")
             return body[:-2]
-        if kind == b"*":
+        if kind == "*":
             n = int(rest)
             return None if n < 0 else [self.reply() for _ in range(n)]
         raise RedisError(f"unexpected reply {line!r}")

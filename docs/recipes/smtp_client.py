@@ -2,10 +2,12 @@
 
     python smtp_client.py HOST PORT FROM TO < message.eml
 
-The connection starts plain; after ``STARTTLS`` and the server's ``220``, ``attach_ssl`` turns
-the same stream into TLS (anything the server sent early is never taken as encrypted). The
-message body is sent dot-stuffed with CRLF line ends; 8-bit and UTF-8 bytes go through as they
-are (``8BITMIME``/``SMTPUTF8``).
+The stream speaks the protocol's text: UTF-8 lines ending in CRLF (``encoding="utf-8"``,
+``newline="\\r\\n"``), so replies are read with ``read_line`` (no terminator to strip) and
+commands sent with ``write_line``. The connection starts plain; after ``STARTTLS`` and the
+server's ``220``, ``attach_ssl`` turns the same stream into TLS (anything the server sent early
+is never taken as encrypted). The message body is bytes, sent dot-stuffed with CRLF line ends;
+8-bit and UTF-8 bytes go through as they are (``8BITMIME``/``SMTPUTF8``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class SMTP:
         self.host = host
         stream_keywords.setdefault("read_timeout", 30)
         self.stream = sockstream.open_tcp_stream(
-            host, port, element_type="unsigned-byte-8", **stream_keywords
+            host, port, encoding="utf-8", errors="replace", newline="\r\n", **stream_keywords
         )
         self.extensions: dict[str, str] = {}
         self.expect(220)  # the greeting
@@ -44,10 +46,9 @@ class SMTP:
         """One reply: its code and its lines (``250-a``, ``250-b``, ``250 c`` are one reply)."""
         lines: list[str] = []
         while True:
-            raw = self.stream.readline()
-            if not raw.endswith(b"\r\n"):
-                raise ConnectionError(f"no complete reply from the server ({raw!r})")
-            line = raw[:-2].decode("utf-8", "replace")
+            line, missing = self.stream.read_line()
+            if missing:
+                raise ConnectionError(f"no complete reply from the server ({line!r})")
             lines.append(line[4:])
             if line[3:4] != "-":
                 return int(line[:3]), lines
@@ -59,7 +60,7 @@ class SMTP:
         return lines
 
     def command(self, line: str, *codes: int) -> list[str]:
-        self.stream.write(line.encode() + b"\r\n")
+        self.stream.write_line(line)
         self.stream.flush()
         return self.expect(*codes)
 

@@ -335,3 +335,14 @@ def test_the_readme_recipe_runs(redis_server: Daemon, capsys: pytest.CaptureFixt
     exec(compile(code, "README.md", "exec"), namespace)
     namespace["r"].stream.close()
     assert capsys.readouterr().out == repr(b"binary\r\n\0safe") + "\n"
+
+
+def test_line_server_answers_bytes_that_are_not_utf8() -> None:
+    recipe = load("line_server")
+    with recipe.start() as server, socket.create_connection(("127.0.0.1", server.port),
+                                                             timeout=LONG) as c:
+        c.sendall(b"UPPER caf\xe9\r\nUPPER caf\xc3\xa9\r\nQUIT\r\n")
+        got = b""
+        while chunk := c.recv(4096):
+            got += chunk
+    assert got == "+READY\r\n-ERR not UTF-8\r\n+CAFÉ\r\n+BYE\r\n".encode()
