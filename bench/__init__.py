@@ -15,9 +15,10 @@ from typing import Any
 
 __all__ = ["main"]
 
-WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "MEM"]
+WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MEM"]
 _MODULES = {"W1": "w1_bulk", "W2": "w2_lines", "W3": "w3_chars", "W4": "w4_writes",
             "W5": "w5_pingpong", "W6": "w6_tls", "W7": "w7_wait", "W8": "w8_framing",
+            "W9": "w9_text",
             "MEM": "mem"}
 
 

@@ -31,6 +31,18 @@ LINE_LEN = len(LINE)
 LINES_PER_BLOCK = 1600  # 64,000 bytes: one send is about one 64 KiB chunk
 BULK_BLOCK = 1 << 20  # 1 MiB per sendall: the sender must never be the bottleneck
 assert LINE_LEN == 40
+#: W8's lines: UTF-8 with non-ASCII characters, and CRLF; 40 bytes each, as LINE.
+UTF8_LINE = "sockstream ligne: é€ü 0123456789abc\n".encode()
+CRLF_LINE = b"sockstream benchmark line: 0123456789a\r\n"
+TEXT_LINE_LEN = 40
+assert len(UTF8_LINE) == len(CRLF_LINE) == TEXT_LINE_LEN
+#: W8's header blocks: 200 bytes, CRLF lines ending with an empty one.
+HEADER_BLOCK = (
+    b"GET /index.html HTTP/1.1\r\nHost: bench.sockstream.test\r\n"
+    b"User-Agent: sockstream-bench/1.0\r\nAccept: */*\r\nAccept-Encoding: gzip\r\n"
+    b"X-Pad: " + b"x" * 64 + b"\r\n\r\n"
+)
+assert len(HEADER_BLOCK) == 200
 
 
 #: Payload sizes of the RESP-style replies (W8), cycled: mostly small values, as caches serve.
@@ -55,7 +67,16 @@ def pattern_block(pattern: str) -> bytes:
         return bytes(range(256)) * (BULK_BLOCK // 256)
     if pattern == "resp":
         return resp_block()
-    raise ValueError(f"pattern must be 'bulk', 'lines' or 'resp', not {pattern!r}")
+    if pattern == "utf8lines":
+        return UTF8_LINE * LINES_PER_BLOCK
+    if pattern == "crlflines":
+        return CRLF_LINE * LINES_PER_BLOCK
+    if pattern == "headers":
+        return HEADER_BLOCK * 320  # 64,000 bytes
+    raise ValueError(
+        "pattern must be 'bulk', 'lines', 'resp', 'utf8lines', 'crlflines' or 'headers', "
+        f"not {pattern!r}"
+    )
 
 
 def _server_ctx(cmd: dict[str, Any]) -> ssl.SSLContext:

@@ -45,7 +45,7 @@ def test_tiny_w1_w2_reports_ratio_table(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--only", "W9"], "--only must name workloads"),
+        (["--only", "W99"], "--only must name workloads"),
         (["--repeat", "0"], "--repeat must be a positive integer"),
         (["--quick", "--tiny"], "not allowed with"),
     ],

@@ -368,7 +368,11 @@ def test_model_random_bytes(data: bytes, errors: str, enc: str, n: int) -> None:
     assert whole.startswith(text)
     size = codec.size_of(buf, 0, text, used, n)
     head = data[:size].decode(enc, errors)
-    assert whole.startswith(head)
-    assert len(head) <= max(n, 4)
+    if errors != "backslashreplace" or enc in ("utf-8", "cp1252", "ascii"):
+        # (A multibyte codec may cut an invalid sequence differently at the end of a prefix:
+        # "\\x80\\x30" for b"\x80\x30" alone, "\\x80" then "0" when more follows.  Both are
+        # the bytes; only backslashreplace shows the difference.)
+        assert whole.startswith(head)
+    assert len(head) <= max(n, 4) * (2 if errors == "backslashreplace" else 1)
     if errors == "surrogateescape" and enc == "utf-8":
         assert whole.encode(enc, errors) == data  # arbitrary bytes round-trip

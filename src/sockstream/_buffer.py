@@ -83,6 +83,12 @@ _no_line: Final[Callable[[], None]] = type(None)
 class InputBuffer:
     """Bytes received and not yet consumed, and what can be taken from them."""
 
+    #: ``read_until`` pieces of text are cut in a decoded window (Latin-1: bytes are characters).
+    _splits_text = True
+
+    #: Consumed bytes kept when the buffer is compacted, for ``unread_char``: one character.
+    _HISTORY = 1
+
     __slots__ = (
         "_batch",
         "_buf",
@@ -101,9 +107,12 @@ class InputBuffer:
         "_slow_line",
         "_slow_seq",
         "_table",
+        "_until",
         "_window",
         "next_line",
         "next_line_tuple",
+        "next_until",
+        "until_delimiter",
     )
 
     def __init__(self, size: int = INPUT_BUFFER_SIZE, max_line: int | None = None) -> None:
@@ -120,15 +129,22 @@ class InputBuffer:
         self._mark = -1
         self._max_line = max_line
         # The batch being served: (iterator, lines, start, kind), or None.
-        self._batch: tuple[Any, list[Any], int, int] | None = None
+        # The batch being served: (iterator, lines, start, kind, bytes after each line that
+        # are not in it: 1 for STR_LINE's newline, the delimiter's length for read_until).
+        self._batch: tuple[Any, list[Any], int, int, int] | None = None
         self._settling = threading.Lock()
         self._window = LINE_WINDOW_MIN
         self._run = 0  # lines taken one by one in a row
+        # Where the delimiter search of ``maybe_take_until`` resumes: (pos, epoch, delimiter, i).
+        self._until: tuple[int, int, bytes, int] = (-1, -1, b"", 0)
         #: The published batch: ``next_line()`` (kinds 1, 2) and ``next_line_tuple()``
         #: (kind 0) return the next line of the batch; None without a batch; StopIteration
         #: when the batch is used up.
         self.next_line: Callable[[], Any] = _no_line
         self.next_line_tuple: Callable[[], Any] = _no_line
+        #: The published batch of ``read_until`` pieces (``(data, False)``), and its delimiter.
+        self.next_until: Callable[[], Any] = _no_line
+        self.until_delimiter: bytes | None = None
         # What read_char / read_byte do when nothing is buffered (the stream's I/O loop).
         self._slow_char: Callable[[bool, Any], Any] = _need_more
         self._slow_byte: Callable[[bool, Any], Any] = _need_more
@@ -228,12 +244,12 @@ class InputBuffer:
             if batch is None:
                 return
             # Unpublish first: from here on no thread can take a line of this batch.
-            self.next_line = self.next_line_tuple = _no_line
-            it, lines, start, kind = batch
+            self.next_line = self.next_line_tuple = self.next_until = _no_line
+            self.until_delimiter = None
+            it, lines, start, _kind, extra = batch
             left = it.__length_hint__()
             served = len(lines) - left
-            n = sum(map(len, lines[:served])) if kind != STR_LINE else (
-                sum(map(len, lines[:served])) + served)
+            n = sum(map(len, lines[:served])) + served * extra
             if left == 0:
                 self._window = min(self._window * 2, LINE_WINDOW_MAX)
             else:
@@ -256,7 +272,9 @@ class InputBuffer:
         if len(buf) - end >= want:
             return memoryview(buf)[end:]
         refuse_unread = self._mark == pos
-        start = pos - 1 if pos > 0 else 0
+        # Keep the last consumed byte(s): unread_char may put back a whole character.
+        keep = self._HISTORY
+        start = pos - keep if pos > keep else 0
         if start > 0:
             # Compact, keeping one consumed byte for unread_char.  One run: the bytes move and
             # pos, end and epoch change together.
@@ -342,7 +360,7 @@ class InputBuffer:
             return self.maybe_fill(seq)
         return -1
 
-    def maybe_take_text(self, n: int) -> str | None:
+    def maybe_take_text(self, n: int, final: bool = False) -> str | None:
         """``maybe_take`` as characters (Latin-1)."""
         while True:
             if self._batch is not None:
@@ -427,7 +445,7 @@ class InputBuffer:
             return self._table[self._buf[pos]]
         return self._slow_byte(eof_error, eof_value)
 
-    def maybe_take_char(self) -> str | None:
+    def maybe_take_char(self, final: bool = False) -> str | None:
         """One character (Latin-1), or None if nothing is buffered."""
         if self._batch is not None:
             self.settle()
@@ -449,7 +467,7 @@ class InputBuffer:
             return table[self._buf[pos]]
         return None
 
-    def peek_char(self) -> str | None:
+    def peek_char(self, final: bool = False) -> str | None:
         """The next character, not consumed, or None if nothing is buffered."""
         if self._batch is not None:
             self.settle()
@@ -485,6 +503,128 @@ class InputBuffer:
         if self._batch is not None:
             self.settle()
         self._mark = self._pos
+
+    def has_char(self) -> bool:
+        """True if a whole character is buffered."""
+        if self._batch is not None:
+            self.settle()
+        return self._pos < self._end
+
+    def unread_char(self, char: str) -> bool:
+        """Put back ``char``, the character just read; False (nothing changes) if it is not."""
+        code = ord(char)
+        return code < 256 and self.unread_byte(code)
+
+    def take_text(self, n: int) -> str:
+        """Up to ``n`` characters of what is buffered (all of it if ``n < 0``)."""
+        return self.take(self._end if n < 0 else n).decode("latin-1")
+
+    def decode(self, data: bytes | bytearray) -> str:
+        """Whole bytes as characters (Latin-1)."""
+        return data.decode("latin-1")
+
+    def take_rest(self, text: bool, final: bool, limit: int = -1) -> Any:
+        """What is buffered, as the last piece of input (end-of-file or timeout); None if none.
+
+        ``text``: as characters.  ``limit >= 0`` takes at most that many.
+        """
+        data = self.take(self._end if limit < 0 else limit)
+        if not data:
+            return None
+        return data.decode("latin-1") if text else data
+
+    def maybe_take_until(self, delimiter: bytes, text: bool, limit: int | None = -1) -> Any:
+        """The data before the next ``delimiter``, which is consumed too; None if not buffered.
+
+        ``text``: the data as characters (decoded before anything is consumed).  More than
+        ``limit`` bytes (-1: ``max_line``) buffered without the delimiter raise
+        ``LineTooLongError`` and consume nothing.  The search resumes where the last one
+        stopped, ``len(delimiter) - 1`` bytes before the end, so a delimiter split across
+        fills is found and a long wait is O(n).
+        """
+        if limit == -1:
+            limit = self._max_line
+        pos = self._pos
+        if self._batch is None and self._until[0] != pos:
+            # The common case, short: the delimiter is there, found from pos.
+            epoch = self._epoch
+            buf = self._buf
+            i = buf.find(delimiter, pos, self._end)
+            if i >= 0 and (limit is None or i - pos <= limit):
+                if self._run >= _LINES_BEFORE_BATCH and self._start_until_batch(
+                    delimiter, text, limit
+                ):
+                    try:
+                        got = self.next_until()
+                    except StopIteration:  # another reader took them all
+                        got = None
+                    if got is not None:
+                        return got[0]
+                    return self._take_until(delimiter, text, limit)
+                data: Any = self.decode(buf[pos:i]) if text else bytes(buf[pos:i])
+                if self._pos == pos and self._epoch == epoch and self._batch is None:
+                    self._pos = i + len(delimiter)
+                    self._run += 1
+                    return data
+        return self._take_until(delimiter, text, limit)
+
+    def _start_until_batch(self, delimiter: bytes, text: bool, limit: int | None) -> bool:
+        """Cut the whole pieces of a window at ``delimiter`` into a batch; False if none.
+
+        ``split`` cuts left to right without overlaps, exactly as one ``find`` after another
+        would; the last piece (not followed by the delimiter) is left in the buffer.
+        """
+        buf = self._buf
+        pos, epoch = self._pos, self._epoch
+        stop = min(self._end, pos + self._window)
+        pieces: list[Any]
+        if text:
+            if not self._splits_text:
+                return False
+            pieces = buf[pos:stop].decode("latin-1").split(delimiter.decode("latin-1"))
+        else:
+            pieces = bytes(buf[pos:stop]).split(delimiter)
+        del pieces[-1]
+        if not pieces or (limit is not None and max(map(len, pieces)) > limit):
+            return False  # the one-by-one path serves (or refuses) them
+        it = iter(list(zip(pieces, repeat(False))))
+        if self._pos == pos and self._epoch == epoch and self._batch is None:
+            self._batch = (it, pieces, pos, STR_LINE_NL, len(delimiter))
+            self.until_delimiter = delimiter
+            self.next_until = it.__next__
+            return True
+        return False
+
+    def _take_until(self, delimiter: bytes, text: bool, limit: int | None) -> Any:
+        """``maybe_take_until``, every case."""
+        size = len(delimiter)
+        while True:
+            if self._batch is not None:
+                self.settle()
+            pos, epoch, end = self._pos, self._epoch, self._end
+            buf = self._buf
+            resume = self._until
+            start = (
+                resume[3]
+                if resume[0] == pos and resume[1] == epoch and resume[2] == delimiter
+                else pos
+            )
+            i = buf.find(delimiter, start, end)
+            if i < 0:
+                if limit is not None and end - pos > limit:
+                    have = end - pos - _partial_suffix(buf, pos, end, delimiter)
+                    if have > limit:
+                        raise LineTooLongError(limit, have)
+                nxt = end - size + 1
+                self._until = (pos, epoch, delimiter, nxt if nxt > pos else pos)
+                return None
+            if limit is not None and i - pos > limit:
+                raise LineTooLongError(limit, i - pos)
+            data = self.decode(buf[pos:i]) if text else bytes(buf[pos:i])
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = i + size
+                self._run += 1
+                return data
 
     def clear(self) -> int:
         """Discard everything buffered; how many bytes.  Nothing discarded can be unread."""
@@ -624,13 +764,21 @@ class InputBuffer:
                     return False
         it = iter(list(zip(lines, repeat(False))) if kind == STR_LINE else lines)
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind)
+            self._batch = (it, lines, pos, kind, 1 if kind == STR_LINE else 0)
             if kind == STR_LINE:
                 self.next_line_tuple = it.__next__
             else:
                 self.next_line = it.__next__
             return True
         return False
+
+
+def _partial_suffix(buf: bytearray, pos: int, end: int, delimiter: bytes) -> int:
+    """The length of the longest end of ``buf[pos:end]`` that begins ``delimiter``."""
+    for k in range(min(len(delimiter) - 1, end - pos), 0, -1):
+        if buf[end - k : end] == delimiter[:k]:
+            return k
+    return 0
 
 
 class OutputBuffer:

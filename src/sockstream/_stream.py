@@ -66,7 +66,8 @@ from ._errors import (
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
 from ._options import StreamOptions, TLSOptions
-from ._text import Codec, check_newline, terminator
+from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
+from ._textbuffer import retype
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
     WANT_MORE,
@@ -302,6 +303,7 @@ class SocketStream(FileObjectMixin):
         self._fd = -1
         # ---- the reading side
         self._serve_from_buffer()
+        self._retype_input()
         self._rlock = threading.Lock()  # held while filling: one filler at a time
         self._read_timeout = options.read_timeout
         self._eof = False
@@ -523,9 +525,17 @@ class SocketStream(FileObjectMixin):
         self._newline = newline
         self._eol = terminator(newline)
 
-    def _settle_input(self) -> None:
-        """Before a text setting changes: no line served from a batch cut under the old one."""
-        self._in.settle()
+    def _retype_input(self) -> None:
+        """After a text setting changed: the input buffer that serves it, holding the same bytes.
+
+        The batch of lines cut under the old settings is settled first (``retype``).
+        """
+        old = self._in
+        self._in = retype(old, self._codec, self._newline)
+        if self._in is not old:
+            self._serve_from_buffer()  # the stream's verbs are the new buffer's methods
+        # Characters are not bytes: read/read1/read_sequence count them with the codec.
+        self._decoding = not self._codec.latin1
 
     @property
     def encoding(self) -> str:
@@ -534,9 +544,8 @@ class SocketStream(FileObjectMixin):
 
     @encoding.setter
     def encoding(self, value: str) -> None:
-        codec = Codec(value, self._codec.errors)
-        self._settle_input()
-        self._set_codec(codec)
+        self._set_codec(Codec(value, self._codec.errors))
+        self._retype_input()
 
     @property
     def errors(self) -> str:
@@ -545,9 +554,8 @@ class SocketStream(FileObjectMixin):
 
     @errors.setter
     def errors(self, value: str) -> None:
-        codec = Codec(self._codec.encoding, value)
-        self._settle_input()
-        self._set_codec(codec)
+        self._set_codec(Codec(self._codec.encoding, value))
+        self._retype_input()
 
     @property
     def newline(self) -> str | None:
@@ -556,9 +564,8 @@ class SocketStream(FileObjectMixin):
 
     @newline.setter
     def newline(self, value: str | None) -> None:
-        newline = check_newline(value)
-        self._settle_input()
-        self._set_newline(newline)
+        self._set_newline(check_newline(value))
+        self._retype_input()
 
     def _encode(self, text: object) -> bytes:
         """Characters as bytes, or the error that says why not (nothing is written)."""
@@ -828,6 +835,10 @@ class SocketStream(FileObjectMixin):
             char = self._in.maybe_take_char()
             if char is not None:
                 return char
+        if self._eof:  # an incomplete character at the very end: invalid (or replaced)
+            char = self._in.maybe_take_char(True)
+            if char is not None:
+                return char
         return self._eof_result(eof_error, eof_value)
 
     def read_char_no_hang(self, eof_error: bool = True, eof_value: Any = None) -> Any:
@@ -842,6 +853,9 @@ class SocketStream(FileObjectMixin):
             if n < 0:
                 return None
             if n == 0:
+                char = self._in.maybe_take_char(self._eof)
+                if char is not None:
+                    return char
                 return self._eof_result(eof_error, eof_value)
 
     def peek_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
@@ -853,6 +867,9 @@ class SocketStream(FileObjectMixin):
             if char is not None:
                 return char
             if not self._fill():
+                char = self._in.peek_char(self._eof)
+                if char is not None:
+                    return char
                 return self._eof_result(eof_error, eof_value)
 
     def unread_char(self, char: str) -> None:
@@ -864,8 +881,7 @@ class SocketStream(FileObjectMixin):
         ib = self._in
         if ib.unread_refused():
             raise ValueError("unread_char may put back only one character; nothing was unread")
-        code = ord(char)
-        if code > 255 or not ib.unread_byte(code):
+        if not ib.unread_char(char):
             raise ValueError(f"{char!r} is not the character just read; nothing was unread")
         if self._watchers:
             self._input_arrived()
@@ -897,7 +913,8 @@ class SocketStream(FileObjectMixin):
     def _take_line(self, kind: int, limit: int = -1) -> Any:
         """One line in ``kind``'s form (see ``InputBuffer.maybe_take_line``), waiting for it.
 
-        At end-of-file (or timeout) what is left is the last line, as bytes; None if nothing is.
+        At end-of-file (or timeout) what is left is the last line (a str for str kinds, decoded
+        before it is consumed); None if nothing is.
         """
         ib = self._in
         while True:
@@ -908,7 +925,7 @@ class SocketStream(FileObjectMixin):
                 line = ib.maybe_take_line(kind, limit)  # another reader may have filled
                 if line is not None:
                     return line
-                return ib.take(limit if limit >= 0 else len(ib)) or None
+                return ib.take_rest(kind != BYTES_LINE_NL, self._eof, limit)
 
     def read_line(self, eof_error: bool = True, eof_value: Any = None) -> tuple[Any, bool]:
         """Read a line: ``(line_without_newline, missing_newline)``.
@@ -928,8 +945,8 @@ class SocketStream(FileObjectMixin):
                 line = self._take_line(STR_LINE)
                 if line is None:
                     return self._eof_result(eof_error, eof_value), True
-                if type(line) is bytes:  # the end of the input, without a newline
-                    return line.decode("latin-1"), True
+                if type(line) is str:  # the end of the input, without a newline
+                    return line, True
         return line  # type: ignore[no-any-return]
 
     def readline(self, size: int | None = -1) -> Any:
@@ -958,6 +975,55 @@ class SocketStream(FileObjectMixin):
         if self._text and type(line) is bytes:
             return line.decode("latin-1")
         return line
+
+    def read_until(
+        self,
+        delimiter: str | bytes | bytearray | memoryview,
+        eof_error: bool = True,
+        eof_value: Any = None,
+        *,
+        max_length: int | None = None,
+    ) -> tuple[Any, bool]:
+        """Read up to ``delimiter``: ``(data_before_it, missing_delimiter)``.
+
+        The delimiter (a str, encoded with the stream's encoding, or bytes) is consumed, not
+        returned; the data is in the natural type.  ``missing_delimiter`` is true when the
+        data ended at end-of-file or timeout instead; with nothing at all read, ``EOFError``
+        or ``(eof_value, True)``.  More than ``max_length`` bytes (default: the stream's
+        ``max_line_length``) without the delimiter raise ``LineTooLongError``, consuming
+        nothing.
+        """
+        ib = self._in
+        text = self._text
+        if type(delimiter) is bytes and delimiter and max_length is None:
+            # The common case, short: a bytes delimiter, the stream's limit, data buffered
+            # (in a batch of pieces after a few in a row, one C call each).
+            if delimiter == ib.until_delimiter:
+                try:
+                    got = ib.next_until()  # None if the batch just ended
+                except StopIteration:  # the batch is used up
+                    got = None
+                if got is not None:
+                    return got  # type: ignore[no-any-return]
+            data = ib.maybe_take_until(delimiter, text)
+            if data is not None:
+                return data, False
+        if self._rstate:
+            self._read_refused()
+        delim = as_delimiter(delimiter, self._codec)
+        limit = ib.max_line if max_length is None else check_max_length(max_length)
+        while True:
+            data = ib.maybe_take_until(delim, text, limit)
+            if data is not None:
+                return data, False
+            if not self._fill():
+                data = ib.maybe_take_until(delim, text, limit)  # another reader may have filled
+                if data is not None:
+                    return data, False
+                data = ib.take_rest(text, self._eof)
+                if data is None:
+                    return self._eof_result(eof_error, eof_value), True
+                return data, True
 
     def __iter__(self) -> Iterator[Any]:
         self._check_open()
@@ -1041,12 +1107,31 @@ class SocketStream(FileObjectMixin):
         return bytes(out)
 
     def _read_text(self, size: int) -> str:
-        """``_read_bytes`` as characters (Latin-1)."""
+        """``_read_bytes`` as characters: ``size`` of them, fewer only at end-of-file."""
+        if self._decoding:
+            return self._read_chars(size)
         if 0 <= size < _BYPASS:
             data = self._in.maybe_take_text(size)
             if data is not None:
                 return data
         return self._read_bytes(size).decode("latin-1")
+
+    def _read_chars(self, size: int) -> str:
+        """``_read_text`` for an encoding whose characters are not single bytes."""
+        ib = self._in
+        if size < 0:
+            while self._fill():
+                pass
+            return ib.take_rest(True, self._eof) or ""
+        while True:
+            data = ib.maybe_take_text(size)
+            if data is not None:
+                return data
+            if not self._fill():
+                data = ib.maybe_take_text(size)  # another reader may have filled
+                if data is not None:
+                    return data
+                return ib.take_rest(True, self._eof, size) or ""
 
     def read_sequence(self, seq: Any, start: int = 0, end: int | None = None) -> int:
         """Fill ``seq[start:end]`` until it is full or at end-of-file.
@@ -1064,14 +1149,18 @@ class SocketStream(FileObjectMixin):
                 return n
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))
+            if self._decoding and self._text:
+                chars = self._read_chars(end - start)
+                seq[start : start + len(chars)] = chars
+                return start + len(chars)
             data = self._read_bytes(end - start)
             seq[start : start + len(data)] = decode_list(data, self._element_type)
             return start + len(data)
         if isinstance(seq, array.array) and seq.typecode in ("u", "w"):
             start, end = _check_bounds(start, end, len(seq))
-            data = self._read_bytes(end - start)
-            seq[start : start + len(data)] = array.array(seq.typecode, data.decode("latin-1"))
-            return start + len(data)
+            chars = self._read_text(end - start)
+            seq[start : start + len(chars)] = array.array(seq.typecode, chars)
+            return start + len(chars)
         try:
             view = memoryview(seq)
         except TypeError:
@@ -1114,6 +1203,12 @@ class SocketStream(FileObjectMixin):
         if type(size) is not int:
             size = check_size(size)
         ib = self._in
+        if self._decoding and self._text:
+            n = -1 if size is None or size < 0 else size
+            while n and not ib.has_char():  # wait for one whole character (or the end)
+                if not self._fill():
+                    return ib.take_rest(True, self._eof, n) or ""
+            return ib.take_text(n)
         if size != 0 and not len(ib):
             self._fill()
         data = ib.take(len(ib) if size < 0 else size)
@@ -1146,9 +1241,14 @@ class SocketStream(FileObjectMixin):
         """True if a character is available without waiting (false at end-of-file)."""
         if self._rstate:
             self._read_refused()
-        if len(self._in):
+        ib = self._in
+        if ib.has_char():
             return True
-        return self._fill(wait=False) > 0
+        # Without waiting: what has arrived, until a whole character is there.
+        while self._fill(wait=False) > 0:
+            if ib.has_char():
+                return True
+        return False
 
     def clear_input(self) -> None:
         """Discard the input that is available now, without waiting."""

@@ -450,6 +450,13 @@ def find_delimiter(
     return -1, resume if resume > pos else pos
 
 
+def check_max_length(value: object) -> int:
+    """``read_until``'s ``max_length``: a positive int (bytes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"max_length must be None or a positive int, not {value!r}")
+    return value
+
+
 def as_delimiter(delimiter: object, codec: Codec) -> bytes:
     """``read_until``'s delimiter as bytes: a str is encoded with the stream's codec."""
     if isinstance(delimiter, str):
@@ -472,6 +479,7 @@ __all__ = [
     "as_delimiter",
     "check_encoding",
     "check_errors",
+    "check_max_length",
     "check_newline",
     "find_delimiter",
     "find_line_end",

@@ -161,3 +161,42 @@ def test_plain_socket_sanity(nginx: tuple[str, int]) -> None:
     with socket.create_connection(nginx, timeout=10) as c:
         c.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
         assert b"Server: nginx" in c.recv(4096)
+
+
+@pytest.mark.parametrize("newline", ["\r\n", None])
+def test_crlf_headers_with_newline(nginx: tuple[str, int], newline: str | None) -> None:
+    """nginx ends header lines with CRLF: with newline="\\r\\n" (or None) they come without CR."""
+    _, port = nginx
+    with open_tcp_stream("localhost", port, read_timeout=10, newline=newline,
+                         encoding="utf-8") as s:  # fmt: skip
+        s.write_line("GET / HTTP/1.1")  # write_line sends CRLF here
+        s.write_line("Host: localhost")
+        s.write_line("Connection: close")
+        s.write_line("")
+        s.flush()
+        status, missing = s.read_line()
+        assert status.startswith("HTTP/1.1 200 OK")
+        assert not missing
+        headers = {}
+        while (line := s.read_line()[0]) != "":
+            assert "\r" not in line
+            assert "\n" not in line
+            name, _, value = line.partition(":")
+            headers[name.lower()] = value.strip()
+        assert headers["server"].startswith("nginx")
+        body = s.read(int(headers["content-length"]))
+    assert body == INDEX_PAGE
+
+
+def test_header_block_with_read_until(nginx: tuple[str, int]) -> None:
+    _, port = nginx
+    with open_tcp_stream("localhost", port, element_type="unsigned-byte-8", read_timeout=10) as s:
+        s.write(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        s.flush()
+        head, missing = s.read_until(b"\r\n\r\n", max_length=16384)
+        assert not missing
+        lines = head.split(b"\r\n")
+        assert lines[0].startswith(b"HTTP/1.1 200 OK")
+        fields = dict(x.lower().split(b": ", 1) for x in lines[1:])
+        length = int(fields[b"content-length"])
+        assert s.read(length) == INDEX_PAGE.encode()

@@ -4,8 +4,8 @@ Goals: a newcomer types one command and sees, in a readable transcript, every pr
 seed page kept on real loopback sockets: character I/O on a binary stream and binary I/O on a
 character stream (the seed's two HTTP examples), a read timeout that reads as end-of-file and a
 stream that recovers, a write timeout, TLS with SNI and a certificate made at run time, STARTTLS
-on and off on one connection, and waiting on 1000 streams.  Each step checks what it saw, so the
-demo doubles as a smoke test (exit 1 names the failing step).
+on and off on one connection, waiting on 1000 streams, and a UTF-8, CRLF line protocol.  Each
+step checks what it saw, so the demo doubles as a smoke test (exit 1 names the failing step).
 
 Plan: every step is a function that opens what it needs in an ``ExitStack`` (servers, streams,
 sockets), prints what it did ("->") and what it saw ("<-"), and raises :class:`StepFailed` when
@@ -602,6 +602,54 @@ def step_starttls(d: Demo) -> None:
         check(finished.wait(LONG), "the server handler did not finish")
 
 
+def step_utf8_crlf(d: Demo) -> None:
+    from sockstream import open_tcp_stream
+
+    def greeter(stream: SocketStream) -> None:
+        # A CRLF line protocol in UTF-8, as SMTP or IMAP would speak it.
+        stream.write_line("220 grüße aus sockstream ✓")
+        stream.force_output()
+        while True:
+            line, missing = stream.read_line(eof_error=False, eof_value=None)
+            if line is None or missing:
+                return
+            stream.write_line(f"250 {len(line)} characters: {line.upper()}")
+            stream.force_output()
+
+    with contextlib.ExitStack() as stack:
+        server, finished = stack.enter_context(
+            _server(greeter, encoding="utf-8", newline="\r\n", read_timeout=LONG))
+        d.t.did(f"serve(handler, encoding='utf-8', newline='\\r\\n') on {_addr(server)}")
+        s = stack.enter_context(
+            open_tcp_stream("127.0.0.1", server.port, encoding="utf-8", newline="\r\n",
+                            read_timeout=LONG))
+        d.t.did("s = open_tcp_stream(..., encoding='utf-8', newline='\\r\\n')")
+        greeting, _ = s.read_line()
+        d.t.saw(f"s.read_line() -> {greeting!r}   # no CR, no mojibake")
+        check(greeting == "220 grüße aus sockstream ✓", f"unexpected greeting {greeting!r}")
+        s.write_line("héllo wörld 😀")
+        s.force_output()
+        d.t.did("s.write_line('héllo wörld 😀')   # sends UTF-8 and CRLF")
+        check(s.peek_char() == "2", "peek_char did not see the reply")
+        head, _ = s.read_until(" ")
+        d.t.saw(f"s.read_until(' ') -> {head!r}")
+        check(head == "250", f"read_until gave {head!r}")
+        rest, _ = s.read_line()
+        d.t.saw(f"s.read_line() -> {rest!r}")
+        check(rest == "13 characters: HÉLLO WÖRLD 😀", f"unexpected reply {rest!r}")
+        s.write_line("é")
+        s.force_output()
+        data = bytearray(4)
+        s.read_sequence(data)
+        d.t.saw(f"s.read_sequence(bytearray(4)) -> {bytes(data)!r}   # bytes stay raw bytes")
+        check(bytes(data) == b"250 ", f"read_sequence gave {bytes(data)!r}")
+        char = s.read_char()
+        d.t.saw(f"s.read_char() -> {char!r}")
+        check(char == "1", f"read_char gave {char!r}")
+        s.close()
+        check(finished.wait(LONG), "the server handler did not finish")
+
+
 def _raise_fd_limit(needed: int) -> str | None:
     """Raise the soft RLIMIT_NOFILE to ``needed`` if it is lower; say what was done."""
     try:
@@ -691,6 +739,7 @@ STEPS: tuple[Step, ...] = (
     ("TLS with a certificate made at run time, and SNI", step_tls_sni),
     ("STARTTLS on and off on one connection", step_starttls),
     (f"Waiting on {MANY} streams, one of them ready", step_wait_many),
+    ("A UTF-8, CRLF line protocol (encoding=, newline=, read_until)", step_utf8_crlf),
 )
 
 
