@@ -20,6 +20,12 @@ Lines in bulk
     then moves ``pos`` past the lines served.  Batches start only after two lines in a row, so
     lines that alternate with byte reads (a header line, then a payload) never pay for one.
 
+The hottest verbs
+    ``read_char``, ``read_byte``, ``readline`` and ``read_sequence`` (a whole bytearray) are
+    methods of the buffer that the stream binds as its own (``serve_elements``): what is
+    buffered is answered in one Python call, the rest by the stream's slow path, which fills
+    and asks again.  A compiled twin of this class can then serve them from C.
+
 Threads
     Every method that consumes commits in one run of bytecode without a call between reading
     the state and writing it (CPython switches threads and runs signal handlers only at calls,
