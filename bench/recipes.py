@@ -31,6 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import sockstream
+
 RECIPES = Path(__file__).resolve().parents[1] / "docs" / "recipes"
 
 
@@ -82,6 +84,9 @@ class MakefileStream:
         self.write = self.file.write
         self.flush = self.file.flush
         self.timed_out = False
+
+    def write_line(self, text: str) -> None:
+        self.file.write(text.encode("utf-8") + b"\r\n")
 
     def read_line(self, eof_error: bool = True, eof_value: Any = None) -> tuple[Any, bool]:
         line = self.file.readline()
@@ -243,6 +248,53 @@ http {{ access_log off; keepalive_requests 100000;
 
             _report(f"HTTP/1.1: {reqs} pipelined GETs of 512 B (nginx)",
                     _pair(make_http, pipelined, args.repeat))
+        smtp = _load("smtp_client")
+        sport = _free_port()
+        with _daemon([sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink",
+                      "-l", f"127.0.0.1:{sport}"], sport):
+            def make_smtp() -> Any:
+                c = smtp.SMTP("127.0.0.1", sport)
+                c._where = ("127.0.0.1", sport)
+                return c
+
+            mails = 200 // scale
+            body = ("From: a@example.test\r\nTo: b@example.test\r\nSubject: x\r\n\r\n"
+                    + "Grüße, a line of text that goes on a little.\r\n" * 40).encode()
+
+            def send_mails(c: Any) -> None:
+                if not getattr(c, "_greeted", False):  # the makefile side: read the greeting
+                    if isinstance(c.stream, MakefileStream):
+                        c.expect(220)
+                    c._greeted = True
+                c.ehlo()
+                for _ in range(mails):
+                    c.send_mail("a@example.test", ["b@example.test"], body)
+
+            _report(f"SMTP: {mails} mails of 2 KiB in one session (aiosmtpd)",
+                    _pair(make_smtp, send_mails, args.repeat))
+        lport = _free_port()
+        with _daemon([sys.executable, str(RECIPES / "line_server.py"), str(lport)], lport):
+            class LineClient:
+                def __init__(self) -> None:
+                    self.stream: Any = sockstream.open_tcp_stream(
+                        "127.0.0.1", lport, encoding="utf-8", newline="\r\n")
+                    self._where = ("127.0.0.1", lport)
+                    self.greeted = False
+
+            requests = 20_000 // scale
+
+            def talk(c: Any) -> None:
+                if not c.greeted:
+                    c.stream.read_line()  # +READY
+                    c.greeted = True
+                for i in range(requests):
+                    c.stream.write_line(f"UPPER grüße {i}")
+                c.stream.flush()
+                for _ in range(requests):
+                    c.stream.read_line()
+
+            _report(f"line server: {requests} pipelined UTF-8 requests",
+                    _pair(LineClient, talk, args.repeat))
     return 0
 
 
