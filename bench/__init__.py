@@ -16,31 +16,55 @@ from typing import Any
 __all__ = ["main"]
 
 WORKLOADS = ["W1", "W2", "W3", "W4", "W5", "W6", "W7", "W8", "W9", "MEM"]
-_MODULES = {"W1": "w1_bulk", "W2": "w2_lines", "W3": "w3_chars", "W4": "w4_writes",
-            "W5": "w5_pingpong", "W6": "w6_tls", "W7": "w7_wait", "W8": "w8_framing",
-            "W9": "w9_text",
-            "MEM": "mem"}
+_MODULES = {
+    "W1": "w1_bulk",
+    "W2": "w2_lines",
+    "W3": "w3_chars",
+    "W4": "w4_writes",
+    "W5": "w5_pingpong",
+    "W6": "w6_tls",
+    "W7": "w7_wait",
+    "W8": "w8_framing",
+    "W9": "w9_text",
+    "MEM": "mem",
+}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sockstream bench",
         description="Benchmark sockstream against the standard library, asyncio, anyio, trio "
-                    "and C, and report speed ratios against the goals of issue 7.")
+        "and C, and report speed ratios against the goals of issue 7.",
+    )
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
-                      help="smaller sizes: the whole suite in well under 2 minutes")
-    size.add_argument("--tiny", action="store_true",
-                      help="smallest sizes, for the CI smoke test (numbers are noise)")
-    p.add_argument("--only", metavar="W1,W2,...",
-                   help=f"run only these workloads (of {','.join(WORKLOADS)})")
-    p.add_argument("--repeat", type=int, default=3, metavar="N",
-                   help="runs per case; the report uses the median (default 3)")
+    size.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller sizes: the whole suite in well under 2 minutes",
+    )
+    size.add_argument(
+        "--tiny",
+        action="store_true",
+        help="smallest sizes, for the CI smoke test (numbers are noise)",
+    )
+    p.add_argument(
+        "--only", metavar="W1,W2,...", help=f"run only these workloads (of {','.join(WORKLOADS)})"
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        metavar="N",
+        help="runs per case; the report uses the median (default 3)",
+    )
     p.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE")
     p.add_argument("--plot", metavar="FILE.png", help="draw the ratios (needs matplotlib)")
-    p.add_argument("--out", metavar="DIR",
-                   help="write results.json and RESULTS.md into DIR (default: bench/ for a "
-                        "full run of every workload, nowhere otherwise)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write results.json and RESULTS.md into DIR (default: bench/ for a "
+        "full run of every workload, nowhere otherwise)",
+    )
     return p
 
 
@@ -75,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
 
     env = h.Env(mode, args.repeat)
     try:
-        modules: dict[str, Any] = {w: importlib.import_module(f"bench.{_MODULES[w]}")
-                                   for w in selected}
+        modules: dict[str, Any] = {
+            w: importlib.import_module(f"bench.{_MODULES[w]}") for w in selected
+        }
         plan = []
         ratios = []
         sizes = {}
@@ -86,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             ratios += rs
             sizes[w] = mod.describe_size(env)
         total = sum(len(cases) for _, cases in plan) * args.repeat
-        sys.stderr.write(f"sockstream bench: mode {mode}, workloads {','.join(selected)}, "
-                         f"{total} runs\n")
+        sys.stderr.write(
+            f"sockstream bench: mode {mode}, workloads {','.join(selected)}, {total} runs\n"
+        )
         if env.sockstream is None:
             sys.stderr.write(f"note: {env.sockstream_missing}; sockstream cases are skipped\n")
         progress = h.Progress(total)

@@ -42,18 +42,40 @@ CHUNK = 64 * 1024  # the read size of the bulk workloads (the issue's 64 KiB)
 # 3 repeats) well under 2 minutes on 2 cores; "tiny" is for the CI smoke test.
 SIZES: dict[str, dict[str, Any]] = {
     "full": {
-        "W1": 1 << 30, "W2": 5_000_000, "W3": 5_000_000, "W4": 5_000_000, "W5": 50_000,
-        "W6": 256 << 20, "W7": {10: 20_000, 100: 20_000, 1000: 20_000, 5000: 20_000}, "MEM": 1000,
-        "W8": 2_000_000, "W9": 5_000_000,
+        "W1": 1 << 30,
+        "W2": 5_000_000,
+        "W3": 5_000_000,
+        "W4": 5_000_000,
+        "W5": 50_000,
+        "W6": 256 << 20,
+        "W7": {10: 20_000, 100: 20_000, 1000: 20_000, 5000: 20_000},
+        "MEM": 1000,
+        "W8": 2_000_000,
+        "W9": 5_000_000,
     },
     "quick": {
-        "W1": 64 << 20, "W2": 500_000, "W3": 1_000_000, "W4": 500_000, "W5": 5_000,
-        "W6": 32 << 20, "W7": {10: 2_000, 100: 1_000, 1000: 200, 5000: 40}, "MEM": 1000,
-        "W8": 200_000, "W9": 500_000,
+        "W1": 64 << 20,
+        "W2": 500_000,
+        "W3": 1_000_000,
+        "W4": 500_000,
+        "W5": 5_000,
+        "W6": 32 << 20,
+        "W7": {10: 2_000, 100: 1_000, 1000: 200, 5000: 40},
+        "MEM": 1000,
+        "W8": 200_000,
+        "W9": 500_000,
     },
     "tiny": {
-        "W1": 8 << 20, "W2": 50_000, "W3": 100_000, "W4": 50_000, "W5": 500,
-        "W6": 4 << 20, "W7": {10: 200, 100: 100}, "MEM": 100, "W8": 20_000, "W9": 50_000,
+        "W1": 8 << 20,
+        "W2": 50_000,
+        "W3": 100_000,
+        "W4": 50_000,
+        "W5": 500,
+        "W6": 4 << 20,
+        "W7": {10: 200, 100: 100},
+        "MEM": 100,
+        "W8": 20_000,
+        "W9": 50_000,
     },
 }
 
@@ -222,8 +244,11 @@ class Env:
 
             ca = trustme.CA()
             cert = ca.issue_cert("localhost", "127.0.0.1")
-            paths = {"ca": self.tmpdir / "ca.pem", "cert": self.tmpdir / "cert.pem",
-                     "key": self.tmpdir / "key.pem"}
+            paths = {
+                "ca": self.tmpdir / "ca.pem",
+                "cert": self.tmpdir / "cert.pem",
+                "key": self.tmpdir / "key.pem",
+            }
             ca.cert_pem.write_to_path(str(paths["ca"]))
             cert.private_key_pem.write_to_path(str(paths["key"]))
             for i, blob in enumerate(cert.cert_chain_pems):
@@ -308,8 +333,10 @@ class Progress:
         if self.tty:
             width = 24
             filled = width * self.done // max(self.total, 1)
-            line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                    f"{time.monotonic() - self.t0:5.0f}s  {case.id} ({rep + 1}/{repeat})")
+            line = (
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"{time.monotonic() - self.t0:5.0f}s  {case.id} ({rep + 1}/{repeat})"
+            )
             sys.stderr.write(line[:110].ljust(110))
             sys.stderr.flush()
 

@@ -37,10 +37,18 @@ def machine_facts() -> dict[str, Any]:
         except metadata.PackageNotFoundError:
             versions[dist] = "not installed"
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"],
-                               capture_output=True, text=True, check=False).stdout.strip()
+        commit = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "src"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
         if commit and dirty:
             commit += " (with uncommitted changes in src/)"
     except OSError:
@@ -79,17 +87,19 @@ def compute_ratios(results: list[Result], ratios: list[Ratio]) -> list[dict[str,
         mark = ""
         if ratio.goal is not None:
             mark = "n/a" if value is None else ("pass" if value >= ratio.goal else "MISS")
-        rows.append({
-            "workload": ratio.sockstream.split(".", 1)[0],
-            "label": ratio.label,
-            "sockstream": ratio.sockstream,
-            "anchor": ratio.anchor,
-            "ratio": value,
-            "goal": ratio.goal,
-            "mark": mark,
-            "note": ratio.note,
-            "why": why,
-        })
+        rows.append(
+            {
+                "workload": ratio.sockstream.split(".", 1)[0],
+                "label": ratio.label,
+                "sockstream": ratio.sockstream,
+                "anchor": ratio.anchor,
+                "ratio": value,
+                "goal": ratio.goal,
+                "mark": mark,
+                "note": ratio.note,
+                "why": why,
+            }
+        )
     return rows
 
 
@@ -121,13 +131,20 @@ def text_tables(results: list[Result], rows: list[dict[str, Any]]) -> str:
     for row in rows:
         ratio = _fmt_ratio(row["ratio"])
         extra = f"  ({row['why'][:60]})" if row["why"] else ""
-        out.append(f"  {row['workload'] + ' ' + row['label']:<{lw}} {ratio:>7}  "
-                   f"{_fmt_goal(row['goal']):<8} {row['mark']}{extra}")
+        out.append(
+            f"  {row['workload'] + ' ' + row['label']:<{lw}} {ratio:>7}  "
+            f"{_fmt_goal(row['goal']):<8} {row['mark']}{extra}"
+        )
     return "\n".join(out) + "\n"
 
 
-def to_json(env: Env, facts: dict[str, Any], results: list[Result],
-            rows: list[dict[str, Any]], sizes: dict[str, str]) -> dict[str, Any]:
+def to_json(
+    env: Env,
+    facts: dict[str, Any],
+    results: list[Result],
+    rows: list[dict[str, Any]],
+    sizes: dict[str, str],
+) -> dict[str, Any]:
     cases = {}
     for r in results:
         c: Case = r.case
@@ -147,8 +164,7 @@ def to_json(env: Env, facts: dict[str, Any], results: list[Result],
         }
     return {
         "machine": facts,
-        "config": {"mode": env.mode, "repeat": env.repeat, "sizes": sizes,
-                   "argv": sys.argv[1:]},
+        "config": {"mode": env.mode, "repeat": env.repeat, "sizes": sizes, "argv": sys.argv[1:]},
         "cases": cases,
         "ratios": rows,
     }
@@ -185,10 +201,17 @@ def markdown(data: dict[str, Any], titles: dict[str, str], notes: list[str]) -> 
         ratio = _fmt_ratio(row["ratio"])
         if row["why"]:
             ratio += f" ({row['why'][:80]})"
-        lines.append(f"| {row['workload']} | {row['label']} | {ratio} | "
-                     f"{_fmt_goal(row['goal'])} | {row['mark']} |")
-    lines += ["", "## Cases", "", "| workload | case | side | median | min - max | rate |",
-              "|---|---|---|---:|---|---:|"]
+        lines.append(
+            f"| {row['workload']} | {row['label']} | {ratio} | "
+            f"{_fmt_goal(row['goal'])} | {row['mark']} |"
+        )
+    lines += [
+        "",
+        "## Cases",
+        "",
+        "| workload | case | side | median | min - max | rate |",
+        "|---|---|---|---:|---|---:|",
+    ]
     current = None
     for cid, c in data["cases"].items():
         if c["workload"] != current:
@@ -203,7 +226,8 @@ def markdown(data: dict[str, Any], titles: dict[str, str], notes: list[str]) -> 
         lines.append(
             f"| | {c['label']} | {c['side']} | {fmt_value(case, c['median'])} | "
             f"{fmt_value(case, c['min'])} - {fmt_value(case, c['max'])} | "
-            f"{fmt_rate(case, c['median'])} |")
+            f"{fmt_rate(case, c['median'])} |"
+        )
     if notes:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     return "\n".join(lines) + "\n"
@@ -224,8 +248,10 @@ def plot(rows: list[dict[str, Any]], path: Path) -> str:
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(shown) + 1.2))
     labels = [f"{r['workload']} {r['label']}" for r in shown]
     values = [r["ratio"] for r in shown]
-    colours = ["tab:red" if r["mark"] == "MISS" else "tab:green" if r["mark"] == "pass"
-               else "tab:gray" for r in shown]
+    colours = [
+        "tab:red" if r["mark"] == "MISS" else "tab:green" if r["mark"] == "pass" else "tab:gray"
+        for r in shown
+    ]
     y = list(range(len(shown)))
     ax.barh(y, values, color=colours)
     for yi, r in zip(y, shown, strict=False):

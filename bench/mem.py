@@ -52,8 +52,15 @@ def probe(impl: str, tls: bool, n: int, measure: str, certs: dict[str, str]) -> 
     sender = Sender()
     held: list[Any] = []
     try:
-        sender.command({"op": "hold", "n": n + 1, "tls": tls, "certfile": certs["cert"],
-                        "keyfile": certs["key"]})
+        sender.command(
+            {
+                "op": "hold",
+                "n": n + 1,
+                "tls": tls,
+                "certfile": certs["cert"],
+                "keyfile": certs["key"],
+            }
+        )
         port = sender.reply(30)["port"]
 
         def open_one() -> Any:
@@ -61,8 +68,14 @@ def probe(impl: str, tls: bool, n: int, measure: str, certs: dict[str, str]) -> 
             if impl == "sockstream":
                 if ctx is None:
                     return ss.SocketStream(sock, "io", "base-char")
-                return ss.SocketStream(sock, "io", "base-char", ssl_ctx=ctx, ssl_side="client",
-                                       tlsext_host_name="localhost")
+                return ss.SocketStream(
+                    sock,
+                    "io",
+                    "base-char",
+                    ssl_ctx=ctx,
+                    ssl_side="client",
+                    tlsext_host_name="localhost",
+                )
             if ctx is not None:
                 return ctx.wrap_socket(sock, server_hostname="localhost")
             return sock
@@ -96,21 +109,44 @@ def _case(impl: str, tls: bool, measure: str) -> Any:
         pyenv = dict(os.environ)
         pyenv["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), pyenv.get("PYTHONPATH")]))
         done = subprocess.run(
-            [sys.executable, "-m", "bench.mem", "--impl", impl, "--n", str(n),
-             "--measure", measure, "--certs", json.dumps(certs)] + (["--tls"] if tls else []),
-            capture_output=True, text=True, cwd=str(ROOT), env=pyenv, timeout=env.run_limit,
-            check=False)
+            [
+                sys.executable,
+                "-m",
+                "bench.mem",
+                "--impl",
+                impl,
+                "--n",
+                str(n),
+                "--measure",
+                measure,
+                "--certs",
+                json.dumps(certs),
+            ]
+            + (["--tls"] if tls else []),
+            capture_output=True,
+            text=True,
+            cwd=str(ROOT),
+            env=pyenv,
+            timeout=env.run_limit,
+            check=False,
+        )
         if done.returncode != 0:
-            raise RuntimeError(done.stderr.strip().splitlines()[-1] if done.stderr.strip()
-                               else f"probe exited {done.returncode}")
+            raise RuntimeError(
+                done.stderr.strip().splitlines()[-1]
+                if done.stderr.strip()
+                else f"probe exited {done.returncode}"
+            )
         return float(json.loads(done.stdout)["per_stream"])
+
     return run
 
 
 TITLE = "bytes per idle open stream"
-NOTES = ["MEM: `rss` rows are resident memory from /proc/self/statm (OpenSSL included, untouched "
-         "pages not); `py` rows are Python allocations from tracemalloc (buffers at full size, "
-         "OpenSSL excluded). Both per stream, measured in a fresh process."]
+NOTES = [
+    "MEM: `rss` rows are resident memory from /proc/self/statm (OpenSSL included, untouched "
+    "pages not); `py` rows are Python allocations from tracemalloc (buffers at full size, "
+    "OpenSSL excluded). Both per stream, measured in a fresh process."
+]
 
 
 def describe_size(env: Env) -> str:
@@ -127,13 +163,30 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
             ss_id = f"MEM.{measure}.{kind.lower()}.ss"
             anchor_id = f"MEM.{measure}.{kind.lower()}.anchor"
             cases += [
-                Case(ss_id, f"sockstream SocketStream, {kind} ({measure})", "sockstream",
-                     _case("sockstream", tls, measure), 1, "stream", "memory"),
-                Case(anchor_id, f"{anchor_name} ({measure})", "anchor",
-                     _case("socket", tls, measure), 1, "stream", "memory"),
+                Case(
+                    ss_id,
+                    f"sockstream SocketStream, {kind} ({measure})",
+                    "sockstream",
+                    _case("sockstream", tls, measure),
+                    1,
+                    "stream",
+                    "memory",
+                ),
+                Case(
+                    anchor_id,
+                    f"{anchor_name} ({measure})",
+                    "anchor",
+                    _case("socket", tls, measure),
+                    1,
+                    "stream",
+                    "memory",
+                ),
             ]
-            ratios.append(Ratio(f"{kind} {measure}: sockstream / {anchor_name} (smaller > 1)",
-                                ss_id, anchor_id))
+            ratios.append(
+                Ratio(
+                    f"{kind} {measure}: sockstream / {anchor_name} (smaller > 1)", ss_id, anchor_id
+                )
+            )
     return cases, ratios
 
 

@@ -57,8 +57,9 @@ def _free_port() -> int:
 def _daemon(argv: list[str], port: int) -> Iterator[None]:
     if shutil.which(argv[0]) is None:
         raise RuntimeError(f"{argv[0]} is not installed")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -125,13 +126,14 @@ def _close(client: Any) -> None:
         sock.close()
 
 
-def _pair(make: Callable[[], Any], work: Callable[[Any], None], runs: int
-          ) -> list[tuple[float, float]]:
+def _pair(
+    make: Callable[[], Any], work: Callable[[Any], None], runs: int
+) -> list[tuple[float, float]]:
     """(makefile seconds, sockstream seconds) of ``runs`` alternating paired runs."""
     out = []
     for i in range(runs):
         times = {}
-        for kind in (("makefile", "sockstream") if i % 2 else ("sockstream", "makefile")):
+        for kind in ("makefile", "sockstream") if i % 2 else ("sockstream", "makefile"):
             client = make()
             if kind == "makefile":
                 client = _on_makefile(client, *client._where)
@@ -148,13 +150,21 @@ def _pair(make: Callable[[], Any], work: Callable[[Any], None], runs: int
 
 def _report(name: str, pairs: list[tuple[float, float]]) -> dict[str, Any]:
     ratios = sorted(m / s for m, s in pairs)
-    row = {"recipe": name, "runs": len(pairs), "median": statistics.median(ratios),
-           "min": ratios[0], "max": ratios[-1],
-           "sockstream_s": statistics.median(s for _, s in pairs),
-           "makefile_s": statistics.median(m for m, _ in pairs)}
-    print(f"{name:<44} {row['median']:5.2f}  ({row['min']:.2f}-{row['max']:.2f})  "
-          f"sockstream {row['sockstream_s'] * 1e3:8.1f} ms  makefile "
-          f"{row['makefile_s'] * 1e3:8.1f} ms", flush=True)
+    row = {
+        "recipe": name,
+        "runs": len(pairs),
+        "median": statistics.median(ratios),
+        "min": ratios[0],
+        "max": ratios[-1],
+        "sockstream_s": statistics.median(s for _, s in pairs),
+        "makefile_s": statistics.median(m for m, _ in pairs),
+    }
+    print(
+        f"{name:<44} {row['median']:5.2f}  ({row['min']:.2f}-{row['max']:.2f})  "
+        f"sockstream {row['sockstream_s'] * 1e3:8.1f} ms  makefile "
+        f"{row['makefile_s'] * 1e3:8.1f} ms",
+        flush=True,
+    )
     return row
 
 
@@ -167,12 +177,29 @@ def main(argv: list[str] | None = None) -> int:
     redis = _load("redis_client")
     memcached = _load("memcached_client")
     http = _load("http_client")
-    print(f"recipes against real servers: ratio = makefile time / sockstream time, "
-          f"median (min-max) of {args.repeat} paired runs")
+    print(
+        f"recipes against real servers: ratio = makefile time / sockstream time, "
+        f"median (min-max) of {args.repeat} paired runs"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         rport = _free_port()
-        with _daemon(["redis-server", "--bind", "127.0.0.1", "--port", str(rport), "--save", "",
-                      "--appendonly", "no", "--dir", tmp], rport):
+        with _daemon(
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(rport),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                tmp,
+            ],
+            rport,
+        ):
+
             def make_redis() -> Any:
                 r = redis.Redis("127.0.0.1", rport)
                 r._where = ("127.0.0.1", rport)
@@ -194,11 +221,15 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(n):
                     r.reply()
 
-            _report(f"Redis: {n} pipelined GETs of 100 B", _pair(make_redis, pipelined_gets,
-                                                                  args.repeat))
+            _report(
+                f"Redis: {n} pipelined GETs of 100 B",
+                _pair(make_redis, pipelined_gets, args.repeat),
+            )
         mport = _free_port()
-        with _daemon(["memcached", "-l", "127.0.0.1", "-p", str(mport), "-U", "0", "-u",
-                      "root"], mport):
+        with _daemon(
+            ["memcached", "-l", "127.0.0.1", "-p", str(mport), "-U", "0", "-u", "root"], mport
+        ):
+
             def make_mc() -> Any:
                 mc = memcached.Memcache("127.0.0.1", mport)
                 mc._where = ("127.0.0.1", mport)
@@ -215,8 +246,10 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(rounds):
                     assert len(mc.get_many(keys)) == 1000
 
-            _report(f"memcached: {rounds} x multi-get of 1000 x 200 B",
-                    _pair(make_mc, multiget, args.repeat))
+            _report(
+                f"memcached: {rounds} x multi-get of 1000 x 200 B",
+                _pair(make_mc, multiget, args.repeat),
+            )
         hport = _free_port()
         root = Path(tmp) / "html"
         root.mkdir()
@@ -230,8 +263,11 @@ http {{ access_log off; keepalive_requests 100000;
   server {{ listen 127.0.0.1:{hport}; root {root}; }} }}
 """)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        with _daemon([nginx, "-c", str(conf), "-p", tmp, "-e", f"{tmp}/error.log", "-g",
-                      "daemon off;"], hport):
+        with _daemon(
+            [nginx, "-c", str(conf), "-p", tmp, "-e", f"{tmp}/error.log", "-g", "daemon off;"],
+            hport,
+        ):
+
             def make_http() -> Any:
                 c = http.HTTPConnection("127.0.0.1", hport)
                 c._where = ("127.0.0.1", hport)
@@ -246,20 +282,36 @@ http {{ access_log off; keepalive_requests 100000;
                 for _ in range(reqs):
                     assert len(c.read_response().body) == 512
 
-            _report(f"HTTP/1.1: {reqs} pipelined GETs of 512 B (nginx)",
-                    _pair(make_http, pipelined, args.repeat))
+            _report(
+                f"HTTP/1.1: {reqs} pipelined GETs of 512 B (nginx)",
+                _pair(make_http, pipelined, args.repeat),
+            )
         smtp = _load("smtp_client")
         sport = _free_port()
-        with _daemon([sys.executable, "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Sink",
-                      "-l", f"127.0.0.1:{sport}"], sport):
+        with _daemon(
+            [
+                sys.executable,
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-c",
+                "aiosmtpd.handlers.Sink",
+                "-l",
+                f"127.0.0.1:{sport}",
+            ],
+            sport,
+        ):
+
             def make_smtp() -> Any:
                 c = smtp.SMTP("127.0.0.1", sport)
                 c._where = ("127.0.0.1", sport)
                 return c
 
             mails = 200 // scale
-            body = ("From: a@example.test\r\nTo: b@example.test\r\nSubject: x\r\n\r\n"
-                    + "Grüße, a line of text that goes on a little.\r\n" * 40).encode()
+            body = (
+                "From: a@example.test\r\nTo: b@example.test\r\nSubject: x\r\n\r\n"
+                + "Grüße, a line of text that goes on a little.\r\n" * 40
+            ).encode()
 
             def send_mails(c: Any) -> None:
                 if not getattr(c, "_greeted", False):  # the makefile side: read the greeting
@@ -270,14 +322,18 @@ http {{ access_log off; keepalive_requests 100000;
                 for _ in range(mails):
                     c.send_mail("a@example.test", ["b@example.test"], body)
 
-            _report(f"SMTP: {mails} mails of 2 KiB in one session (aiosmtpd)",
-                    _pair(make_smtp, send_mails, args.repeat))
+            _report(
+                f"SMTP: {mails} mails of 2 KiB in one session (aiosmtpd)",
+                _pair(make_smtp, send_mails, args.repeat),
+            )
         lport = _free_port()
         with _daemon([sys.executable, str(RECIPES / "line_server.py"), str(lport)], lport):
+
             class LineClient:
                 def __init__(self) -> None:
                     self.stream: Any = sockstream.open_tcp_stream(
-                        "127.0.0.1", lport, encoding="utf-8", newline="\r\n")
+                        "127.0.0.1", lport, encoding="utf-8", newline="\r\n"
+                    )
                     self._where = ("127.0.0.1", lport)
                     self.greeted = False
 
@@ -293,8 +349,10 @@ http {{ access_log off; keepalive_requests 100000;
                 for _ in range(requests):
                     c.stream.read_line()
 
-            _report(f"line server: {requests} pipelined UTF-8 requests",
-                    _pair(LineClient, talk, args.repeat))
+            _report(
+                f"line server: {requests} pipelined UTF-8 requests",
+                _pair(LineClient, talk, args.repeat),
+            )
     return 0
 
 

@@ -80,6 +80,7 @@ def _percentile(values: list[float], p: float) -> float:
 
 # ---- the load generator (another process) ----------------------------------------------------
 
+
 def _client_main(argv: list[str]) -> int:
     """``python -m bench.serving _client MODE ...``: one JSON line of results on stdout."""
     _raise_nofile()
@@ -93,7 +94,7 @@ def _client_main(argv: list[str]) -> int:
             c.sendall(LINE)
             conns.append(c)
             if i % 256 == 255 or i == n - 1:  # read the echoes in batches
-                for d in conns[-(i % 256 + 1):]:
+                for d in conns[-(i % 256 + 1) :]:
                     got = b""
                     while len(got) < len(LINE):
                         got += d.recv(4096)
@@ -119,12 +120,17 @@ def _client_main(argv: list[str]) -> int:
                 while len(got) < len(LINE):
                     got += c.recv(4096)
             fresh.append(time.perf_counter() - t0)
-        print(json.dumps({
-            "persistent_p50_ms": _percentile(persistent, 0.5) * 1e3,
-            "persistent_p99_ms": _percentile(persistent, 0.99) * 1e3,
-            "fresh_p50_ms": _percentile(fresh, 0.5) * 1e3,
-            "fresh_p99_ms": _percentile(fresh, 0.99) * 1e3,
-        }), flush=True)
+        print(
+            json.dumps(
+                {
+                    "persistent_p50_ms": _percentile(persistent, 0.5) * 1e3,
+                    "persistent_p99_ms": _percentile(persistent, 0.99) * 1e3,
+                    "fresh_p50_ms": _percentile(fresh, 0.5) * 1e3,
+                    "fresh_p99_ms": _percentile(fresh, 0.99) * 1e3,
+                }
+            ),
+            flush=True,
+        )
         sys.stdin.readline()  # "leave"
         for c in conns:
             c.close()
@@ -167,11 +173,17 @@ def _client_main(argv: list[str]) -> int:
 class _Client:
     def __init__(self, *args: str) -> None:
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
-                                                          env.get("PYTHONPATH")]))
-        self.p = subprocess.Popen([sys.executable, "-m", "bench.serving", "_client", *args],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=str(ROOT),
-                                  env=env, text=True)
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH")])
+        )
+        self.p = subprocess.Popen(
+            [sys.executable, "-m", "bench.serving", "_client", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            cwd=str(ROOT),
+            env=env,
+            text=True,
+        )
 
     def read(self) -> dict[str, Any]:
         assert self.p.stdout is not None
@@ -195,6 +207,7 @@ class _Client:
 
 
 # ---- idle connections -----------------------------------------------------------------------
+
 
 def _echo(stream: Any) -> None:
     while True:
@@ -227,8 +240,9 @@ def idle_run(n: int) -> dict[str, Any]:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} < {need}: raise it (ulimit -Hn)")
     gc.collect()
     base_threads, base_fds = threading.active_count(), _fds()
-    with sockstream.serve(_echo, address="127.0.0.1", max_connections=n + 16,
-                          backlog=4096) as server:
+    with sockstream.serve(
+        _echo, address="127.0.0.1", max_connections=n + 16, backlog=4096
+    ) as server:
         client = _Client("idle", "127.0.0.1", str(server.port), str(n))
         try:
             base_rss = _rss()
@@ -244,16 +258,24 @@ def idle_run(n: int) -> dict[str, Any]:
             lat = client.read()
             client.say("leave")
             assert client.read()["left"] == n
-            back = _wait_until(lambda: server.active_connections == 0
-                               and threading.active_count() <= t_threads and _fds() <= t_fds, 60)
+            back = _wait_until(
+                lambda: (
+                    server.active_connections == 0
+                    and threading.active_count() <= t_threads
+                    and _fds() <= t_fds
+                ),
+                60,
+            )
         finally:
             client.close()
         after_threads, after_fds = threading.active_count(), _fds()
     _wait_until(lambda: threading.active_count() <= base_threads and _fds() <= base_fds, 30)
     return {
-        "n": n, "setup_s": setup,
+        "n": n,
+        "setup_s": setup,
         "rss_per_conn_kib": (rss - base_rss) / n / 1024,
-        "threads_with_clients": threads - t_threads, "fds_with_clients": fds - t_fds,
+        "threads_with_clients": threads - t_threads,
+        "fds_with_clients": fds - t_fds,
         **lat,
         "back_to_baseline": bool(back and after_threads <= t_threads and after_fds <= t_fds),
         "threads_after": threading.active_count() - base_threads,
@@ -262,6 +284,7 @@ def idle_run(n: int) -> dict[str, Any]:
 
 
 # ---- echo throughput --------------------------------------------------------------------------
+
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
@@ -284,8 +307,9 @@ def echo_run(kind: str, clients: int, seconds: float) -> float:
 
     stop: Any
     if kind == "sockstream":
-        server = sockstream.serve(_echo, address="127.0.0.1", max_connections=clients + 16,
-                                  backlog=256)
+        server = sockstream.serve(
+            _echo, address="127.0.0.1", max_connections=clients + 16, backlog=256
+        )
         port = server.port
         stop = server.terminate
     else:
@@ -312,9 +336,14 @@ def echo_run(kind: str, clients: int, seconds: float) -> float:
 
 def workers_run(workers: int, clients: int, seconds: float) -> float:
     env = dict(os.environ)
-    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers",
-                          str(workers)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                         stdin=subprocess.DEVNULL, env=env, text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sockstream", "serve", "0", "--workers", str(workers)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        text=True,
+    )
     try:
         assert p.stdout is not None
         line = p.stdout.readline().strip()
@@ -335,13 +364,22 @@ def workers_run(workers: int, clients: int, seconds: float) -> float:
 
 # ---- main -----------------------------------------------------------------------------------
 
+
 def _idle_in_fresh_process(n: int) -> dict[str, Any]:
     """``idle_run(n)`` in a new process: memory freed by an earlier run would hide the cost."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(ROOT / "src"),
-                                                      env.get("PYTHONPATH")]))
-    r = subprocess.run([sys.executable, "-m", "bench.serving", "_idle", str(n)], cwd=str(ROOT),
-                       env=env, capture_output=True, text=True, timeout=600, check=False)
+    env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH")])
+    )
+    r = subprocess.run(
+        [sys.executable, "-m", "bench.serving", "_idle", str(n)],
+        cwd=str(ROOT),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if r.returncode != 0:
         raise RuntimeError(f"idle run N={n} failed: {r.stderr[-2000:]}")
     result: dict[str, Any] = json.loads(r.stdout.strip().splitlines()[-1])
@@ -360,22 +398,34 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(idle_run(int(args_list[1]))), flush=True)
         return 0
     parser = argparse.ArgumentParser(prog="python -m bench.serving")
-    parser.add_argument("what", choices=["idle", "echo", "workers", "all"], nargs="?",
-                        default="all")
+    parser.add_argument(
+        "what", choices=["idle", "echo", "workers", "all"], nargs="?", default="all"
+    )
     parser.add_argument("--n", default="1000,5000,10000", help="idle connection counts")
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--plot", metavar="FILE.png")
-    parser.add_argument("--results", action="store_true",
-                        help="write the figures into bench/RESULTS.md (its serving section)")
+    parser.add_argument(
+        "--results",
+        action="store_true",
+        help="write the figures into bench/RESULTS.md (its serving section)",
+    )
     parser.add_argument("--from-json", metavar="FILE", help="report these results, run nothing")
-    parser.add_argument("--w7-json", metavar="FILE",
-                        help="a `python -m bench --only W7 --json` file to report with them")
+    parser.add_argument(
+        "--w7-json",
+        metavar="FILE",
+        help="a `python -m bench --only W7 --json` file to report with them",
+    )
     args = parser.parse_args(args_list)
-    out: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-                                       "load": os.getloadavg()}}
+    out: dict[str, Any] = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "load": os.getloadavg(),
+        }
+    }
     if args.from_json:
         out = json.loads(Path(args.from_json).read_text())
         args.what = "none"
@@ -383,17 +433,21 @@ def main(argv: list[str] | None = None) -> int:
         out["idle"] = {}
         for n in (int(x) for x in args.n.split(",")):
             runs = [_idle_in_fresh_process(n) for _ in range(args.repeat)]
-            row: dict[str, Any] = {k: _summary([r[k] for r in runs]) for k in runs[0]
-                                   if isinstance(runs[0][k], float)}
+            row: dict[str, Any] = {
+                k: _summary([r[k] for r in runs]) for k in runs[0] if isinstance(runs[0][k], float)
+            }
             row["back_to_baseline"] = all(r["back_to_baseline"] for r in runs)
             row["runs"] = runs
             out["idle"][n] = row
-            print(f"idle N={n}: {row['rss_per_conn_kib']['median']:.1f} KiB/conn "
-                  f"(min {row['rss_per_conn_kib']['min']:.1f}, max "
-                  f"{row['rss_per_conn_kib']['max']:.1f}); good client p99 persistent "
-                  f"{row['persistent_p99_ms']['median']:.2f} ms, new connection "
-                  f"{row['fresh_p99_ms']['median']:.2f} ms; back to baseline "
-                  f"{row['back_to_baseline']}", flush=True)
+            print(
+                f"idle N={n}: {row['rss_per_conn_kib']['median']:.1f} KiB/conn "
+                f"(min {row['rss_per_conn_kib']['min']:.1f}, max "
+                f"{row['rss_per_conn_kib']['max']:.1f}); good client p99 persistent "
+                f"{row['persistent_p99_ms']['median']:.2f} ms, new connection "
+                f"{row['fresh_p99_ms']['median']:.2f} ms; back to baseline "
+                f"{row['back_to_baseline']}",
+                flush=True,
+            )
     if args.what in ("echo", "all"):
         ours: list[float] = []
         theirs: list[float] = []
@@ -401,12 +455,18 @@ def main(argv: list[str] | None = None) -> int:
             ours.append(echo_run("sockstream", args.clients, args.seconds))
             theirs.append(echo_run("socketserver", args.clients, args.seconds))
         ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
-        out["echo"] = {"sockstream": _summary(ours), "socketserver": _summary(theirs),
-                       "ratio": _summary(ratios), "clients": args.clients}
-        print(f"echo, {args.clients} clients: serve {statistics.median(ours):,.0f}/s, "
-              f"socketserver {statistics.median(theirs):,.0f}/s, ratio "
-              f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
-              flush=True)
+        out["echo"] = {
+            "sockstream": _summary(ours),
+            "socketserver": _summary(theirs),
+            "ratio": _summary(ratios),
+            "clients": args.clients,
+        }
+        print(
+            f"echo, {args.clients} clients: serve {statistics.median(ours):,.0f}/s, "
+            f"socketserver {statistics.median(theirs):,.0f}/s, ratio "
+            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
+            flush=True,
+        )
     if args.what in ("workers", "all"):
         one: list[float] = []
         two: list[float] = []
@@ -415,9 +475,12 @@ def main(argv: list[str] | None = None) -> int:
             two.append(workers_run(2, args.clients, args.seconds))
         ratios = [b / a for a, b in zip(one, two, strict=True)]
         out["workers"] = {"1": _summary(one), "2": _summary(two), "ratio": _summary(ratios)}
-        print(f"--workers 2 vs 1: {statistics.median(two):,.0f}/s vs {statistics.median(one):,.0f}"
-              f"/s, ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max "
-              f"{max(ratios):.2f})", flush=True)
+        print(
+            f"--workers 2 vs 1: {statistics.median(two):,.0f}/s vs {statistics.median(one):,.0f}"
+            f"/s, ratio {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max "
+            f"{max(ratios):.2f})",
+            flush=True,
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1, default=str))
     if args.results:
@@ -435,7 +498,7 @@ END = "<!-- /serving -->"
 def keep_section(old: str, new: str) -> str:
     """``new`` (a regenerated RESULTS.md) with the serving section of ``old`` kept at its end."""
     if START in old and END in old:
-        section = old[old.index(START):old.index(END) + len(END)]
+        section = old[old.index(START) : old.index(END) + len(END)]
         return new.rstrip("\n") + "\n\n" + section + "\n"
     return new
 
@@ -444,7 +507,7 @@ def _put_section(path: Path, section: str) -> None:
     text = path.read_text() if path.exists() else ""
     block = f"{START}\n{section.rstrip()}\n{END}"
     if START in text and END in text:
-        text = text[:text.index(START)] + block + text[text.index(END) + len(END):]
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
@@ -480,7 +543,8 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
             lines.append(
                 f"| {int(n):,} | {_mm(row['rss_per_conn_kib'], '{:.1f}')} | "
                 f"{_mm(row['persistent_p99_ms'])} | {_mm(row['fresh_p99_ms'])} | "
-                f"{back} of {len(row['runs'])} runs within 60 s; all after stop |")
+                f"{back} of {len(row['runs'])} runs within 60 s; all after stop |"
+            )
         top = max(int(n) for n in idle)
         lines += [
             "",
@@ -494,7 +558,8 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
                 f"N stops at {top:,} here: `serve` holds 2 descriptors per connection (its "
                 "socket and the dup that `terminate()` shuts down), and this machine's hard "
                 "`RLIMIT_NOFILE` is 20,000 and cannot be raised (no `CAP_SYS_RESOURCE`); "
-                "10,000 connections need about 20,500.")
+                "10,000 connections need about 20,500."
+            )
         lines.append("")
     echo = out.get("echo")
     if echo:
@@ -525,8 +590,12 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
         ]
     if w7:
         cases, ratios = w7["cases"], {r["label"]: r for r in w7["ratios"]}
-        lines += ["### Waiting (W7 alone, `python -m bench --only W7 --repeat 5`)", "",
-                  "| case | µs per call (min-max) |", "|---|---|"]
+        lines += [
+            "### Waiting (W7 alone, `python -m bench --only W7 --repeat 5`)",
+            "",
+            "| case | µs per call (min-max) |",
+            "|---|---|",
+        ]
         for case in cases.values():
             vals = sorted(v / case["units"] * 1e6 for v in case["values"])
             if vals:
@@ -547,8 +616,9 @@ def _plot(out: dict[str, Any], path: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt  # type: ignore[import-not-found]
     except ImportError:
-        print("--plot: matplotlib is not installed (pip install matplotlib); no plot",
-              file=sys.stderr)
+        print(
+            "--plot: matplotlib is not installed (pip install matplotlib); no plot", file=sys.stderr
+        )
         return
     idle = out.get("idle")
     if not idle:

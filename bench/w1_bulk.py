@@ -128,8 +128,9 @@ def _c_reader_path(env: Env) -> str:
             raise Skip("no C compiler")
         source = env.tmpdir / "bulk_reader.c"
         source.write_text(C_READER)
-        done = subprocess.run([cc, "-O2", "-o", str(exe), str(source)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            [cc, "-O2", "-o", str(exe), str(source)], capture_output=True, text=True, check=False
+        )
         if done.returncode != 0:
             raise Skip(f"C compiler failed: {done.stderr.strip()[:200]}")
     return str(exe)
@@ -140,8 +141,14 @@ def _c_read(env: Env) -> float:
     total = env.sizes["W1"]
     with env.peer("send", pattern="bulk", total=total) as sock:
         fd = sock.fileno()
-        done = subprocess.run([exe, str(fd)], pass_fds=(fd,), capture_output=True, text=True,
-                              timeout=env.run_limit, check=False)
+        done = subprocess.run(
+            [exe, str(fd)],
+            pass_fds=(fd,),
+            capture_output=True,
+            text=True,
+            timeout=env.run_limit,
+            check=False,
+        )
     if done.returncode != 0:
         raise BenchError(f"C reader exited {done.returncode}: {done.stderr.strip()}")
     got_s, elapsed_s = done.stdout.split()
@@ -152,19 +159,30 @@ def _c_read(env: Env) -> float:
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     total = env.sizes["W1"]
     cases = [
-        Case("W1.ss_read_sequence", "sockstream read_sequence(bytearray)", "sockstream",
-             _ss_read_sequence, total, "B"),
+        Case(
+            "W1.ss_read_sequence",
+            "sockstream read_sequence(bytearray)",
+            "sockstream",
+            _ss_read_sequence,
+            total,
+            "B",
+        ),
         Case("W1.ss_readinto", "sockstream readinto", "sockstream", _ss_readinto, total, "B"),
         Case("W1.recv_into", "socket.recv_into", "anchor", _recv_into, total, "B"),
-        Case("W1.makefile_readinto", "socket.makefile('rb').readinto", "anchor",
-             _makefile_readinto, total, "B"),
+        Case(
+            "W1.makefile_readinto",
+            "socket.makefile('rb').readinto",
+            "anchor",
+            _makefile_readinto,
+            total,
+            "B",
+        ),
         Case("W1.c_read", "C read(2) loop (ceiling)", "anchor", _c_read, total, "B"),
     ]
     ratios = [
         Ratio("read_sequence / recv_into", "W1.ss_read_sequence", "W1.recv_into", 0.95),
         Ratio("readinto / recv_into", "W1.ss_readinto", "W1.recv_into", 0.95),
-        Ratio("read_sequence / makefile readinto", "W1.ss_read_sequence",
-              "W1.makefile_readinto"),
+        Ratio("read_sequence / makefile readinto", "W1.ss_read_sequence", "W1.makefile_readinto"),
         Ratio("read_sequence / C read loop", "W1.ss_read_sequence", "W1.c_read"),
     ]
     return cases, ratios

@@ -166,32 +166,71 @@ def describe_size(env: Env) -> str:
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     n = env.sizes["W2"]
     cases = [
-        Case("W2.ss_read_line", "sockstream read_line (str)", "sockstream", _ss_read_line, n,
-             "lines"),
-        Case("W2.ss_readline_str", "sockstream readline (str, base-char)", "sockstream",
-             _ss_readline_str, n, "lines"),
-        Case("W2.ss_readline_bytes", "sockstream readline (bytes, unsigned-byte-8)", "sockstream",
-             _ss_readline_bytes, n, "lines"),
-        Case("W2.ss_readline_bytes_limit", "sockstream readline (bytes), max_line_length=65536",
-             "sockstream", _ss_readline_bytes_limit, n, "lines"),
+        Case(
+            "W2.ss_read_line", "sockstream read_line (str)", "sockstream", _ss_read_line, n, "lines"
+        ),
+        Case(
+            "W2.ss_readline_str",
+            "sockstream readline (str, base-char)",
+            "sockstream",
+            _ss_readline_str,
+            n,
+            "lines",
+        ),
+        Case(
+            "W2.ss_readline_bytes",
+            "sockstream readline (bytes, unsigned-byte-8)",
+            "sockstream",
+            _ss_readline_bytes,
+            n,
+            "lines",
+        ),
+        Case(
+            "W2.ss_readline_bytes_limit",
+            "sockstream readline (bytes), max_line_length=65536",
+            "sockstream",
+            _ss_readline_bytes_limit,
+            n,
+            "lines",
+        ),
         Case("W2.makefile_rb", "makefile('rb').readline", "anchor", _makefile_rb, n, "lines"),
-        Case("W2.makefile_r", "makefile('r', encoding='latin-1', newline='').readline",
-             "anchor", _makefile_r, n, "lines"),
+        Case(
+            "W2.makefile_r",
+            "makefile('r', encoding='latin-1', newline='').readline",
+            "anchor",
+            _makefile_r,
+            n,
+            "lines",
+        ),
         Case("W2.asyncio", "asyncio StreamReader.readline", "anchor", _asyncio, n, "lines"),
-        Case("W2.anyio", "anyio BufferedByteReceiveStream.receive_until", "anchor", _anyio, n,
-             "lines"),
+        Case(
+            "W2.anyio",
+            "anyio BufferedByteReceiveStream.receive_until",
+            "anchor",
+            _anyio,
+            n,
+            "lines",
+        ),
     ]
     ratios = [
-        Ratio("read_line (str) / makefile('r').readline", "W2.ss_read_line", "W2.makefile_r",
-              1.0),
-        Ratio("readline (str) / makefile('r').readline", "W2.ss_readline_str", "W2.makefile_r",
-              1.0),
-        Ratio("readline (bytes) / makefile('rb').readline", "W2.ss_readline_bytes",
-              "W2.makefile_rb", 1.0),
+        Ratio("read_line (str) / makefile('r').readline", "W2.ss_read_line", "W2.makefile_r", 1.0),
+        Ratio(
+            "readline (str) / makefile('r').readline", "W2.ss_readline_str", "W2.makefile_r", 1.0
+        ),
+        Ratio(
+            "readline (bytes) / makefile('rb').readline",
+            "W2.ss_readline_bytes",
+            "W2.makefile_rb",
+            1.0,
+        ),
         Ratio("read_line (str) / asyncio readline", "W2.ss_read_line", "W2.asyncio", 3.0),
         Ratio("readline (bytes) / asyncio readline", "W2.ss_readline_bytes", "W2.asyncio", 3.0),
         Ratio("readline (bytes) / anyio receive_until", "W2.ss_readline_bytes", "W2.anyio"),
-        Ratio("readline (bytes), max_line_length / without", "W2.ss_readline_bytes_limit",
-              "W2.ss_readline_bytes", 0.95),
+        Ratio(
+            "readline (bytes), max_line_length / without",
+            "W2.ss_readline_bytes_limit",
+            "W2.ss_readline_bytes",
+            0.95,
+        ),
     ]
     return cases, ratios

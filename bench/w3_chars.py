@@ -14,8 +14,10 @@ from ._harness import Case, Env, Ratio, check
 
 def _makefile(env: Env) -> float:
     total = env.sizes["W3"]
-    with env.peer("send", pattern="lines", total=total) as sock, \
-            sock.makefile("r", encoding="latin-1") as f:
+    with (
+        env.peer("send", pattern="lines", total=total) as sock,
+        sock.makefile("r", encoding="latin-1") as f,
+    ):
         read = f.read
         n = 0
         t0 = time.perf_counter()
@@ -56,9 +58,16 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     n = env.sizes["W3"]
     cases = [
         Case("W3.ss_read_char", "sockstream read_char", "sockstream", _ss_read_char, n, "chars"),
-        Case("W3.makefile_read1", "makefile('r', encoding='latin-1').read(1)", "anchor",
-             _makefile, n, "chars"),
+        Case(
+            "W3.makefile_read1",
+            "makefile('r', encoding='latin-1').read(1)",
+            "anchor",
+            _makefile,
+            n,
+            "chars",
+        ),
     ]
-    ratios = [Ratio("read_char / makefile('r').read(1)", "W3.ss_read_char",
-                    "W3.makefile_read1", 0.8)]
+    ratios = [
+        Ratio("read_char / makefile('r').read(1)", "W3.ss_read_char", "W3.makefile_read1", 0.8)
+    ]
     return cases, ratios

@@ -82,15 +82,28 @@ def describe_size(env: Env) -> str:
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     n = env.sizes["W4"]
     cases = [
-        Case("W4.ss_write_string", "sockstream write_string (str, base-char)", "sockstream",
-             _ss_write_string, n, "writes"),
-        Case("W4.ss_write_sequence", "sockstream write_sequence (bytes, unsigned-byte-8)",
-             "sockstream", _ss_write_sequence, n, "writes"),
+        Case(
+            "W4.ss_write_string",
+            "sockstream write_string (str, base-char)",
+            "sockstream",
+            _ss_write_string,
+            n,
+            "writes",
+        ),
+        Case(
+            "W4.ss_write_sequence",
+            "sockstream write_sequence (bytes, unsigned-byte-8)",
+            "sockstream",
+            _ss_write_sequence,
+            n,
+            "writes",
+        ),
         Case("W4.makefile_wb", "makefile('wb').write", "anchor", _makefile, n, "writes"),
     ]
     ratios = [
         Ratio("write_string / makefile('wb').write", "W4.ss_write_string", "W4.makefile_wb", 0.9),
-        Ratio("write_sequence / makefile('wb').write", "W4.ss_write_sequence", "W4.makefile_wb",
-              0.9),
+        Ratio(
+            "write_sequence / makefile('wb').write", "W4.ss_write_sequence", "W4.makefile_wb", 0.9
+        ),
     ]
     return cases, ratios

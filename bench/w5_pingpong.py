@@ -121,13 +121,26 @@ def describe_size(env: Env) -> str:
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     n = env.sizes["W5"]
     cases = [
-        Case("W5.ss", "sockstream write_sequence+force_output+read_sequence", "sockstream", _ss,
-             n, "round trips"),
+        Case(
+            "W5.ss",
+            "sockstream write_sequence+force_output+read_sequence",
+            "sockstream",
+            _ss,
+            n,
+            "round trips",
+        ),
         Case("W5.raw", "raw socket sendall+recv_into", "anchor", _raw, n, "round trips"),
-        Case("W5.asyncio", "asyncio streams write+drain+readexactly", "anchor", _asyncio, n,
-             "round trips"),
-        Case("W5.trio", "trio SocketStream send_all+receive_some", "anchor", _trio, n,
-             "round trips"),
+        Case(
+            "W5.asyncio",
+            "asyncio streams write+drain+readexactly",
+            "anchor",
+            _asyncio,
+            n,
+            "round trips",
+        ),
+        Case(
+            "W5.trio", "trio SocketStream send_all+receive_some", "anchor", _trio, n, "round trips"
+        ),
     ]
     ratios = [
         Ratio("sockstream / raw sockets", "W5.ss", "W5.raw", 0.85),

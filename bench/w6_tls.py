@@ -34,8 +34,10 @@ from ._harness import CHUNK, Case, Env, Ratio, check
 def _sslsocket(env: Env) -> float:
     total = env.sizes["W6"]
     ctx = env.client_ctx()
-    with env.peer("send", tls=True, pattern="bulk", total=total) as sock, \
-            ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+    with (
+        env.peer("send", tls=True, pattern="bulk", total=total) as sock,
+        ctx.wrap_socket(sock, server_hostname="localhost") as tls,
+    ):
         buf = bytearray(CHUNK)
         recv_into = tls.recv_into
         got = 0
@@ -56,8 +58,9 @@ def _asyncio(env: Env) -> float:
     ctx = env.client_ctx()
 
     async def go(sock: socket.socket) -> tuple[int, float]:
-        reader, writer = await asyncio.open_connection(sock=sock, ssl=ctx,
-                                                       server_hostname="localhost")
+        reader, writer = await asyncio.open_connection(
+            sock=sock, ssl=ctx, server_hostname="localhost"
+        )
         read = reader.read
         got = 0
         t0 = time.perf_counter()
@@ -118,8 +121,14 @@ def _ss(env: Env) -> float:
     total = env.sizes["W6"]
     ctx = env.client_ctx()
     with env.peer("send", tls=True, pattern="bulk", total=total) as sock:
-        stream = ss.SocketStream(sock, "io", "unsigned-byte-8", ssl_ctx=ctx, ssl_side="client",
-                                 tlsext_host_name="localhost")
+        stream = ss.SocketStream(
+            sock,
+            "io",
+            "unsigned-byte-8",
+            ssl_ctx=ctx,
+            ssl_side="client",
+            tlsext_host_name="localhost",
+        )
         with stream:
             buf = bytearray(CHUNK)
             read_sequence = stream.read_sequence
@@ -210,9 +219,16 @@ class _Prewritten:
         self.client.close()
 
 
-def _rounds(env: Env, tls: bool, record: int | None, total: int, payload: bytes,
-            open_reader: Callable[[socket.socket], Any],
-            read_round: Callable[[Any, int], int], want: int) -> float:
+def _rounds(
+    env: Env,
+    tls: bool,
+    record: int | None,
+    total: int,
+    payload: bytes,
+    open_reader: Callable[[socket.socket], Any],
+    read_round: Callable[[Any, int], int],
+    want: int,
+) -> float:
     """Seconds spent reading ``total`` bytes of rounds that were in the kernel beforehand."""
     conn = _Prewritten(env, tls, record)
     try:
@@ -277,50 +293,88 @@ def _ssl_reader(env: Env) -> Callable[[socket.socket], Any]:
     return lambda sock: ctx.wrap_socket(sock, server_hostname="localhost")
 
 
-def _ss_reader(env: Env, tls: bool, element_type: str = "unsigned-byte-8"
-               ) -> Callable[[socket.socket], Any]:
+def _ss_reader(
+    env: Env, tls: bool, element_type: str = "unsigned-byte-8"
+) -> Callable[[socket.socket], Any]:
     ss = env.ss()
     if not tls:
         return lambda sock: ss.SocketStream(sock, "io", element_type)
     ctx = env.client_ctx()
-    return lambda sock: ss.SocketStream(sock, "io", element_type, ssl_ctx=ctx,
-                                        ssl_side="client", tlsext_host_name="localhost")
+    return lambda sock: ss.SocketStream(
+        sock, "io", element_type, ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost"
+    )
 
 
 def _pre_ss(env: Env) -> float:
-    return _rounds(env, True, None, env.sizes["W6"], _BULK, _ss_reader(env, True),
-                   _read_sequence, ROUND)
+    return _rounds(
+        env, True, None, env.sizes["W6"], _BULK, _ss_reader(env, True), _read_sequence, ROUND
+    )
 
 
 def _pre_ssl(env: Env) -> float:
-    return _rounds(env, True, None, env.sizes["W6"], _BULK, _ssl_reader(env),
-                   _read_recv_into, ROUND)
+    return _rounds(
+        env, True, None, env.sizes["W6"], _BULK, _ssl_reader(env), _read_recv_into, ROUND
+    )
 
 
 def _small_ss(env: Env) -> float:
-    return _rounds(env, True, SMALL_RECORD, env.sizes["W6"] // 4, _BULK,
-                   _ss_reader(env, True), _read_sequence, ROUND)
+    return _rounds(
+        env,
+        True,
+        SMALL_RECORD,
+        env.sizes["W6"] // 4,
+        _BULK,
+        _ss_reader(env, True),
+        _read_sequence,
+        ROUND,
+    )
 
 
 def _small_ssl(env: Env) -> float:
-    return _rounds(env, True, SMALL_RECORD, env.sizes["W6"] // 4, _BULK, _ssl_reader(env),
-                   _read_recv_into, ROUND)
+    return _rounds(
+        env,
+        True,
+        SMALL_RECORD,
+        env.sizes["W6"] // 4,
+        _BULK,
+        _ssl_reader(env),
+        _read_recv_into,
+        ROUND,
+    )
 
 
 def _lines_tls(env: Env) -> float:
-    return _rounds(env, True, None, env.sizes["W6"] // 4, _LINES,
-                   _ss_reader(env, True, "base-char"), _read_lines, ROUND_LINES)
+    return _rounds(
+        env,
+        True,
+        None,
+        env.sizes["W6"] // 4,
+        _LINES,
+        _ss_reader(env, True, "base-char"),
+        _read_lines,
+        ROUND_LINES,
+    )
 
 
 def _lines_budget(env: Env) -> float:
     """Plain lines plus the cost of decrypting the same bytes (SSLSocket minus plain recv)."""
     total = env.sizes["W6"] // 4
-    plain_lines = _rounds(env, False, None, total, _LINES, _ss_reader(env, False, "base-char"),
-                          _read_lines, ROUND_LINES)
-    decrypting = _rounds(env, True, None, total, _LINES, _ssl_reader(env), _read_recv_into,
-                         len(_LINES))
-    plain = _rounds(env, False, None, total, _LINES, lambda sock: sock, _read_recv_into,
-                    len(_LINES))
+    plain_lines = _rounds(
+        env,
+        False,
+        None,
+        total,
+        _LINES,
+        _ss_reader(env, False, "base-char"),
+        _read_lines,
+        ROUND_LINES,
+    )
+    decrypting = _rounds(
+        env, True, None, total, _LINES, _ssl_reader(env), _read_recv_into, len(_LINES)
+    )
+    plain = _rounds(
+        env, False, None, total, _LINES, lambda sock: sock, _read_recv_into, len(_LINES)
+    )
     return plain_lines + max(decrypting - plain, 0.0)
 
 
@@ -341,24 +395,59 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
         Case("W6.sslsocket", "ssl.SSLSocket.recv_into", "anchor", _sslsocket, total, "B"),
         Case("W6.asyncio", "asyncio streams (ssl) read(65536)", "anchor", _asyncio, total, "B"),
         Case("W6.trio", "trio SSLStream.receive_some(65536)", "anchor", _trio, total, "B"),
-        Case("W6.pre.ss", "receiver-only: sockstream read_sequence", "sockstream", _pre_ss,
-             rounds, "B"),
-        Case("W6.pre.sslsocket", "receiver-only: SSLSocket.recv_into", "anchor", _pre_ssl,
-             rounds, "B"),
-        Case("W6.small.ss", "512-byte records, receiver-only: sockstream", "sockstream",
-             _small_ss, small, "B"),
-        Case("W6.small.sslsocket", "512-byte records, receiver-only: SSLSocket.recv_into",
-             "anchor", _small_ssl, small, "B"),
-        Case("W6.lines.ss", "TLS lines, receiver-only: sockstream read_line", "sockstream",
-             _lines_tls, lines, "line"),
-        Case("W6.lines.budget", "plain read_line + decryption (SSLSocket - recv_into)",
-             "anchor", _lines_budget, lines, "line"),
+        Case(
+            "W6.pre.ss",
+            "receiver-only: sockstream read_sequence",
+            "sockstream",
+            _pre_ss,
+            rounds,
+            "B",
+        ),
+        Case(
+            "W6.pre.sslsocket",
+            "receiver-only: SSLSocket.recv_into",
+            "anchor",
+            _pre_ssl,
+            rounds,
+            "B",
+        ),
+        Case(
+            "W6.small.ss",
+            "512-byte records, receiver-only: sockstream",
+            "sockstream",
+            _small_ss,
+            small,
+            "B",
+        ),
+        Case(
+            "W6.small.sslsocket",
+            "512-byte records, receiver-only: SSLSocket.recv_into",
+            "anchor",
+            _small_ssl,
+            small,
+            "B",
+        ),
+        Case(
+            "W6.lines.ss",
+            "TLS lines, receiver-only: sockstream read_line",
+            "sockstream",
+            _lines_tls,
+            lines,
+            "line",
+        ),
+        Case(
+            "W6.lines.budget",
+            "plain read_line + decryption (SSLSocket - recv_into)",
+            "anchor",
+            _lines_budget,
+            lines,
+            "line",
+        ),
     ]
     ratios = [
         Ratio("sockstream / SSLSocket.recv_into", "W6.ss", "W6.sslsocket", 0.95),
         Ratio("receiver-only: sockstream / SSLSocket", "W6.pre.ss", "W6.pre.sslsocket", 0.95),
-        Ratio("512-byte records: sockstream / SSLSocket", "W6.small.ss", "W6.small.sslsocket",
-              0.9),
+        Ratio("512-byte records: sockstream / SSLSocket", "W6.small.ss", "W6.small.sslsocket", 0.9),
         Ratio("TLS lines / (plain lines + decryption)", "W6.lines.ss", "W6.lines.budget", 1.0),
         Ratio("sockstream / asyncio ssl", "W6.ss", "W6.asyncio", 1.5),
         Ratio("sockstream / trio SSLStream", "W6.ss", "W6.trio"),

@@ -93,12 +93,16 @@ def describe_size(env: Env) -> str:
 def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     n = _replies(env)
     cases = [
-        Case("W8.ss", "sockstream readline + read_sequence", "sockstream", _ss_plain, n,
-             "replies"),
-        Case("W8.ss_limit", "sockstream, max_line_length=65536", "sockstream", _ss_limit, n,
-             "replies"),
-        Case("W8.makefile_rb", "makefile('rb') readline + read", "anchor", _makefile, n,
-             "replies"),
+        Case("W8.ss", "sockstream readline + read_sequence", "sockstream", _ss_plain, n, "replies"),
+        Case(
+            "W8.ss_limit",
+            "sockstream, max_line_length=65536",
+            "sockstream",
+            _ss_limit,
+            n,
+            "replies",
+        ),
+        Case("W8.makefile_rb", "makefile('rb') readline + read", "anchor", _makefile, n, "replies"),
     ]
     ratios = [
         Ratio("readline + read_sequence / makefile('rb')", "W8.ss", "W8.makefile_rb", 0.6),

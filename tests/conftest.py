@@ -204,6 +204,7 @@ def drain(peer: socket.socket) -> bytes:
 
 # ---- TLS material, made at test time ------------------------------------------------------
 
+
 @pytest.fixture(scope="session")
 def ca() -> Any:
     trustme = pytest.importorskip("trustme")

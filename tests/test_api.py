@@ -100,11 +100,7 @@ def test_every_name_exists_and_lives_in_a_private_module() -> None:
 def test_no_public_submodules() -> None:
     """All code is in ``_``-modules (a public-looking module would be secretly private)."""
     package_dir = Path(sockstream.__file__).parent
-    public = [
-        p.name
-        for p in package_dir.glob("*.py")
-        if not p.name.startswith("_")
-    ]
+    public = [p.name for p in package_dir.glob("*.py") if not p.name.startswith("_")]
     assert public == []
 
 

@@ -44,7 +44,8 @@ def nothing_received(peer: socket.socket) -> bool:
 
 # ---- huge timeouts ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("timeout", [*HUGE, 10 ** 400])
+
+@pytest.mark.parametrize("timeout", [*HUGE, 10**400])
 def test_wait_for_input_streams_with_a_huge_timeout(make: Make, timeout: float) -> None:
     s, peer = make()
     peer.sendall(b"x")  # on the socket, not in the buffer: the call must poll
@@ -123,8 +124,9 @@ def test_huge_read_timeout_is_accepted_and_then_works(
     assert p.recv(2) == b"ok"
 
 
-def test_huge_handshake_timeout_works(server_ctx: ssl.SSLContext,
-                                      client_ctx: ssl.SSLContext) -> None:
+def test_huge_handshake_timeout_works(
+    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
+) -> None:
     a, b = socket.socketpair()
 
     def server() -> Any:
@@ -135,8 +137,13 @@ def test_huge_handshake_timeout_works(server_ctx: ssl.SSLContext,
 
     t = PeerThread(server)
     t.start()
-    with SocketStream(a, ssl_ctx=client_ctx, ssl_side="client", tlsext_host_name="localhost",
-                      handshake_timeout=1e306) as cli:
+    with SocketStream(
+        a,
+        ssl_ctx=client_ctx,
+        ssl_side="client",
+        tlsext_host_name="localhost",
+        handshake_timeout=1e306,
+    ) as cli:
         cli.write_line("over TLS")
         cli.flush()
         assert cli.read_line() == ("done", False)
@@ -172,6 +179,7 @@ def test_timeout_too_large_elsewhere(make: Make) -> None:
 
 
 # ---- sockets that cannot carry a stream ------------------------------------------------------
+
 
 def test_udp_socket_is_refused() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
@@ -234,7 +242,7 @@ def test_replace_socket_refuses_a_udp_socket_and_changes_nothing(make: Make) -> 
 
 
 def test_a_connection_reset_before_the_stream_is_an_io_error(
-    tcp_pair: Callable[..., tuple[socket.socket, socket.socket]]
+    tcp_pair: Callable[..., tuple[socket.socket, socket.socket]],
 ) -> None:
     """A socket that was connected and then reset is the peer's doing, not a caller's mistake:
     an I/O error (as serve logs peer faults), not the "unconnected" ValueError."""
@@ -248,6 +256,7 @@ def test_a_connection_reset_before_the_stream_is_an_io_error(
 
 
 # ---- TLS without a host name on a socket without an IP peer ----------------------------------
+
 
 def test_tls_client_over_socketpair_without_host_name() -> None:
     a, b = socket.socketpair()
@@ -276,13 +285,15 @@ def test_tls_client_over_socketpair_with_host_name_is_fine(
 
     t = PeerThread(server)
     t.start()
-    with SocketStream(a, ssl_ctx=client_ctx, ssl_side="client",
-                      tlsext_host_name="localhost") as cli:
+    with SocketStream(
+        a, ssl_ctx=client_ctx, ssl_side="client", tlsext_host_name="localhost"
+    ) as cli:
         assert cli.read_line() == ("hello", False)
     t.join_checked()
 
 
 # ---- sizes ------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("et", ["base-char", "unsigned-byte-8"])
 @pytest.mark.parametrize("bad", ["3", 2.5])
@@ -299,6 +310,7 @@ def test_read_size_that_is_not_an_int_names_size(make: Make, et: str, bad: Any) 
 
 
 # ---- serve with TLS and no certificate ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("ssl_ctx", [True, "default", "tls-v1-2", "tls-v1-3", "context"])
 def test_serve_tls_without_a_certificate_is_refused_at_start(ssl_ctx: Any) -> None:
@@ -320,10 +332,14 @@ def test_serve_tls_with_a_certificate_loaded_by_the_callback(
     def handler(stream: SocketStream) -> None:
         stream.write_line(stream.read_line()[0].upper())
 
-    with serve(handler, address=LOCAL, ssl_ctx=True,
-               ctx_configure_callback=server_cert.configure_cert) as server, \
-            open_tcp_stream(LOCAL, server.port, ssl_ctx=client_ctx,
-                            tlsext_host_name="localhost", read_timeout=LONG) as s:
+    with (
+        serve(
+            handler, address=LOCAL, ssl_ctx=True, ctx_configure_callback=server_cert.configure_cert
+        ) as server,
+        open_tcp_stream(
+            LOCAL, server.port, ssl_ctx=client_ctx, tlsext_host_name="localhost", read_timeout=LONG
+        ) as s,
+    ):
         s.write_line("hello")
         s.flush()
         assert s.read_line() == ("HELLO", False)

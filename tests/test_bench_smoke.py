@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(*args: str, timeout: float = 50) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def test_tiny_w1_w2_reports_ratio_table(tmp_path: Path) -> None:

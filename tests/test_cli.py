@@ -42,11 +42,18 @@ def _cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "sockstream", *args]
 
 
-def run_cli(*args: str, input: bytes | None = None, timeout: float = LONG,
-            **env: str) -> subprocess.CompletedProcess[bytes]:
+def run_cli(
+    *args: str, input: bytes | None = None, timeout: float = LONG, **env: str
+) -> subprocess.CompletedProcess[bytes]:
     """Run the command to completion (killed after ``timeout``)."""
-    return subprocess.run(_cmd(*args), input=input, capture_output=True, timeout=timeout,
-                          env=_env(**env), stdin=None if input is not None else subprocess.DEVNULL)
+    return subprocess.run(
+        _cmd(*args),
+        input=input,
+        capture_output=True,
+        timeout=timeout,
+        env=_env(**env),
+        stdin=None if input is not None else subprocess.DEVNULL,
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
@@ -61,11 +68,13 @@ def one_error_line(result: subprocess.CompletedProcess[bytes]) -> str:
 class Proc:
     """A running ``python -m sockstream ...`` whose standard output is read with deadlines."""
 
-    def __init__(self, *args: str, stdin: Any = subprocess.PIPE, stdout: Any = subprocess.PIPE,
-                 **env: str) -> None:
+    def __init__(
+        self, *args: str, stdin: Any = subprocess.PIPE, stdout: Any = subprocess.PIPE, **env: str
+    ) -> None:
         self._stderr: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop)
-        self.p = subprocess.Popen(_cmd(*args), stdin=stdin, stdout=stdout, stderr=self._stderr,
-                                  env=_env(**env))
+        self.p = subprocess.Popen(
+            _cmd(*args), stdin=stdin, stdout=stdout, stderr=self._stderr, env=_env(**env)
+        )
         self._pending = b""
 
     def readline(self, timeout: float = LONG) -> bytes:
@@ -158,6 +167,7 @@ def start_serve(procs: Callable[..., Proc]) -> Callable[..., tuple[Proc, int]]:
 
 
 # ---- help, version, bad arguments -------------------------------------------------------------
+
 
 def test_help_lists_the_verbs() -> None:
     r = run_cli("--help")
@@ -256,6 +266,7 @@ def test_serve_on_a_port_in_use_is_one_line_and_exit_1() -> None:
 
 # ---- demo --------------------------------------------------------------------------------------
 
+
 def test_demo_passes_every_step_quickly() -> None:
     t0 = time.monotonic()
     r = run_cli("demo", timeout=DEMO_LIMIT + 5)
@@ -320,8 +331,13 @@ def test_demo_colours_a_terminal_unless_no_color(no_color: str) -> None:
     master, slave = pty.openpty()
     env = _env(NO_COLOR=no_color) if no_color else _env()
     try:
-        with subprocess.Popen(_cmd("demo", "--only", "1"), stdin=subprocess.DEVNULL,
-                              stdout=slave, stderr=subprocess.DEVNULL, env=env) as proc:
+        with subprocess.Popen(
+            _cmd("demo", "--only", "1"),
+            stdin=subprocess.DEVNULL,
+            stdout=slave,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        ) as proc:
             try:
                 os.close(slave)
                 slave = -1
@@ -348,8 +364,13 @@ def test_demo_watchdog_ends_a_hung_step() -> None:
         "d.STEPS = (('fine', lambda demo: None), ('hangs', hang))\n"
         "raise SystemExit(d.run_demo(step_limit=0.5))\n"
     )
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=LONG,
-                       env=_env(), stdin=subprocess.DEVNULL)
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        timeout=LONG,
+        env=_env(),
+        stdin=subprocess.DEVNULL,
+    )
     out = r.stdout.decode()
     assert r.returncode == 1, out + r.stderr.decode()
     assert "FAILED: step 2: did not finish within 0.5 s" in out
@@ -357,6 +378,7 @@ def test_demo_watchdog_ends_a_hung_step() -> None:
 
 
 # ---- connect <-> serve -------------------------------------------------------------------------
+
 
 def test_connect_talks_to_serve_echo(start_serve: Callable[..., tuple[Proc, int]]) -> None:
     _, port = start_serve()
@@ -374,8 +396,9 @@ def test_connect_crlf(start_serve: Callable[..., tuple[Proc, int]]) -> None:
 
 
 @pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8", "signed-byte-8"])
-def test_connect_carries_every_byte(start_serve: Callable[..., tuple[Proc, int]],
-                                    element_type: str) -> None:
+def test_connect_carries_every_byte(
+    start_serve: Callable[..., tuple[Proc, int]], element_type: str
+) -> None:
     _, port = start_serve("--element-type", element_type)
     data = bytes(range(256)) * 1000
     r = run_cli("connect", "127.0.0.1", str(port), "--element-type", element_type, input=data)
@@ -429,8 +452,13 @@ def read_until(fd: int, pred: Callable[[bytes], bool], timeout: float = LONG) ->
 
 def test_connect_sigint_exits_130_quietly(start_serve: Callable[..., tuple[Proc, int]]) -> None:
     _, port = start_serve()
-    with subprocess.Popen(_cmd("connect", "127.0.0.1", str(port), "-v"), stdin=subprocess.PIPE,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env()) as client:
+    with subprocess.Popen(
+        _cmd("connect", "127.0.0.1", str(port), "-v"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=_env(),
+    ) as client:
         try:
             assert client.stderr is not None
             err = read_until(client.stderr.fileno(), lambda b: b"connected" in b)
@@ -451,8 +479,13 @@ def test_connect_in_a_pseudo_terminal(start_serve: Callable[..., tuple[Proc, int
     master, slave = pty.openpty()
     proc: subprocess.Popen[bytes] | None = None
     try:
-        proc = subprocess.Popen(_cmd("connect", "127.0.0.1", str(port)), stdin=slave,
-                                stdout=slave, stderr=subprocess.DEVNULL, env=_env())
+        proc = subprocess.Popen(
+            _cmd("connect", "127.0.0.1", str(port)),
+            stdin=slave,
+            stdout=slave,
+            stderr=subprocess.DEVNULL,
+            env=_env(),
+        )
         os.close(slave)
         slave = -1
         os.write(master, b"ping over a tty\n")
@@ -472,6 +505,7 @@ def test_connect_in_a_pseudo_terminal(start_serve: Callable[..., tuple[Proc, int
 
 # ---- TLS ---------------------------------------------------------------------------------------
 
+
 def test_serve_tls_runtime_certificate_and_connect_with_cafile(
     start_serve: Callable[..., tuple[Proc, int]], tmp_path: Path
 ) -> None:
@@ -480,8 +514,7 @@ def test_serve_tls_runtime_certificate_and_connect_with_cafile(
     err = server.stderr()
     assert re.search(r"SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}", err), err
     assert str(ca) in err
-    r = run_cli("connect", "localhost", str(port), "--cafile", str(ca), "-v",
-                input=b"over tls\n")
+    r = run_cli("connect", "localhost", str(port), "--cafile", str(ca), "-v", input=b"over tls\n")
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"over tls\n"
     info = r.stderr.decode()
@@ -489,14 +522,15 @@ def test_serve_tls_runtime_certificate_and_connect_with_cafile(
     assert "cipher" in info, info
     assert "DNS:cli.example.test" in info, info
     # The name is verified: with --sni, the certificate must cover that name.
-    r = run_cli("connect", "127.0.0.1", str(port), "--cafile", str(ca), "--sni", "other.test",
-                input=b"x\n")
+    r = run_cli(
+        "connect", "127.0.0.1", str(port), "--cafile", str(ca), "--sni", "other.test", input=b"x\n"
+    )
     assert r.returncode == 1
     assert "other.test" in one_error_line(r) or "certificate" in one_error_line(r)
 
 
 def test_connect_without_trust_fails_and_insecure_warns(
-    start_serve: Callable[..., tuple[Proc, int]]
+    start_serve: Callable[..., tuple[Proc, int]],
 ) -> None:
     _, port = start_serve("--tls")
     r = run_cli("connect", "localhost", str(port), "--tls", input=b"x\n")
@@ -508,11 +542,13 @@ def test_connect_without_trust_fails_and_insecure_warns(
     assert "NOT verified" in one_error_line(r)
 
 
-def test_serve_with_given_cert_and_key(start_serve: Callable[..., tuple[Proc, int]],
-                                       cert_files: dict[str, str]) -> None:
+def test_serve_with_given_cert_and_key(
+    start_serve: Callable[..., tuple[Proc, int]], cert_files: dict[str, str]
+) -> None:
     _, port = start_serve("--cert", cert_files["cert"], "--key", cert_files["key"])
-    r = run_cli("connect", "localhost", str(port), "--cafile", cert_files["ca"],
-                input=b"given cert\n")
+    r = run_cli(
+        "connect", "localhost", str(port), "--cafile", cert_files["ca"], input=b"given cert\n"
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"given cert\n"
 
@@ -531,9 +567,22 @@ def test_connect_talks_to_openssl_s_server(cert_files: dict[str, str]) -> None:
     for _attempt in range(5):  # the free port may be taken between probe and bind: retry
         port = _free_port()
         with subprocess.Popen(
-            [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-cert", cert_files["cert"],
-             "-key", cert_files["key"], "-rev", "-naccept", "1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                openssl,
+                "s_server",
+                "-accept",
+                f"127.0.0.1:{port}",
+                "-cert",
+                cert_files["cert"],
+                "-key",
+                cert_files["key"],
+                "-rev",
+                "-naccept",
+                "1",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         ) as server:
             try:
                 assert server.stdout is not None
@@ -550,8 +599,15 @@ def test_connect_talks_to_openssl_s_server(cert_files: dict[str, str]) -> None:
                         banner += chunk
                 if b"ACCEPT" not in banner:  # could not bind: try another port
                     continue
-                r = run_cli("connect", "localhost", str(port), "--cafile", cert_files["ca"],
-                            "-v", input=b"hello\nsockstream\n")
+                r = run_cli(
+                    "connect",
+                    "localhost",
+                    str(port),
+                    "--cafile",
+                    cert_files["ca"],
+                    "-v",
+                    input=b"hello\nsockstream\n",
+                )
                 assert r.returncode == 0, r.stderr
                 assert r.stdout == b"olleh\nmaertskcos\n"
                 assert "TLSv1.3" in r.stderr.decode()
@@ -564,8 +620,9 @@ def test_connect_talks_to_openssl_s_server(cert_files: dict[str, str]) -> None:
 
 
 @pytest.mark.interop
-def test_serve_http_tls_answers_curl(start_serve: Callable[..., tuple[Proc, int]],
-                                     tmp_path: Path) -> None:
+def test_serve_http_tls_answers_curl(
+    start_serve: Callable[..., tuple[Proc, int]], tmp_path: Path
+) -> None:
     curl = shutil.which("curl")
     if curl is None:
         pytest.skip("no curl command")
@@ -596,9 +653,11 @@ def test_serve_http_bad_request(start_serve: Callable[..., tuple[Proc, int]]) ->
 
 # ---- serve: stopping ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_serve_stops_cleanly_on_a_signal(start_serve: Callable[..., tuple[Proc, int]],
-                                         sig: int) -> None:
+def test_serve_stops_cleanly_on_a_signal(
+    start_serve: Callable[..., tuple[Proc, int]], sig: int
+) -> None:
     server, port = start_serve()
     with socket.create_connection(("127.0.0.1", port), timeout=LONG) as s:
         s.sendall(b"x")
@@ -626,6 +685,7 @@ def test_serve_address_is_printed_for_ipv6(start_serve: Callable[..., tuple[Proc
 
 # ---- bench -------------------------------------------------------------------------------------
 
+
 def test_bench_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
     from sockstream.cli import _main as _cli
 
@@ -638,13 +698,15 @@ def test_bench_passes_its_arguments_on(monkeypatch: pytest.MonkeyPatch) -> None:
             return 3
 
     monkeypatch.setattr(_cli, "_import_bench", lambda: FakeBench)
-    assert _cli.main(["bench", "--quick", "--only", "W1,W2", "--json", "r.json",
-                      "--repeat", "2"]) == 3
+    assert (
+        _cli.main(["bench", "--quick", "--only", "W1,W2", "--json", "r.json", "--repeat", "2"]) == 3
+    )
     assert seen == [["--quick", "--only", "W1,W2", "--json", "r.json", "--repeat", "2"]]
 
 
-def test_bench_outside_a_checkout(monkeypatch: pytest.MonkeyPatch,
-                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_bench_outside_a_checkout(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sockstream.cli import _main as _cli
 
     monkeypatch.setattr(_cli, "_import_bench", lambda: None)
@@ -668,6 +730,7 @@ def test_bench_is_found_in_the_checkout() -> None:
 
 # ---- pieces ------------------------------------------------------------------------------------
 
+
 def test_to_crlf_across_chunks() -> None:
     from sockstream.cli._main import _to_crlf
 
@@ -687,8 +750,11 @@ def test_runtime_certificates(backend: str) -> None:
 
     with make_certificates(["extra.example.test"], backend=backend) as certs:  # type: ignore[arg-type]
         assert certs.backend == backend
-        assert sorted(p.name for p in certs.directory.iterdir()) == ["ca.pem", "cert.pem",
-                                                                     "key.pem"]
+        assert sorted(p.name for p in certs.directory.iterdir()) == [
+            "ca.pem",
+            "cert.pem",
+            "key.pem",
+        ]
         assert certs.key_file.stat().st_mode & 0o077 == 0
         server_ctx = certs.server_context()
         client_ctx = certs.client_context()
@@ -753,4 +819,5 @@ def test_the_cli_uses_only_the_public_api() -> None:
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert alias.name in ("sockstream",) or not alias.name.startswith(
-                        "sockstream."), (path.name, alias.name)
+                        "sockstream."
+                    ), (path.name, alias.name)

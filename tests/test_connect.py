@@ -27,6 +27,7 @@ from sockstream._connect import (
 
 # ---- helpers --------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def listener(loopback_host: str) -> Iterator[socket.socket]:
     """A listening socket on the loopback address of the test."""
@@ -102,6 +103,7 @@ def blackhole() -> Iterator[tuple[str, int]]:
 
 
 # ---- argument checks and private helpers ------------------------------------------------------
+
 
 def test_resolve_service_names_and_numbers() -> None:
     assert resolve_service(8080) == 8080
@@ -194,6 +196,7 @@ def test_bad_port_raises_even_with_errorp_false() -> None:
 
 # ---- connecting -----------------------------------------------------------------------------
 
+
 def test_connect_and_echo(
     loopback_host: str, listener: socket.socket, peer: Callable[..., PeerThread]
 ) -> None:
@@ -226,8 +229,13 @@ def test_keywords_reach_the_stream_and_socket(peer: Callable[..., PeerThread]) -
     with _listen() as lsock:
         echo = _echo_peer(peer, lsock)
         with open_tcp_stream(
-            "127.0.0.1", lsock.getsockname()[1], read_timeout=1.5, write_timeout=2.5,
-            nodelay=False, keepalive=True, direction="io",
+            "127.0.0.1",
+            lsock.getsockname()[1],
+            read_timeout=1.5,
+            write_timeout=2.5,
+            nodelay=False,
+            keepalive=True,
+            direction="io",
         ) as s:
             assert s.read_timeout == 1.5
             assert s.write_timeout == 2.5
@@ -299,7 +307,7 @@ def test_ipv6_true_means_ipv6_only() -> None:
 
 @requires_ipv6
 def test_localhost_falls_over_to_the_family_that_listens(peer: Callable[..., PeerThread]) -> None:
-    """"localhost" has two addresses; the one that refuses costs no more than its refusal."""
+    """ "localhost" has two addresses; the one that refuses costs no more than its refusal."""
     infos = socket.getaddrinfo("localhost", 80, socket.AF_UNSPEC, socket.SOCK_STREAM)
     if {i[0] for i in infos} != {socket.AF_INET, socket.AF_INET6}:
         pytest.skip("localhost does not resolve to both ::1 and 127.0.0.1 here")
@@ -343,8 +351,7 @@ def test_refused_raises_socket_create_error() -> None:
         assert "127.0.0.1" in str(error)
         assert str(port) in str(error)
         assert isinstance(error.__cause__, ConnectionRefusedError) or (
-            isinstance(error.__cause__, OSError)
-            and error.__cause__.errno == errno.ECONNREFUSED
+            isinstance(error.__cause__, OSError) and error.__cause__.errno == errno.ECONNREFUSED
         )
         assert isinstance(error, OSError)
         assert open_tcp_stream("127.0.0.1", port, errorp=False) is None
@@ -408,6 +415,7 @@ def test_timeout_is_one_budget_for_all_addresses(blackhole: tuple[str, int]) -> 
 
 # ---- TLS ------------------------------------------------------------------------------------
 
+
 def _tls_echo_server(lsock: socket.socket, ctx: ssl.SSLContext, names: list[str | None]) -> None:
     def sni(_obj: Any, name: str | None, _ctx: Any) -> None:
         names.append(name)
@@ -430,7 +438,9 @@ def _tls_echo_server(lsock: socket.socket, ctx: ssl.SSLContext, names: list[str 
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1"])
 def test_tls_client_verifies_and_sends_sni(
-    host: str, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+    host: str,
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
     peer: Callable[..., PeerThread],
 ) -> None:
     names: list[str | None] = []
@@ -459,7 +469,10 @@ def test_tls_with_a_context_made_by_the_stream(
     with _listen() as lsock:
         srv = peer(_tls_echo_server, lsock, server_ctx, names)
         with open_tcp_stream(
-            "localhost", lsock.getsockname()[1], ssl_ctx=True, ctx_configure_callback=configure,
+            "localhost",
+            lsock.getsockname()[1],
+            ssl_ctx=True,
+            ctx_configure_callback=configure,
             tlsext_host_name="sni.example.test",
         ) as s:
             s.write_line("x")
@@ -490,11 +503,11 @@ def test_tls_handshake_timeout_against_a_silent_server(client_ctx: ssl.SSLContex
     with _listen() as lsock:  # accepts (in the kernel) but never answers the ClientHello
         t0 = time.monotonic()
         with pytest.raises(SSLFailure) as info:
-            open_tcp_stream("localhost", lsock.getsockname()[1], ssl_ctx=client_ctx,
-                            handshake_timeout=SHORT)
+            open_tcp_stream(
+                "localhost", lsock.getsockname()[1], ssl_ctx=client_ctx, handshake_timeout=SHORT
+            )
         assert isinstance(info.value, TimeoutError)
         assert SHORT * 0.9 <= time.monotonic() - t0 < LONG
         # ... and `timeout` bounds the handshake too when handshake_timeout is not given
         with pytest.raises(SSLFailure):
-            open_tcp_stream("localhost", lsock.getsockname()[1], ssl_ctx=client_ctx,
-                            timeout=SHORT)
+            open_tcp_stream("localhost", lsock.getsockname()[1], ssl_ctx=client_ctx, timeout=SHORT)

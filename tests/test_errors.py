@@ -33,13 +33,7 @@ from sockstream import (
     WriteTimeoutError,
 )
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The 'u' type code is deprecated:DeprecationWarning"
-)
-
-
-
-
+pytestmark = pytest.mark.filterwarnings("ignore:The 'u' type code is deprecated:DeprecationWarning")
 
 
 def is_closed(sock: socket.socket) -> bool:
@@ -218,6 +212,7 @@ def test_integers_on_base_char_stream_are_raw_bytes(make: Make) -> None:
 
 # ---- read_byte / write_byte need a byte element type ---------------------------------------
 
+
 def test_byte_verbs_on_base_char_are_type_errors(make: Make) -> None:
     s, peer = make("base-char")
     peer.sendall(b"AB")
@@ -340,8 +335,11 @@ def test_writing_an_input_stream(make: Make, et: str) -> None:
     s, peer = make(et, "input")
     peer.sendall(b"in\n")
     # flush() on an input-only stream does nothing, as in io (API.md "File-object conformance").
-    verbs = [(n, c) for n, c in WRITE_VERBS
-             if not (et == "base-char" and n == "write_byte") and n != "flush"]
+    verbs = [
+        (n, c)
+        for n, c in WRITE_VERBS
+        if not (et == "base-char" and n == "write_byte") and n != "flush"
+    ]
     assert _refusals(s, verbs, io.UnsupportedOperation) == []
     s.flush()
     with pytest.raises(io.UnsupportedOperation, match="input"):
@@ -370,6 +368,7 @@ def test_shutdown_output_on_an_input_stream_half_closes(make: Make) -> None:
 
 
 # ---- the error classes ----------------------------------------------------------------------
+
 
 def test_hierarchy_as_api_md_says() -> None:
     assert issubclass(SocketError, OSError)

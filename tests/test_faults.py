@@ -101,8 +101,9 @@ def reset(sock: socket.socket) -> None:
 class Pair:
     """Our SocketStream and the peer: its raw TCP socket, and its SocketStream when TLS is on."""
 
-    def __init__(self, ours: SocketStream, peer_sock: socket.socket,
-                 peer: SocketStream | None) -> None:
+    def __init__(
+        self, ours: SocketStream, peer_sock: socket.socket, peer: SocketStream | None
+    ) -> None:
         self.ours = ours
         self.peer_sock = peer_sock
         self.peer = peer
@@ -168,9 +169,18 @@ def pair(
         p = Pair(SocketStream(a), b, None)
         b.settimeout(LONG)
     else:
-        t = in_helper(lambda: SocketStream(
-            b, "io", "unsigned-byte-8", read_timeout=LONG, ssl_ctx=client_ctx,
-            ssl_side="client", tlsext_host_name="localhost", handshake_timeout=LONG))
+        t = in_helper(
+            lambda: SocketStream(
+                b,
+                "io",
+                "unsigned-byte-8",
+                read_timeout=LONG,
+                ssl_ctx=client_ctx,
+                ssl_side="client",
+                tlsext_host_name="localhost",
+                handshake_timeout=LONG,
+            )
+        )
         try:
             ours = SocketStream(a, ssl_ctx=server_ctx, handshake_timeout=LONG)
         finally:
@@ -208,6 +218,7 @@ def interrupt_main_when_blocked() -> PeerThread:
 
 
 # ---- peer reset ---------------------------------------------------------------------------------
+
 
 def test_peer_reset_during_read(pair: Pair) -> None:
     """RST while we wait inside read_line: SocketIOError; the bytes before it stay readable."""
@@ -251,6 +262,7 @@ def test_peer_reset_while_idle_then_write(pair: Pair) -> None:
 
 # ---- half-close ---------------------------------------------------------------------------------
 
+
 def test_half_close_by_peer(pair: Pair) -> None:
     """The peer stops sending: we read its data, then end-of-file; we can still answer."""
     s = pair.ours
@@ -281,6 +293,7 @@ def test_half_close_by_us(pair: Pair) -> None:
 
 
 # ---- signals ----------------------------------------------------------------------------------
+
 
 def test_signal_during_read_goes_on(
     pair: Pair, sigusr1: Callable[[Callable[[int, Any], None]], None]
@@ -406,6 +419,7 @@ def test_peer_reset_during_tls_handshake(
 
 # ---- a close from another thread ----------------------------------------------------------------
 
+
 def test_close_from_another_thread_wakes_reader(pair: Pair) -> None:
     """close() while another thread blocks in a read: the reader sees end-of-file promptly."""
     s = pair.ours
@@ -422,6 +436,7 @@ def test_close_from_another_thread_wakes_reader(pair: Pair) -> None:
 
 # ---- TLS truncation -----------------------------------------------------------------------------
 
+
 def test_tls_peer_closes_without_close_notify(
     tcp_pair: Callable[..., tuple[socket.socket, socket.socket]],
     server_ctx: ssl.SSLContext,
@@ -429,8 +444,15 @@ def test_tls_peer_closes_without_close_notify(
 ) -> None:
     """A TCP close with no close-notify is truncation, not end-of-file; earlier data is fine."""
     a, b = tcp_pair()
-    t = in_helper(lambda: SocketStream(b, ssl_ctx=client_ctx, ssl_side="client",
-                                       tlsext_host_name="localhost", handshake_timeout=LONG))
+    t = in_helper(
+        lambda: SocketStream(
+            b,
+            ssl_ctx=client_ctx,
+            ssl_side="client",
+            tlsext_host_name="localhost",
+            handshake_timeout=LONG,
+        )
+    )
     with SocketStream(a, ssl_ctx=server_ctx, handshake_timeout=LONG) as s:
         peer = t.join_checked()
         peer.write_line("complete line")
@@ -460,8 +482,15 @@ def test_tls_truncation_opt_out_reads_as_eof(
         pytest.skip("ssl.OP_IGNORE_UNEXPECTED_EOF needs OpenSSL 3")
     server_ctx.options |= flag
     a, b = tcp_pair()
-    t = in_helper(lambda: SocketStream(b, ssl_ctx=client_ctx, ssl_side="client",
-                                       tlsext_host_name="localhost", handshake_timeout=LONG))
+    t = in_helper(
+        lambda: SocketStream(
+            b,
+            ssl_ctx=client_ctx,
+            ssl_side="client",
+            tlsext_host_name="localhost",
+            handshake_timeout=LONG,
+        )
+    )
     with SocketStream(a, ssl_ctx=server_ctx, handshake_timeout=LONG) as s:
         peer = t.join_checked()
         peer.write("cut")

@@ -41,8 +41,9 @@ RAW = "unsigned-byte-8"
 class Source:
     """A reader over ``data`` sent by a real peer (then end-of-file), as either kind."""
 
-    def __init__(self, data: bytes, kind: str, direction: str = "input",
-                 element_type: str = RAW) -> None:
+    def __init__(
+        self, data: bytes, kind: str, direction: str = "input", element_type: str = RAW
+    ) -> None:
         self.ours, self.peer = socket.socketpair()
         self.sender = PeerThread(self._send, data)
         self.sender.start()
@@ -142,6 +143,7 @@ def written_by_both(produce: Callable[[Any], None], text: bool = False) -> bytes
 
 # ---- the consumers ---------------------------------------------------------------------------
 
+
 def test_text_io_wrapper(source: Callable[..., Any]) -> None:
     data = "première ligne\nzweite Zeile\n€ third\n".encode()
 
@@ -153,7 +155,9 @@ def test_text_io_wrapper(source: Callable[..., Any]) -> None:
         return first, rest, f.closed
 
     assert on_both(source, data, consume)[0] == (
-        "ok", ("première ligne\n", "zweite Zeile\n€ third\n", True))
+        "ok",
+        ("première ligne\n", "zweite Zeile\n€ third\n", True),
+    )
 
 
 def test_text_io_wrapper_detach(source: Callable[..., Any]) -> None:
@@ -207,9 +211,7 @@ class _FakeSock:
         return self.f
 
 
-RESPONSE = (
-    b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"
-)
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\nhello world"
 CHUNKED = (
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
     b"5\r\nhello\r\n6\r\n world\r\n3\r\n!!!\r\n0\r\n\r\n"
@@ -318,16 +320,20 @@ def test_csv_reader_through_text_io_wrapper(source: Callable[..., Any]) -> None:
         return list(csv.reader(io.TextIOWrapper(f, encoding="utf-8", newline="")))
 
     result, _ = on_both(source, data, consume)
-    assert result == ("ok", [["a", "b", "c"], ["1", "two, with comma", "3"],
-                             ["multi\r\nline", "é", ""]])
+    assert result == (
+        "ok",
+        [["a", "b", "c"], ["1", "two, with comma", "3"], ["multi\r\nline", "é", ""]],
+    )
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
-def test_pickle_load_stops_at_the_right_byte(
-    source: Callable[..., Any], protocol: int
-) -> None:
-    obj = {"small": [1, 2, (3, "four")], "big": bytes(200_000), "text": "é" * 70_000,
-           "nested": [[i, str(i)] for i in range(2000)]}
+def test_pickle_load_stops_at_the_right_byte(source: Callable[..., Any], protocol: int) -> None:
+    obj = {
+        "small": [1, 2, (3, "four")],
+        "big": bytes(200_000),
+        "text": "é" * 70_000,
+        "nested": [[i, str(i)] for i in range(2000)],
+    }
     data = pickle.dumps(obj, protocol=protocol) + pickle.dumps("second", protocol) + b"TRAILER"
 
     def consume(f: Any) -> Any:
@@ -367,8 +373,11 @@ def test_gzip_file(source: Callable[..., Any]) -> None:
 
 
 def test_elementtree_iterparse(source: Callable[..., Any]) -> None:
-    data = b"<root>" + b"".join(b"<item n='%d'>t\xc3\xa9xt %d</item>" % (i, i)
-                                for i in range(3000)) + b"</root>"
+    data = (
+        b"<root>"
+        + b"".join(b"<item n='%d'>t\xc3\xa9xt %d</item>" % (i, i) for i in range(3000))
+        + b"</root>"
+    )
 
     def consume(f: Any) -> Any:
         return [(event, el.tag, el.get("n"), el.text) for event, el in ET.iterparse(f)]
@@ -381,8 +390,7 @@ def test_elementtree_iterparse(source: Callable[..., Any]) -> None:
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="hashlib.file_digest is new in 3.11")
 def test_hashlib_file_digest(source: Callable[..., Any]) -> None:
     data = bytes(range(256)) * 20_000
-    result, _ = on_both(source, data,
-                        lambda f: hashlib.file_digest(f, "sha256").hexdigest())  # type: ignore[attr-defined]
+    result, _ = on_both(source, data, lambda f: hashlib.file_digest(f, "sha256").hexdigest())  # type: ignore[attr-defined]
     assert result == ("ok", hashlib.sha256(data).hexdigest())
 
 
@@ -413,6 +421,7 @@ def test_logging_stream_handler() -> None:
 
 # ---- the methods themselves -------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("et", ["base-char", "unsigned-byte-8", "signed-byte-8"])
 def test_is_an_io_base(make: Any, et: str) -> None:
     s, _ = make(et)
@@ -422,9 +431,15 @@ def test_is_an_io_base(make: Any, et: str) -> None:
 
 @pytest.mark.parametrize(
     ("direction", "et", "mode"),
-    [("input", RAW, "rb"), ("output", RAW, "wb"), ("io", RAW, "rwb"),
-     ("io", "signed-byte-8", "rwb"), ("input", "base-char", "r"),
-     ("output", "base-char", "w"), ("io", "base-char", "rw")],
+    [
+        ("input", RAW, "rb"),
+        ("output", RAW, "wb"),
+        ("io", RAW, "rwb"),
+        ("io", "signed-byte-8", "rwb"),
+        ("input", "base-char", "r"),
+        ("output", "base-char", "w"),
+        ("io", "base-char", "rw"),
+    ],
 )
 def test_mode_and_name(make: Any, direction: str, et: str, mode: str) -> None:
     s, _ = make(et, direction)
@@ -440,8 +455,13 @@ def test_not_seekable_not_a_tty(make: Any) -> None:
     peer.sendall(b"abc")
     assert s.seekable() is False
     assert s.isatty() is False
-    for call in (s.tell, lambda: s.seek(0), lambda: s.seek(0, 2), s.truncate,
-                 lambda: s.truncate(0)):
+    for call in (
+        s.tell,
+        lambda: s.seek(0),
+        lambda: s.seek(0, 2),
+        s.truncate,
+        lambda: s.truncate(0),
+    ):
         with pytest.raises(io.UnsupportedOperation, match="not seekable"):
             call()
     assert s.read(3) == b"abc"  # nothing consumed
@@ -603,6 +623,7 @@ def test_sizes_as_io_takes_them(make: Any) -> None:
 
 # ---- over TLS -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("protocol", [0, pickle.HIGHEST_PROTOCOL])
 def test_consumers_over_tls(
     server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, protocol: int
@@ -632,8 +653,14 @@ def test_consumers_over_tls(
         tls_sock: Any = None
         try:
             if kind == "stream":
-                f = SocketStream(ours, "input", RAW, ssl_ctx=client_ctx, ssl_side="client",
-                                 tlsext_host_name="localhost")
+                f = SocketStream(
+                    ours,
+                    "input",
+                    RAW,
+                    ssl_ctx=client_ctx,
+                    ssl_side="client",
+                    tlsext_host_name="localhost",
+                )
             else:
                 tls_sock = client_ctx.wrap_socket(ours, server_hostname="localhost")
                 f = tls_sock.makefile("rb")

@@ -99,7 +99,9 @@ def test_descriptor_exhaustion_serves_every_client_without_spinning() -> None:
     clients = 150
     proc = subprocess.Popen(
         [sys.executable, "-c", _EMFILE_SERVER, "128"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     socks: list[socket.socket] = []
     try:
@@ -148,6 +150,7 @@ def test_descriptor_exhaustion_serves_every_client_without_spinning() -> None:
 
 # ---- logs ---------------------------------------------------------------------------------------
 
+
 class _Records(logging.Handler):
     """Records of the "sockstream" logger, with a wait for the n-th one that matches."""
 
@@ -161,9 +164,11 @@ class _Records(logging.Handler):
             self.records.append(record)
             self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[logging.LogRecord], bool], n: int = 1) -> \
-            list[logging.LogRecord]:
+    def wait_for(
+        self, predicate: Callable[[logging.LogRecord], bool], n: int = 1
+    ) -> list[logging.LogRecord]:
         with self.cond:
+
             def enough() -> bool:
                 return len([r for r in self.records if predicate(r)]) >= n
 
@@ -254,9 +259,7 @@ def test_reset_by_the_peer_is_one_info_line(
     assert "Traceback" not in caplog.text
 
 
-def test_end_of_file_where_the_handler_wanted_more_is_one_info_line(
-    records: _Records
-) -> None:
+def test_end_of_file_where_the_handler_wanted_more_is_one_info_line(records: _Records) -> None:
     def handler(stream: SocketStream) -> None:
         stream.read_char()  # eof_error=True by default: the client left without a word
 
@@ -306,6 +309,7 @@ def test_a_handler_bug_is_an_error_with_traceback(
 
 # ---- idle clients -------------------------------------------------------------------------------
 
+
 def _echo(stream: SocketStream) -> None:
     for line in stream:
         stream.write(line)
@@ -319,11 +323,15 @@ def test_serve_has_a_default_read_timeout() -> None:
         seen.append(stream.read_timeout)
 
     cases: list[tuple[dict[str, Any], float | None]] = [
-        ({}, server_module.DEFAULT_READ_TIMEOUT), ({"read_timeout": None}, None),
-        ({"read_timeout": 5}, 5.0)]
+        ({}, server_module.DEFAULT_READ_TIMEOUT),
+        ({"read_timeout": None}, None),
+        ({"read_timeout": 5}, 5.0),
+    ]
     for kw, expected in cases:
-        with serve(handler, address=LOCAL, **kw) as server, \
-                socket.create_connection((LOCAL, server.port), timeout=LONG) as c:
+        with (
+            serve(handler, address=LOCAL, **kw) as server,
+            socket.create_connection((LOCAL, server.port), timeout=LONG) as c,
+        ):
             c.recv(1)  # closed once the handler returned
         assert seen.pop() == expected
     assert server_module.DEFAULT_READ_TIMEOUT == 60.0
@@ -373,8 +381,10 @@ def test_out_of_threads_the_connection_waits(
         real_start(self)
 
     monkeypatch.setattr(threading.Thread, "start", start)
-    with serve(_echo, address=LOCAL) as server, \
-            open_tcp_stream(LOCAL, server.port, read_timeout=LONG) as c:
+    with (
+        serve(_echo, address=LOCAL) as server,
+        open_tcp_stream(LOCAL, server.port, read_timeout=LONG) as c,
+    ):
         c.write_line("still served")
         c.flush()
         assert c.read_line() == ("still served", False)

@@ -46,9 +46,15 @@ def make_stream(
             s = SocketStream(a, **keywords)
             made.append(s)
             return s, b.sendall
-        t = PeerThread(lambda: SocketStream(b, ssl_ctx=client_ctx, ssl_side="client",
-                                            tlsext_host_name="localhost",
-                                            handshake_timeout=LONG))
+        t = PeerThread(
+            lambda: SocketStream(
+                b,
+                ssl_ctx=client_ctx,
+                ssl_side="client",
+                tlsext_host_name="localhost",
+                handshake_timeout=LONG,
+            )
+        )
         t.start()
         try:
             s = SocketStream(a, ssl_ctx=server_ctx, handshake_timeout=LONG, **keywords)
@@ -157,9 +163,10 @@ def test_serve_has_a_safe_line_limit_by_default() -> None:
         finally:
             done.set()
 
-    with serve(handler, address="127.0.0.1") as server, socket.create_connection(
-        ("127.0.0.1", server.port), timeout=LONG
-    ) as c:
+    with (
+        serve(handler, address="127.0.0.1") as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=LONG) as c,
+    ):
         c.sendall(b"q" * (1024 * 1024))
         assert done.wait(LONG)
         assert c.recv(100).startswith(b"too long")
@@ -204,8 +211,9 @@ def good_client(port: int, ctx: ssl.SSLContext | None, rounds: int = 1) -> float
     sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
     kw: dict[str, Any] = {"read_timeout": LONG}
     if ctx is not None:
-        kw.update(ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost",
-                  handshake_timeout=LONG)
+        kw.update(
+            ssl_ctx=ctx, ssl_side="client", tlsext_host_name="localhost", handshake_timeout=LONG
+        )
     with SocketStream(sock, **kw) as s:
         for _ in range(rounds):
             s.write_line("PING")
@@ -263,8 +271,9 @@ def test_serve_keeps_answering_among_1000_hostile_connections(
     keywords: dict[str, Any] = {"read_timeout": 60.0, "max_line_length": 1024}
     if tls:
         keywords.update(ssl_ctx=server_ctx, handshake_timeout=60.0)
-    server = serve(ping_handler, address="127.0.0.1", max_connections=HOSTILE + 100,
-                   backlog=1024, **keywords)
+    server = serve(
+        ping_handler, address="127.0.0.1", max_connections=HOSTILE + 100, backlog=1024, **keywords
+    )
     hostiles: Hostiles | None = None
     try:
         hostiles = Hostiles(server.port, HOSTILE)
@@ -281,9 +290,11 @@ def test_serve_keeps_answering_among_1000_hostile_connections(
         # after that, good clients are answered at once, however many hostile ones are open.
         assert latencies[0] < 30.0, latencies[0]
         assert max(latencies[1:]) < 5.0, max(latencies[1:])
-        report = (f"{HOSTILE} hostile connections, {held} held by the server, "
-                  f"{len(latencies)} good clients answered, first in {latencies[0]:.3f} s, "
-                  f"then at most {max(latencies[1:]):.3f} s")
+        report = (
+            f"{HOSTILE} hostile connections, {held} held by the server, "
+            f"{len(latencies)} good clients answered, first in {latencies[0]:.3f} s, "
+            f"then at most {max(latencies[1:]):.3f} s"
+        )
         print(report)
     finally:
         server.terminate()

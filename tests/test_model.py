@@ -92,8 +92,13 @@ TEST_TIMEOUT = max(60.0, EXAMPLES * STEPS * 0.03)
 TICK = 0.03  # seconds: the stream's read_timeout, which fires whenever a read needs more
 LONG = 10.0  # seconds: a bound that a passing example never comes near
 
-ELEMENT_TYPES = ["base-char", "unsigned-byte-8", "(unsigned-byte 8)", "signed-byte-8",
-                 "(signed-byte 8)"]
+ELEMENT_TYPES = [
+    "base-char",
+    "unsigned-byte-8",
+    "(unsigned-byte 8)",
+    "signed-byte-8",
+    "(signed-byte 8)",
+]
 _CHAR_ARRAY = "w" if sys.version_info >= (3, 13) else "u"  # 'u' is deprecated from 3.13
 
 
@@ -136,6 +141,7 @@ def tls_keywords(side: str, version: str) -> dict[str, Any]:
 
 
 # ---- the socket pair ----------------------------------------------------------------------
+
 
 class CountingSocket(socket.socket):
     """A socket that counts the bytes its ``send`` handed to the kernel (the peer's socket)."""
@@ -235,8 +241,18 @@ CHUNKS = st.lists(DATA, min_size=1, max_size=4)
 LATIN1 = st.text(st.characters(max_codepoint=255), max_size=20)
 CHAR = st.characters(max_codepoint=255)
 SEQ_KINDS = ["bytearray", "memoryview", "array-B", "array-b", "array-chars", "list"]
-WSEQ_KINDS = ["str", "bytes", "bytearray", "memoryview", "array-B", "array-b", "array-chars",
-              "list-chars", "list-ints", "tuple-ints"]
+WSEQ_KINDS = [
+    "str",
+    "bytes",
+    "bytearray",
+    "memoryview",
+    "array-B",
+    "array-b",
+    "array-chars",
+    "list-chars",
+    "list-ints",
+    "tuple-ints",
+]
 
 
 def checked(fn: Callable[..., None]) -> Callable[..., None]:
@@ -285,8 +301,7 @@ class StreamMachine(RuleBasedStateMachine):
         side=st.sampled_from(["server", "client"]),
         version=st.sampled_from(["1.2", "1.3"]),
     )
-    def setup(self, kind: str, element_type: str, mll: int | None, side: str,
-              version: str) -> None:
+    def setup(self, kind: str, element_type: str, mll: int | None, side: str, version: str) -> None:
         self.kind = kind
         self.etype = element_type.strip("()").replace(" ", "-")
         self.mll = mll
@@ -299,11 +314,15 @@ class StreamMachine(RuleBasedStateMachine):
             self.stream = SocketStream(a, "io", element_type, **keywords)
         else:
             other = "client" if side == "server" else "server"
-            helper = Helper(lambda: SocketStream(
-                b, "io", "unsigned-byte-8", read_timeout=LONG, **tls_keywords(other, version)))
+            helper = Helper(
+                lambda: SocketStream(
+                    b, "io", "unsigned-byte-8", read_timeout=LONG, **tls_keywords(other, version)
+                )
+            )
             try:
-                self.stream = SocketStream(a, "io", element_type, **keywords,
-                                           **tls_keywords(side, version))
+                self.stream = SocketStream(
+                    a, "io", element_type, **keywords, **tls_keywords(side, version)
+                )
             finally:
                 self.peer = helper.join()
             self.tls = True
@@ -674,7 +693,8 @@ class StreamMachine(RuleBasedStateMachine):
             seq = [MISSING] * length
         before = list(seq)
         result, got = self._read_counted(
-            stop - start, lambda: self.s.read_sequence(seq, start, end))
+            stop - start, lambda: self.s.read_sequence(seq, start, end)
+        )
         assert result == start + len(got)
         if kind in ("bytearray", "memoryview", "array-B"):
             fill = list(got)
@@ -684,7 +704,7 @@ class StreamMachine(RuleBasedStateMachine):
             fill = list(got.decode("latin-1"))
         else:
             fill = [self._element(b) for b in got]
-        after = before[:start] + fill + before[start + len(got):]
+        after = before[:start] + fill + before[start + len(got) :]
         assert list(seq) == after
 
     @rule(size=st.sampled_from([-1, None]) | st.integers(0, 60))
@@ -857,9 +877,13 @@ class StreamMachine(RuleBasedStateMachine):
         self._wrote(raw)
 
     @precondition(lambda self: not self.out_shut)
-    @rule(how=st.sampled_from(["write_char", "write_string", "write_line", "write_sequence",
-                               "write", "write_byte"]),
-          good=LATIN1, bad=st.characters(min_codepoint=256, max_codepoint=0x10FFFF))
+    @rule(
+        how=st.sampled_from(
+            ["write_char", "write_string", "write_line", "write_sequence", "write", "write_byte"]
+        ),
+        good=LATIN1,
+        bad=st.characters(min_codepoint=256, max_codepoint=0x10FFFF),
+    )
     @checked
     def write_refused(self, how: str, good: str, bad: str) -> None:
         """A character above 255 (or a byte out of range): ValueError, nothing written."""
@@ -1001,9 +1025,11 @@ class StreamMachine(RuleBasedStateMachine):
         self.tls = False
         assert s.ssl_object is None
         assert peer.ssl_object is None
-        event("detach_ssl" + (" with plaintext after close-notify" if trailer else "")
-              + (f", {unread} bytes before it, {first} read first" if unread else ""))
-
+        event(
+            "detach_ssl"
+            + (" with plaintext after close-notify" if trailer else "")
+            + (f", {unread} bytes before it, {first} read first" if unread else "")
+        )
 
     # ---- issue 11: interrupted reads, unread after large reads, two readers, two writers ------
 
@@ -1022,8 +1048,7 @@ class StreamMachine(RuleBasedStateMachine):
         self.raw_b = b
         self.peer = None
         self.tls = False
-        self.stream = SocketStream(a, "io", self.etype, read_timeout=TICK,
-                                   max_line_length=self.mll)
+        self.stream = SocketStream(a, "io", self.etype, read_timeout=TICK, max_line_length=self.mll)
         self.pending.clear()
         self.peer_eof = False
         self.last_char = None
@@ -1042,9 +1067,11 @@ class StreamMachine(RuleBasedStateMachine):
         return bytes(buf[:k])
 
     @precondition(lambda self: not self.peer_eof and sys.platform.startswith("linux"))
-    @rule(how=st.sampled_from(["read", "read_sequence", "readinto"]),
-          extra=st.sampled_from([1, 7, 20_000]),
-          fault=st.sampled_from(["interrupt", "interrupt", "reset", "truncate"]))
+    @rule(
+        how=st.sampled_from(["read", "read_sequence", "readinto"]),
+        extra=st.sampled_from([1, 7, 20_000]),
+        fault=st.sampled_from(["interrupt", "interrupt", "reset", "truncate"]),
+    )
     @checked
     def interrupted_sized_read(self, how: str, extra: int, fault: str) -> None:
         """A sized read waits for more than has come; a fault hits it: nothing taken is lost."""
@@ -1115,8 +1142,10 @@ class StreamMachine(RuleBasedStateMachine):
         self._reconnect()
 
     @precondition(lambda self: not self.peer_eof and len(self.pending) < 4096)
-    @rule(how=st.sampled_from(["read", "read_sequence", "readinto"]),
-          size=st.sampled_from([16384, 20_000]))
+    @rule(
+        how=st.sampled_from(["read", "read_sequence", "readinto"]),
+        size=st.sampled_from([16384, 20_000]),
+    )
     @checked
     def unread_after_large_read(self, how: str, size: int) -> None:
         """After a read of 16 KiB or more, unread_char puts back its last byte, and only that."""
@@ -1139,8 +1168,11 @@ class StreamMachine(RuleBasedStateMachine):
         self.last_char = "!"
         event("unread after a large read")
 
-    @precondition(lambda self: not self.peer_eof and len(self.pending) < 4096
-                  and (self.mll is None or self.mll >= 6))
+    @precondition(
+        lambda self: (
+            not self.peer_eof and len(self.pending) < 4096 and (self.mll is None or self.mll >= 6)
+        )
+    )
     @rule(records=st.integers(1, 300), seeds=st.tuples(st.integers(0, 99), st.integers(0, 99)))
     @checked
     def two_readers(self, records: int, seeds: tuple[int, int]) -> None:

@@ -17,14 +17,23 @@ from sockstream._wait import check_timeout
 def test_options_defaults_are_the_constructor_defaults() -> None:
     o = StreamOptions.make()
     assert (o.direction, o.element_type, o.read_timeout, o.write_timeout) == (
-        "io", "base-char", None, None)
+        "io",
+        "base-char",
+        None,
+        None,
+    )
     assert o.tls is None
     assert o.max_line_length is None
 
 
 def test_options_canonical_values() -> None:
-    o = StreamOptions.make(element_type="(signed-byte 8)", read_timeout=1, ssl_ctx=True,
-                           ssl_side=":CLIENT", max_line_length=10)
+    o = StreamOptions.make(
+        element_type="(signed-byte 8)",
+        read_timeout=1,
+        ssl_ctx=True,
+        ssl_side=":CLIENT",
+        max_line_length=10,
+    )
     assert o.element_type == "signed-byte-8"
     assert o.read_timeout == 1.0
     assert type(o.read_timeout) is float
@@ -61,8 +70,14 @@ def test_bad_keyword_closes_the_socket_and_names_it(
 
 @pytest.mark.parametrize(
     ("value", "poll", "expected"),
-    [(None, False, None), (2, False, 2.0), (0.5, False, 0.5),
-     (0, True, 0.0), (math.inf, True, None), (1, True, 1.0)],
+    [
+        (None, False, None),
+        (2, False, 2.0),
+        (0.5, False, 0.5),
+        (0, True, 0.0),
+        (math.inf, True, None),
+        (1, True, 1.0),
+    ],
 )
 def test_check_timeout_accepts(value: object, poll: bool, expected: float | None) -> None:
     assert check_timeout(value, "t", poll=poll) == expected
@@ -70,9 +85,17 @@ def test_check_timeout_accepts(value: object, poll: bool, expected: float | None
 
 @pytest.mark.parametrize(
     ("value", "poll", "exc"),
-    [(0, False, ValueError), (-1, False, ValueError), (math.inf, False, ValueError),
-     (math.nan, False, ValueError), (math.nan, True, ValueError), (-0.1, True, ValueError),
-     (True, False, TypeError), (True, True, TypeError), ("1", False, TypeError)],
+    [
+        (0, False, ValueError),
+        (-1, False, ValueError),
+        (math.inf, False, ValueError),
+        (math.nan, False, ValueError),
+        (math.nan, True, ValueError),
+        (-0.1, True, ValueError),
+        (True, False, TypeError),
+        (True, True, TypeError),
+        ("1", False, TypeError),
+    ],
 )
 def test_check_timeout_refuses(value: object, poll: bool, exc: type[Exception]) -> None:
     with pytest.raises(exc, match="t must be None or a"):

@@ -52,7 +52,9 @@ def _readinto(s: SocketStream, buf: bytearray) -> bytearray:
 @pytest.mark.parametrize("how", list(READS))
 @pytest.mark.parametrize("size", [100, 20000], ids=["small", "large"])
 def test_reset_after_partial_fill_keeps_the_bytes(
-    pair: Pair, how: str, size: int  # noqa: F811 (the fixture)
+    pair: Pair,  # noqa: F811 (the fixture)
+    how: str,
+    size: int,
 ) -> None:
     s = pair.ours
     pair.send(PARTIAL)
@@ -98,8 +100,15 @@ def test_tls_truncation_after_partial_fill_keeps_the_bytes(
     size: int,
 ) -> None:
     a, b = tcp_pair()
-    t = in_helper(lambda: SocketStream(b, ssl_ctx=client_ctx, ssl_side="client",
-                                       tlsext_host_name="localhost", handshake_timeout=LONG))
+    t = in_helper(
+        lambda: SocketStream(
+            b,
+            ssl_ctx=client_ctx,
+            ssl_side="client",
+            tlsext_host_name="localhost",
+            handshake_timeout=LONG,
+        )
+    )
     with SocketStream(a, ssl_ctx=server_ctx, handshake_timeout=LONG) as s:
         peer = t.join_checked()
         peer.write(PARTIAL)
@@ -120,6 +129,7 @@ def test_tls_truncation_after_partial_fill_keeps_the_bytes(
 
 
 # ---- unread_char after large reads ----------------------------------------------------------
+
 
 @pytest.mark.parametrize("how", list(READS))
 def test_unread_char_after_a_large_read_is_the_last_byte_of_it(make: Make, how: str) -> None:

@@ -25,9 +25,7 @@ from hypothesis import strategies as st
 from conftest import LONG
 from sockstream import LineTooLongError, SocketStream
 
-pytestmark = pytest.mark.filterwarnings(
-    "ignore:The 'u' type code is deprecated:DeprecationWarning"
-)
+pytestmark = pytest.mark.filterwarnings("ignore:The 'u' type code is deprecated:DeprecationWarning")
 
 ELEMENT_TYPES = ["base-char", "unsigned-byte-8", "signed-byte-8"]
 KINDS = ["bytearray", "memoryview", "array-B", "array-b", "array-u", "list"]
@@ -111,9 +109,9 @@ def _natural_to_raw(et: str, value: Any) -> bytes:
     return value
 
 
-_data = st.lists(
-    st.one_of(st.just(b"\n"), st.binary(min_size=1, max_size=40)), max_size=80
-).map(b"".join)
+_data = st.lists(st.one_of(st.just(b"\n"), st.binary(min_size=1, max_size=40)), max_size=80).map(
+    b"".join
+)
 _ops = st.lists(
     st.tuples(st.sampled_from(VERBS), st.integers(-1, 300), st.sampled_from(KINDS)),
     min_size=1,
@@ -183,7 +181,11 @@ def test_random_reads_see_every_byte_once(
     transport=st.sampled_from(["socketpair", "tcp"]),
 )
 def test_random_reads_of_large_data(
-    seed: int, size: int, chunks: list[int], ops: list[tuple[str, int, str]], et: str,
+    seed: int,
+    size: int,
+    chunks: list[int],
+    ops: list[tuple[str, int, str]],
+    et: str,
     transport: str,
 ) -> None:
     """Hundreds of KiB and reads of up to 80 KB: buffer growth, compaction and the bypass."""
@@ -250,7 +252,9 @@ def _consume(s: SocketStream, data: bytes, ops: list[tuple[str, int, str]], et: 
                     pass
             else:
                 refuse: dict[str, Callable[[], Any]] = {
-                    "read_line": s.read_line, "readline": s.readline, "next": s.__next__
+                    "read_line": s.read_line,
+                    "readline": s.readline,
+                    "next": s.__next__,
                 }
                 with pytest.raises(LineTooLongError):
                     refuse[verb]()
@@ -291,11 +295,11 @@ def _consume(s: SocketStream, data: bytes, ops: list[tuple[str, int, str]], et: 
         if len(seen) == before:
             # Nothing read: only a zero-size request, a no-hang miss, or a verb that does not
             # consume may give nothing; end-of-file before all the data would be a bug.
-            assert verb in ("peek_char", "listen", "unread_char", "read_char_no_hang") or (
-                verb in ("read_line", "readline", "next") and _line_too_long(s, data, before)
-            ) or (
-                n == 0 and verb in ("readline", "read", "read1", "readinto")
-            ) or (verb == "read_sequence" and abs(n) % 120 == 0 and abs(n) <= 300) or (
-                verb == "readinto" and abs(n) % 200 == 0 and abs(n) <= 300
+            assert (
+                verb in ("peek_char", "listen", "unread_char", "read_char_no_hang")
+                or (verb in ("read_line", "readline", "next") and _line_too_long(s, data, before))
+                or (n == 0 and verb in ("readline", "read", "read1", "readinto"))
+                or (verb == "read_sequence" and abs(n) % 120 == 0 and abs(n) <= 300)
+                or (verb == "readinto" and abs(n) % 200 == 0 and abs(n) <= 300)
             ), f"{verb}({n}) read nothing before end-of-file"
     return bytes(seen)

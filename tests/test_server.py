@@ -44,8 +44,9 @@ class _Events(logging.Handler):
             self.records.append(record)
             self.cond.notify_all()
 
-    def wait_for(self, predicate: Callable[[logging.LogRecord], bool], timeout: float = LONG) -> \
-            logging.LogRecord:
+    def wait_for(
+        self, predicate: Callable[[logging.LogRecord], bool], timeout: float = LONG
+    ) -> logging.LogRecord:
         with self.cond:
             found: list[logging.LogRecord] = []
 
@@ -93,6 +94,7 @@ def _echo_lines(stream: SocketStream) -> None:
 
 
 # ---- start_up_server --------------------------------------------------------------------------
+
 
 def test_start_up_server_hands_over_sockets() -> None:
     got: list[socket.socket] = []
@@ -219,8 +221,9 @@ def test_listen_failure_wait_true_raises_and_announces() -> None:
         port = taken.getsockname()[1]
         seen: list[Any] = []
         with pytest.raises(SocketCreateError) as info:
-            start_up_server(lambda s: s.close(), address=LOCAL, service=port, wait=True,
-                            announce=seen.append)
+            start_up_server(
+                lambda s: s.close(), address=LOCAL, service=port, wait=True, announce=seen.append
+            )
         assert info.value.errno == errno.EADDRINUSE
         assert str(port) in str(info.value)
         assert LOCAL in str(info.value)
@@ -272,8 +275,7 @@ def test_function_must_be_callable() -> None:
 
 @requires_ipv6
 def test_ipv6_server() -> None:
-    with start_up_server(_send_and_close(b"6"), address="::1", ipv6=True,
-                         wait=True) as server:
+    with start_up_server(_send_and_close(b"6"), address="::1", ipv6=True, wait=True) as server:
         assert server.address == "::1"
         with _connect(server, "::1") as c:
             assert c.recv(1) == b"6"
@@ -343,13 +345,19 @@ def test_survives_running_out_of_descriptors() -> None:
     Run in a child process: while the descriptor limit is low, every thread of the process is
     starved, and pytest's own threads must not be.
     """
-    done = subprocess.run([sys.executable, "-c", _EMFILE_SCRIPT], capture_output=True,
-                          text=True, timeout=LONG * 3, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", _EMFILE_SCRIPT],
+        capture_output=True,
+        text=True,
+        timeout=LONG * 3,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "survived"
 
 
 # ---- serve ------------------------------------------------------------------------------------
+
 
 def test_serve_echo_and_stream_closed_after_handler() -> None:
     kinds: list[str] = []
@@ -550,9 +558,12 @@ def test_serve_line_limit_by_default() -> None:
 
 # ---- serve with TLS ---------------------------------------------------------------------------
 
+
 def test_serve_tls_echo(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext) -> None:
-    with serve(_echo_lines, address=LOCAL, ssl_ctx=server_ctx) as server, \
-            open_tcp_stream("localhost", server.port, ssl_ctx=client_ctx) as s:
+    with (
+        serve(_echo_lines, address=LOCAL, ssl_ctx=server_ctx) as server,
+        open_tcp_stream("localhost", server.port, ssl_ctx=client_ctx) as s,
+    ):
         s.write_line("over tls")
         s.force_output()
         assert s.read_line() == ("over tls", False)
@@ -603,8 +614,13 @@ def test_flooded_tls_server_still_answers_quickly(
     beside the accept loop and the bad connections hold only their own threads.
     """
     count = 100
-    with serve(_echo_lines, address=LOCAL, ssl_ctx=server_ctx, handshake_timeout=LONG,
-               max_connections=count + 20) as server:
+    with serve(
+        _echo_lines,
+        address=LOCAL,
+        ssl_ctx=server_ctx,
+        handshake_timeout=LONG,
+        max_connections=count + 20,
+    ) as server:
         bad = [socket.create_connection((LOCAL, server.port), timeout=LONG) for _ in range(count)]
         try:
             if flood == "garbage":
@@ -624,9 +640,16 @@ def test_flooded_tls_server_still_answers_quickly(
 def test_an_idle_client_holds_its_slot_only_until_the_handshake_timeout(
     server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
-    with serve(_echo_lines, address=LOCAL, ssl_ctx=server_ctx, handshake_timeout=SHORT,
-               max_connections=1) as server, \
-            socket.create_connection((LOCAL, server.port), timeout=LONG) as idle:
+    with (
+        serve(
+            _echo_lines,
+            address=LOCAL,
+            ssl_ctx=server_ctx,
+            handshake_timeout=SHORT,
+            max_connections=1,
+        ) as server,
+        socket.create_connection((LOCAL, server.port), timeout=LONG) as idle,
+    ):
         t0 = time.monotonic()
         with open_tcp_stream(LOCAL, server.port, ssl_ctx=client_ctx) as s:
             s.write_line("next")
@@ -638,8 +661,13 @@ def test_an_idle_client_holds_its_slot_only_until_the_handshake_timeout(
 
 def test_terminate_during_handshakes(server_ctx: ssl.SSLContext) -> None:
     in_handshake = threading.Semaphore(0)
-    server = serve(_echo_lines, address=LOCAL, ssl_ctx=server_ctx, handshake_timeout=LONG * 5,
-                   ssl_configure_callback=lambda _obj: in_handshake.release())
+    server = serve(
+        _echo_lines,
+        address=LOCAL,
+        ssl_ctx=server_ctx,
+        handshake_timeout=LONG * 5,
+        ssl_configure_callback=lambda _obj: in_handshake.release(),
+    )
     idle = [socket.create_connection((LOCAL, server.port), timeout=LONG) for _ in range(10)]
     try:
         for _ in idle:

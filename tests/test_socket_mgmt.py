@@ -27,6 +27,7 @@ def open_fds() -> int:
 
 # ---- the socket property and replace_socket -------------------------------------------------
 
+
 def test_socket_property_is_the_socket(make: Make) -> None:
     a, b = socket.socketpair()
     with b, SocketStream(a) as s:
@@ -155,6 +156,7 @@ def test_setting_the_socket_validates(make: Make) -> None:
 
 # ---- integer file descriptors ---------------------------------------------------------------
 
+
 def test_integer_descriptor_is_accepted_and_owned() -> None:
     a, b = socket.socketpair()
     with b:
@@ -172,6 +174,7 @@ def test_integer_descriptor_is_accepted_and_owned() -> None:
 
 
 # ---- addresses, fileno, readable/writable -------------------------------------------------
+
 
 def test_addresses(tcp_pair: Any, loopback_host: str) -> None:
     family = socket.AF_INET6 if ":" in loopback_host else socket.AF_INET
@@ -210,6 +213,7 @@ def test_readable_writable_by_direction(
 
 
 # ---- shutdown_output, close, context manager ---------------------------------------------
+
 
 @pytest.mark.parametrize("et", ["base-char", "unsigned-byte-8"])
 def test_shutdown_output_half_closes(make: Make, et: str) -> None:
@@ -296,10 +300,11 @@ def test_close_from_another_thread_wakes_a_blocked_reader(
     s.close()
     t.join_checked()
     assert outcome
-    assert (outcome[0] == "eof" or isinstance(outcome[0], ValueError))
+    assert outcome[0] == "eof" or isinstance(outcome[0], ValueError)
 
 
 # ---- full duplex ----------------------------------------------------------------------------
+
 
 def test_full_duplex_8_mib_each_way(tcp_pair: Any, peer: Callable[..., PeerThread]) -> None:
     """One thread reads while another writes the same stream, on both ends at once."""
@@ -365,6 +370,7 @@ def test_full_duplex_lines_and_chars(make: Make, peer: Callable[..., PeerThread]
 
 
 # ---- descriptor hygiene ---------------------------------------------------------------------
+
 
 def test_no_descriptor_leak_over_1000_cycles() -> None:
     before = open_fds()

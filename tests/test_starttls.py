@@ -42,7 +42,6 @@ def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-
 def _wait_for_bytes(sock: socket.socket, n: int) -> None:
     """Block until at least ``n`` bytes are readable on ``sock`` (without reading them)."""
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
@@ -70,14 +69,20 @@ class BioPeer:
     Unlike ``SSLSocket`` it lets the test put records, alerts and plaintext into one segment.
     """
 
-    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, server_side: bool,
-                 server_hostname: str | None = None) -> None:
+    def __init__(
+        self,
+        sock: socket.socket,
+        ctx: ssl.SSLContext,
+        server_side: bool,
+        server_hostname: str | None = None,
+    ) -> None:
         sock.settimeout(LONG)
         self.sock = sock
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_side=server_side,
-                                server_hostname=server_hostname)
+        self.obj = ctx.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
+        )
 
     def _send_out(self) -> None:
         data = self.outgoing.read()
@@ -164,6 +169,7 @@ def _say(stream: SocketStream, line: str) -> None:
 
 # ---- the full cycle -------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8"])
 def test_plain_tls_plain_on_one_connection(
     tcp_pair: TcpPair,
@@ -194,10 +200,10 @@ def test_plain_tls_plain_on_one_connection(
 
         # attach: both at once.
         _both(
-            lambda: attach_ssl(server, ssl_ctx=_pin(server_ctx, version),
-                               handshake_timeout=LONG),
-            lambda: attach_ssl(client, ssl_ctx=_pin(client_ctx, version), ssl_side="client",
-                               handshake_timeout=LONG),
+            lambda: attach_ssl(server, ssl_ctx=_pin(server_ctx, version), handshake_timeout=LONG),
+            lambda: attach_ssl(
+                client, ssl_ctx=_pin(client_ctx, version), ssl_side="client", handshake_timeout=LONG
+            ),
         )
         sobj, cobj = _ssl_object(server), _ssl_object(client)
         assert sobj.version() == cobj.version() == f"TLSv{version}"
@@ -210,14 +216,16 @@ def test_plain_tls_plain_on_one_connection(
         assert server.read_line() == ("secret from client", False)
         _say(server, "secret from server")
         assert client.read_line() == ("secret from server", False)
+
         def send_big() -> None:
             client.write_string(big)
             client.force_output()
 
         t = PeerThread(send_big)
         t.start()
-        assert server.read(len(big)) == (big if element_type == "base-char" else big.encode(
-            "latin-1"))
+        assert server.read(len(big)) == (
+            big if element_type == "base-char" else big.encode("latin-1")
+        )
         t.join_checked()
 
         # detach: both at once, then plain again, each way.
@@ -263,8 +271,7 @@ def test_pipelined_client_hello_in_the_servers_read_ahead(
     t.start()
     client.write_line("STARTTLS")
     client.force_output()
-    attach_ssl(client, ssl_ctx=_pin(client_ctx, version), ssl_side="client",
-               handshake_timeout=LONG)
+    attach_ssl(client, ssl_ctx=_pin(client_ctx, version), ssl_side="client", handshake_timeout=LONG)
     assert client.read_line() == ("welcome", False)
     _say(client, "thanks")
     assert t.join_checked() == "thanks"
@@ -296,7 +303,9 @@ def test_attach_flushes_pending_output_first(
 
 
 def test_attach_on_an_output_only_stream_flushes(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
     client_ctx: ssl.SSLContext,
 ) -> None:
     """Direction ``output``: attach still flushes first, and TLS then carries the output."""
@@ -320,7 +329,9 @@ def test_attach_on_an_output_only_stream_flushes(
 
 
 def test_tls_on_an_input_only_stream(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
     client_ctx: ssl.SSLContext,
 ) -> None:
     """Direction ``input``: the handshake and detach still write what TLS needs to."""
@@ -331,8 +342,9 @@ def test_tls_on_an_input_only_stream(
 
     def serve() -> bytes:
         peer.handshake()
-        ssock.sendall(peer.records(b"to an input-only stream\n") + peer.close_notify()
-                      + b"plain after\n")
+        ssock.sendall(
+            peer.records(b"to an input-only stream\n") + peer.close_notify() + b"plain after\n"
+        )
         return peer.await_close_notify()
 
     t = PeerThread(serve)
@@ -345,6 +357,7 @@ def test_tls_on_an_input_only_stream(
 
 
 # ---- detach: nothing lost on either side of the close-notify ---------------------------------
+
 
 def test_detach_keeps_data_before_and_plaintext_after_close_notify(
     tcp_pair: TcpPair,
@@ -360,8 +373,13 @@ def test_detach_keeps_data_before_and_plaintext_after_close_notify(
     peer = BioPeer(ssock, _pin(server_ctx, version), server_side=True)
     t = PeerThread(peer.handshake)
     t.start()
-    client = SocketStream(csock, ssl_ctx=_pin(client_ctx, version), ssl_side="client",
-                          handshake_timeout=LONG, read_timeout=LONG)
+    client = SocketStream(
+        csock,
+        ssl_ctx=_pin(client_ctx, version),
+        ssl_side="client",
+        handshake_timeout=LONG,
+        read_timeout=LONG,
+    )
     streams.append(client)
     t.join_checked()
 
@@ -401,8 +419,15 @@ def test_detach_keeps_unread_data_in_the_buffer_and_in_the_engine(
     peer = BioPeer(ssock, _pin(server_ctx, version), server_side=True)
     t = PeerThread(peer.handshake)
     t.start()
-    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=_pin(client_ctx, version),
-                          ssl_side="client", handshake_timeout=LONG, read_timeout=LONG)
+    client = SocketStream(
+        csock,
+        "io",
+        "unsigned-byte-8",
+        ssl_ctx=_pin(client_ctx, version),
+        ssl_side="client",
+        handshake_timeout=LONG,
+        read_timeout=LONG,
+    )
     streams.append(client)
     t.join_checked()
     wire = peer.records(data) + peer.close_notify() + after
@@ -437,8 +462,15 @@ def test_detach_with_unread_data_when_the_peer_answers_our_close_notify(
     peer = BioPeer(ssock, _pin(server_ctx, version), server_side=True)
     t = PeerThread(peer.handshake)
     t.start()
-    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=_pin(client_ctx, version),
-                          ssl_side="client", handshake_timeout=LONG, read_timeout=LONG)
+    client = SocketStream(
+        csock,
+        "io",
+        "unsigned-byte-8",
+        ssl_ctx=_pin(client_ctx, version),
+        ssl_side="client",
+        handshake_timeout=LONG,
+        read_timeout=LONG,
+    )
     streams.append(client)
     t.join_checked()
     wire = peer.records(data)
@@ -494,8 +526,9 @@ def test_detach_without_the_peers_close_notify_fails_within_read_timeout(
     peer = BioPeer(ssock, server_ctx, server_side=True)
     t = PeerThread(peer.handshake)
     t.start()
-    client = SocketStream(csock, ssl_ctx=client_ctx, ssl_side="client", handshake_timeout=LONG,
-                          read_timeout=SHORT)
+    client = SocketStream(
+        csock, ssl_ctx=client_ctx, ssl_side="client", handshake_timeout=LONG, read_timeout=SHORT
+    )
     streams.append(client)
     t.join_checked()
     start = time.monotonic()
@@ -506,6 +539,7 @@ def test_detach_without_the_peers_close_notify_fails_within_read_timeout(
 
 
 # ---- RFC 3207 section 7 ---------------------------------------------------------------------
+
 
 def test_plaintext_injected_after_starttls_never_reads_as_protected(
     tcp_pair: TcpPair,
@@ -549,6 +583,7 @@ def test_plaintext_injected_after_starttls_never_reads_as_protected(
 
 # ---- timeouts across attach and detach -------------------------------------------------------
 
+
 def test_read_timeout_survives_attach_and_detach(
     tcp_pair: TcpPair,
     streams: list[SocketStream],
@@ -569,8 +604,10 @@ def test_read_timeout_survives_attach_and_detach(
         assert client.read_line() == (stage, False)
 
     times_out_then_recovers("plain")
-    _both(lambda: attach_ssl(server, ssl_ctx=server_ctx),
-          lambda: attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client"))
+    _both(
+        lambda: attach_ssl(server, ssl_ctx=server_ctx),
+        lambda: attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client"),
+    )
     assert client.read_timeout == SHORT
     times_out_then_recovers("tls")
     _both(lambda: detach_ssl(server), lambda: detach_ssl(client))
@@ -594,6 +631,7 @@ def test_attach_handshake_timeout_closes_the_stream(
 
 # ---- bad use --------------------------------------------------------------------------------
 
+
 def test_attach_twice_and_detach_plain_are_errors(
     tcp_pair: TcpPair,
     streams: list[SocketStream],
@@ -607,8 +645,10 @@ def test_attach_twice_and_detach_plain_are_errors(
     with pytest.raises(ValueError, match="TLS"):
         detach_ssl(client)
     assert not client.closed
-    _both(lambda: attach_ssl(server, ssl_ctx=server_ctx),
-          lambda: attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client"))
+    _both(
+        lambda: attach_ssl(server, ssl_ctx=server_ctx),
+        lambda: attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client"),
+    )
     obj = client.ssl_object
     with pytest.raises(ValueError, match="TLS"):
         attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client")

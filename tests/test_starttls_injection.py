@@ -91,8 +91,7 @@ class Client:
         self.raw = bytearray()  # plaintext received and not yet consumed
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.tls = client_ctx.wrap_bio(self.incoming, self.outgoing,
-                                       server_hostname="localhost")
+        self.tls = client_ctx.wrap_bio(self.incoming, self.outgoing, server_hostname="localhost")
         assert self.plain_line() == b"220 ready for you\r\n"
 
     def close(self) -> None:
@@ -177,9 +176,7 @@ def test_plaintext_in_the_same_segment_as_starttls(
     assert isinstance(end, SSLFailure), end  # the injected bytes broke the handshake
 
 
-def test_plaintext_sent_after_the_go_ahead(
-    server: tuple[Server, Recorder], client: Client
-) -> None:
+def test_plaintext_sent_after_the_go_ahead(server: tuple[Server, Recorder], client: Client) -> None:
     """Injected plaintext that arrives only once the server is already in attach_ssl."""
     client.sock.sendall(b"STARTTLS\r\n")
     assert client.plain_line() == b"220 go ahead\r\n"

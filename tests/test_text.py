@@ -239,14 +239,24 @@ MIXED = b"a\r\nb\nc\rd\r\r\ne\n\r\n\nf"
 @pytest.mark.parametrize("chunk", [1, 2, 3, len(MIXED)])
 def test_line_ends_each_mode(chunk: int) -> None:
     assert lines_of(MIXED, chunk, "\n") == [
-        (b"a\r", b"\n"), (b"b", b"\n"), (b"c\rd\r\r", b"\n"), (b"e", b"\n"), (b"\r", b"\n"),
+        (b"a\r", b"\n"),
+        (b"b", b"\n"),
+        (b"c\rd\r\r", b"\n"),
+        (b"e", b"\n"),
+        (b"\r", b"\n"),
         (b"", b"\n"),
     ]
     assert lines_of(MIXED, chunk, "\r\n") == [
-        (b"a", b"\r\n"), (b"b\nc\rd\r", b"\r\n"), (b"e\n", b"\r\n"),
+        (b"a", b"\r\n"),
+        (b"b\nc\rd\r", b"\r\n"),
+        (b"e\n", b"\r\n"),
     ]
     assert lines_of(MIXED, chunk, None) == [
-        (b"a", b"\r\n"), (b"b", b"\n"), (b"c\rd\r", b"\r\n"), (b"e", b"\n"), (b"", b"\r\n"),
+        (b"a", b"\r\n"),
+        (b"b", b"\n"),
+        (b"c\rd\r", b"\r\n"),
+        (b"e", b"\n"),
+        (b"", b"\r\n"),
         (b"", b"\n"),
     ]
 

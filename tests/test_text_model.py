@@ -88,7 +88,12 @@ def test_text_model(
 
 
 def _one(
-    s: SocketStream, op: str, n: int, out: bytearray, last: str | None, data: bytes,
+    s: SocketStream,
+    op: str,
+    n: int,
+    out: bytearray,
+    last: str | None,
+    data: bytes,
     newline: str | None,
 ) -> str | None:
     here = data[len(out) :]

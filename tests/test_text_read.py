@@ -413,8 +413,15 @@ def test_tls_one_byte_records(
 
     t = PeerThread(server)
     t.start()
-    with SocketStream(a, ssl_ctx=client_ctx, ssl_side="client", tlsext_host_name="localhost",
-                      encoding="utf-8", newline="\r\n", read_timeout=LONG) as s:
+    with SocketStream(
+        a,
+        ssl_ctx=client_ctx,
+        ssl_side="client",
+        tlsext_host_name="localhost",
+        encoding="utf-8",
+        newline="\r\n",
+        read_timeout=LONG,
+    ) as s:
         go.set()
         assert s.read_char() == "h"
         assert s.peek_char() == "é"
@@ -438,8 +445,9 @@ def test_utf8_line_protocol_over_serve() -> None:
             stream.write_line(f"{len(line.rstrip(chr(13) + chr(10)))}:{line.strip()[::-1]}")
             stream.flush()
 
-    with serve(handler, address="127.0.0.1", encoding="utf-8", newline=None,
-               read_timeout=LONG) as server:
+    with serve(
+        handler, address="127.0.0.1", encoding="utf-8", newline=None, read_timeout=LONG
+    ) as server:
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=LONG)
         with SocketStream(sock, encoding="utf-8", newline="\r\n", read_timeout=LONG) as s:
             for word in ("grüße", "日本語", "😀x"):

@@ -40,9 +40,7 @@ def test_every_character_write_encodes(make: Make, element_type: str) -> None:
     assert sent(s, peer) == "é€😀ü\naß€ñö".encode() + b"\xff"
 
 
-@pytest.mark.parametrize(
-    ("newline", "eol"), [("\n", b"\n"), ("\r\n", b"\r\n"), (None, b"\r\n")]
-)
+@pytest.mark.parametrize(("newline", "eol"), [("\n", b"\n"), ("\r\n", b"\r\n"), (None, b"\r\n")])
 @pytest.mark.parametrize("element_type", ELEMENT_TYPES)
 def test_write_line_ends_with_the_terminator(
     make: Make, element_type: str, newline: str | None, eol: bytes

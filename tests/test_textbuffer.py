@@ -21,7 +21,9 @@ from sockstream._textbuffer import TextInputBuffer, retype
 
 
 def tb(
-    enc: str = "utf-8", newline: str | None = "\n", errors: str = "strict",
+    enc: str = "utf-8",
+    newline: str | None = "\n",
+    errors: str = "strict",
     mll: int | None = None,
 ) -> TextInputBuffer:
     return TextInputBuffer(Codec(enc, errors), newline, max_line=mll)
@@ -247,8 +249,13 @@ def test_model(
 
 
 def _one(
-    ib: TextInputBuffer, op: str, final: bool, newline: str | None, out: bytearray,
-    last: str | None, data: bytes,
+    ib: TextInputBuffer,
+    op: str,
+    final: bool,
+    newline: str | None,
+    out: bytearray,
+    last: str | None,
+    data: bytes,
 ) -> str | None:
     here = data[len(out) :]
     if op == "char":

@@ -42,6 +42,7 @@ def send_all(sock: socket.socket, data: bytes) -> PeerThread:
 
 # ---- two readers ----------------------------------------------------------------------------
 
+
 def _reader(s: SocketStream, got: list[bytes], seed: int) -> None:
     rnd = random.Random(seed)
     buf = bytearray(RECORD)
@@ -116,6 +117,7 @@ def test_two_readers_of_chars_and_bytes(make: Make) -> None:
 
 # ---- two writers ------------------------------------------------------------------------------
 
+
 def test_two_writers_every_line_once_and_whole(make: Make) -> None:
     s, peer = make()
     result: list[bytes] = []
@@ -183,6 +185,7 @@ def test_two_writers_flushing_big_chunks(make: Make) -> None:
 
 # ---- close from another thread ------------------------------------------------------------
 
+
 def test_close_during_a_stuck_flush(make: Make) -> None:
     """close() while another thread's flush is blocked: no RuntimeError; the writer is woken."""
     s, _peer = make("unsigned-byte-8")
@@ -239,6 +242,7 @@ def test_close_wakes_two_blocked_readers(make: Make) -> None:
 
 
 # ---- KeyboardInterrupt at arbitrary moments ------------------------------------------------
+
 
 @pytest.fixture
 def interrupter() -> Iterator[Callable[[bool | None], int]]:
@@ -354,7 +358,7 @@ def _read_with_interrupts(s: SocketStream, data: bytes, rnd: random.Random) -> s
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_keyboard_interrupts_while_reading_lose_nothing_silently(
-    interrupter: Callable[[bool | None], int]
+    interrupter: Callable[[bool | None], int],
 ) -> None:
     """Each round: exact, or broken and saying so (an interrupt right after a recv)."""
     rnd = random.Random(3)
@@ -411,7 +415,7 @@ def _write_with_interrupts(s: SocketStream, peer: socket.socket) -> str:
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_keyboard_interrupts_while_writing_never_duplicate(
-    interrupter: Callable[[bool | None], int]
+    interrupter: Callable[[bool | None], int],
 ) -> None:
     interrupter(True)
     rounds = 0

@@ -29,8 +29,6 @@ TRICKLE_INTERVAL = 0.3 * TRICKLE_TIMEOUT
 TRICKLE_BYTES = 8  # 8 x 0.15 s = 1.2 s in total: well past the timeout
 
 
-
-
 def _read_sequence(s: SocketStream) -> tuple[int, bytes]:
     buf = bytearray(3)
     return s.read_sequence(buf), bytes(buf)
@@ -263,6 +261,7 @@ def test_huge_finite_write_timeout_waits(tcp_pair: Any, peer: Callable[..., Peer
 
 
 # ---- write timeout --------------------------------------------------------------------------
+
 
 def _shrink_buffers(writer: socket.socket, reader: socket.socket) -> None:
     writer.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)

@@ -57,7 +57,6 @@ def version(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-
 @pytest.fixture
 def tls_pair(
     tcp_pair: Callable[..., tuple[socket.socket, socket.socket]], streams: list[SocketStream]
@@ -194,15 +193,20 @@ def test_tls_v1_3_keyword_refuses_a_tls_1_2_peer(
 
     def server() -> None:
         with pytest.raises(SSLFailure):
-            SocketStream(ssock, ssl_ctx="tls-v1-3", handshake_timeout=LONG,
-                         ctx_configure_callback=_configure_server(server_cert))
+            SocketStream(
+                ssock,
+                ssl_ctx="tls-v1-3",
+                handshake_timeout=LONG,
+                ctx_configure_callback=_configure_server(server_cert),
+            )
         assert _closed(ssock)
 
     t = PeerThread(server)
     t.start()
     with pytest.raises(SSLFailure):
-        SocketStream(csock, ssl_ctx=_pin(client_ctx, "1.2"), ssl_side="client",
-                     handshake_timeout=LONG)
+        SocketStream(
+            csock, ssl_ctx=_pin(client_ctx, "1.2"), ssl_side="client", handshake_timeout=LONG
+        )
     assert _closed(csock)
     t.join_checked()
 
@@ -250,6 +254,7 @@ def test_bad_tls_arguments_close_the_socket(
 
 # ---- sides ----------------------------------------------------------------------------------
 
+
 def test_ssl_side_both_is_a_server_connection(
     tls_pair: PairMaker, server_cert: Any, client_ctx: ssl.SSLContext, ca: Any
 ) -> None:
@@ -282,13 +287,13 @@ def test_ssl_side_default_is_server(
 def test_user_context_with_side_both_serves(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
-    server, client = tls_pair({"ssl_ctx": server_ctx, "ssl_side": "both"},
-                              {"ssl_ctx": client_ctx})
+    server, client = tls_pair({"ssl_ctx": server_ctx, "ssl_side": "both"}, {"ssl_ctx": client_ctx})
     assert server.ssl_object.server_side is True
     _exchange(server, client)
 
 
 # ---- make_ssl_ctx -----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("form", [True, "default", "v23", "tls-v1-2", "tls-v1-3"])
 @pytest.mark.parametrize("side", ["client", "server", "both"])
@@ -335,6 +340,7 @@ def test_make_ssl_ctx_rejects_bad_values() -> None:
 
 # ---- callbacks ------------------------------------------------------------------------------
 
+
 def test_callbacks_get_the_right_objects_before_the_handshake(
     tls_pair: PairMaker, ca: Any, server_cert: Any
 ) -> None:
@@ -358,10 +364,17 @@ def test_callbacks_get_the_right_objects_before_the_handshake(
         return cb
 
     server, client = tls_pair(
-        {"ssl_ctx": True, "ctx_configure_callback": ctx_cb("server", server_cert.configure_cert),
-         "ssl_configure_callback": obj_cb("server")},
-        {"ssl_ctx": True, "ctx_configure_callback": ctx_cb("client", ca.configure_trust),
-         "ssl_configure_callback": obj_cb("client"), "tlsext_host_name": "localhost"},
+        {
+            "ssl_ctx": True,
+            "ctx_configure_callback": ctx_cb("server", server_cert.configure_cert),
+            "ssl_configure_callback": obj_cb("server"),
+        },
+        {
+            "ssl_ctx": True,
+            "ctx_configure_callback": ctx_cb("client", ca.configure_trust),
+            "ssl_configure_callback": obj_cb("client"),
+            "tlsext_host_name": "localhost",
+        },
     )
     for name, stream in (("server", server), ("client", client)):
         assert seen[f"{name}-obj"] is stream.ssl_object
@@ -377,10 +390,16 @@ def test_ctx_configure_callback_not_called_with_a_users_context(
     calls: list[object] = []
     objs: list[ssl.SSLObject] = []
     server, client = tls_pair(
-        {"ssl_ctx": server_ctx, "ctx_configure_callback": calls.append,
-         "ssl_configure_callback": objs.append},
-        {"ssl_ctx": client_ctx, "ctx_configure_callback": calls.append,
-         "ssl_configure_callback": objs.append},
+        {
+            "ssl_ctx": server_ctx,
+            "ctx_configure_callback": calls.append,
+            "ssl_configure_callback": objs.append,
+        },
+        {
+            "ssl_ctx": client_ctx,
+            "ctx_configure_callback": calls.append,
+            "ssl_configure_callback": objs.append,
+        },
     )
     assert calls == []
     # ssl_configure_callback is still the way to reach the connection with a user's context.
@@ -452,6 +471,7 @@ def test_fd_given_as_int_is_closed_on_failure(
 
 # ---- SNI and host names ---------------------------------------------------------------------
 
+
 def test_server_sees_the_clients_sni_name(
     tls_pair: PairMaker, server_cert: Any, client_ctx: ssl.SSLContext
 ) -> None:
@@ -467,9 +487,7 @@ def test_server_sees_the_clients_sni_name(
     _exchange(server, client)
 
 
-def test_sni_with_a_context_the_stream_made(
-    tls_pair: PairMaker, ca: Any, server_cert: Any
-) -> None:
+def test_sni_with_a_context_the_stream_made(tls_pair: PairMaker, ca: Any, server_cert: Any) -> None:
     names: list[str | None] = []
 
     def server_cb(ctx: ssl.SSLContext) -> None:
@@ -478,8 +496,11 @@ def test_sni_with_a_context_the_stream_made(
 
     tls_pair(
         {"ssl_ctx": True, "ctx_configure_callback": server_cb},
-        {"ssl_ctx": "tls-v1-2", "ctx_configure_callback": _configure_client(ca),
-         "tlsext_host_name": "sni.example.test"},
+        {
+            "ssl_ctx": "tls-v1-2",
+            "ctx_configure_callback": _configure_client(ca),
+            "tlsext_host_name": "sni.example.test",
+        },
     )
     assert names == ["sni.example.test"]
 
@@ -507,15 +528,24 @@ def test_host_name_mismatch_fails(
 
     def server() -> None:
         with pytest.raises(SSLFailure):
-            SocketStream(ssock, ssl_ctx=True, handshake_timeout=LONG,
-                         ctx_configure_callback=_configure_server(server_cert))
+            SocketStream(
+                ssock,
+                ssl_ctx=True,
+                handshake_timeout=LONG,
+                ctx_configure_callback=_configure_server(server_cert),
+            )
 
     t = PeerThread(server)
     t.start()
     with pytest.raises(SSLFailure, match=r"(?i)certificate|hostname"):
-        SocketStream(csock, ssl_ctx=True, ssl_side="client", handshake_timeout=LONG,
-                     ctx_configure_callback=_configure_client(ca),
-                     tlsext_host_name="other.example.test")
+        SocketStream(
+            csock,
+            ssl_ctx=True,
+            ssl_side="client",
+            handshake_timeout=LONG,
+            ctx_configure_callback=_configure_client(ca),
+            tlsext_host_name="other.example.test",
+        )
     assert _closed(csock)
     t.join_checked()
     assert _closed(ssock)
@@ -530,19 +560,29 @@ def test_certificate_without_the_ip_fails_default_host_check(
 
     def server() -> None:
         with pytest.raises(SSLFailure):
-            SocketStream(ssock, ssl_ctx=True, handshake_timeout=LONG,
-                         ctx_configure_callback=other.configure_cert)
+            SocketStream(
+                ssock,
+                ssl_ctx=True,
+                handshake_timeout=LONG,
+                ctx_configure_callback=other.configure_cert,
+            )
 
     t = PeerThread(server)
     t.start()
     with pytest.raises(SSLFailure):
-        SocketStream(csock, ssl_ctx=True, ssl_side="client", handshake_timeout=LONG,
-                     ctx_configure_callback=_configure_client(ca))
+        SocketStream(
+            csock,
+            ssl_ctx=True,
+            ssl_side="client",
+            handshake_timeout=LONG,
+            ctx_configure_callback=_configure_client(ca),
+        )
     assert _closed(csock)
     t.join_checked()
 
 
 # ---- handshake failures ---------------------------------------------------------------------
+
 
 def test_default_verification_refuses_an_untrusted_certificate(
     tcp_pair: Callable[..., tuple[socket.socket, socket.socket]],
@@ -659,6 +699,7 @@ def test_handshake_timeout_is_a_deadline_not_an_idle_timer(
 
 # ---- timeouts under TLS ---------------------------------------------------------------------
 
+
 def test_read_timeout_under_tls_gives_eof_and_recovers(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, version: str
 ) -> None:
@@ -698,11 +739,18 @@ def test_write_timeout_under_tls_raises_and_keeps_the_rest(
 ) -> None:
     csock, ssock = tcp_pair()
     _shrink_buffers(csock, ssock)
-    t = PeerThread(lambda: SocketStream(ssock, "io", "unsigned-byte-8",
-                                        ssl_ctx=_pin(server_ctx, version)))
+    t = PeerThread(
+        lambda: SocketStream(ssock, "io", "unsigned-byte-8", ssl_ctx=_pin(server_ctx, version))
+    )
     t.start()
-    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=_pin(client_ctx, version),
-                          ssl_side="client", write_timeout=SHORT)
+    client = SocketStream(
+        csock,
+        "io",
+        "unsigned-byte-8",
+        ssl_ctx=_pin(client_ctx, version),
+        ssl_side="client",
+        write_timeout=SHORT,
+    )
     streams.append(client)
     server = t.join_checked()
     streams.append(server)
@@ -741,6 +789,7 @@ def test_write_timeout_under_tls_raises_and_keeps_the_rest(
 
 
 # ---- session tickets and listen -------------------------------------------------------------
+
 
 def test_tls13_session_tickets_do_not_make_listen_true(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
@@ -788,6 +837,7 @@ def test_listen_sees_decrypted_data_pending_in_the_engine(
 
 
 # ---- truncation and close-notify ------------------------------------------------------------
+
 
 def test_truncation_is_an_error(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, version: str
@@ -878,8 +928,9 @@ def test_close_sends_close_notify(
 
     t = PeerThread(server)
     t.start()
-    client = SocketStream(csock, ssl_ctx=_pin(client_ctx, version), ssl_side="client",
-                          handshake_timeout=LONG)
+    client = SocketStream(
+        csock, ssl_ctx=_pin(client_ctx, version), ssl_side="client", handshake_timeout=LONG
+    )
     try:
         client.write_line("bye")  # unflushed: close() flushes before its close-notify
         if how == "close":
@@ -919,6 +970,7 @@ def test_ssl_object_goes_away_with_close(
 
 
 # ---- full duplex ----------------------------------------------------------------------------
+
 
 def test_full_duplex_under_tls(
     tls_pair: PairMaker, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, version: str
@@ -960,6 +1012,7 @@ def test_full_duplex_under_tls(
 
 # ---- descriptor leaks -----------------------------------------------------------------------
 
+
 def test_no_descriptor_leaks_across_200_connections(
     ca: Any, server_cert: Any, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
@@ -993,8 +1046,13 @@ def test_no_descriptor_leaks_across_200_connections(
                 if kind in ("ok", "bad-name"):
                     name = "localhost" if kind == "ok" else "wrong.example.test"
                     try:
-                        with SocketStream(c, ssl_ctx=client_ctx, ssl_side="client",
-                                          handshake_timeout=LONG, tlsext_host_name=name) as s:
+                        with SocketStream(
+                            c,
+                            ssl_ctx=client_ctx,
+                            ssl_side="client",
+                            handshake_timeout=LONG,
+                            tlsext_host_name=name,
+                        ) as s:
                             s.write_line(kind)
                             s.force_output()
                             assert s.read_line() == (kind, False)
@@ -1024,6 +1082,7 @@ def test_no_descriptor_leaks_across_200_connections(
 
 # ---- partial records and readiness ----------------------------------------------------------
 
+
 def test_read_timeout_in_the_middle_of_a_record_recovers(
     tcp_pair: Callable[..., tuple[socket.socket, socket.socket]],
     streams: list[SocketStream],
@@ -1049,8 +1108,13 @@ def test_read_timeout_in_the_middle_of_a_record_recovers(
 
     t = PeerThread(handshake)
     t.start()
-    client = SocketStream(csock, ssl_ctx=_pin(client_ctx, version), ssl_side="client",
-                          handshake_timeout=LONG, read_timeout=SHORT)
+    client = SocketStream(
+        csock,
+        ssl_ctx=_pin(client_ctx, version),
+        ssl_side="client",
+        handshake_timeout=LONG,
+        read_timeout=SHORT,
+    )
     streams.append(client)
     t.join_checked()
     peer.write(b"a whole line\n")
@@ -1095,8 +1159,15 @@ def test_read_timeout_restarts_on_every_byte_of_a_slow_record(
 
     t = PeerThread(handshake)
     t.start()
-    client = SocketStream(csock, "io", "unsigned-byte-8", ssl_ctx=client_ctx,
-                          ssl_side="client", handshake_timeout=LONG, read_timeout=1.0)
+    client = SocketStream(
+        csock,
+        "io",
+        "unsigned-byte-8",
+        ssl_ctx=client_ctx,
+        ssl_side="client",
+        handshake_timeout=LONG,
+        read_timeout=1.0,
+    )
     streams.append(client)
     t.join_checked()
     data = bytes(i % 253 for i in range(8192))
@@ -1146,7 +1217,9 @@ def test_clear_input_under_tls(
 
 @pytest.mark.parametrize("ending", ["shutdown_output", "detach_ssl"])
 def test_close_notify_keeps_data_already_received(
-    server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    streams: list[SocketStream],
     ending: str,
 ) -> None:
     """Data received but not yet decrypted when our close-notify goes out is not lost.
@@ -1158,8 +1231,13 @@ def test_close_notify_keeps_data_already_received(
     csock, ssock = socket.socketpair()
     t = PeerThread(lambda: SocketStream(ssock, ssl_ctx=server_ctx, handshake_timeout=LONG))
     t.start()
-    client = SocketStream(csock, ssl_ctx=client_ctx, ssl_side="client",
-                          tlsext_host_name="localhost", handshake_timeout=LONG)
+    client = SocketStream(
+        csock,
+        ssl_ctx=client_ctx,
+        ssl_side="client",
+        tlsext_host_name="localhost",
+        handshake_timeout=LONG,
+    )
     streams.append(client)
     server = t.join_checked()
     streams.append(server)

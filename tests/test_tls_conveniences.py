@@ -42,7 +42,9 @@ def _pin(ctx: ssl.SSLContext, version: str) -> ssl.SSLContext:
 
 
 def _pair(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_kw: dict[str, Any],
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_kw: dict[str, Any],
     client_kw: dict[str, Any],
 ) -> tuple[SocketStream, SocketStream]:
     """``(server, client)`` over one TCP pair, the two handshakes run at once."""
@@ -82,12 +84,17 @@ def _refused(
 
 # ---- ALPN -----------------------------------------------------------------------------------
 
+
 def test_alpn_agrees_on_the_servers_choice(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_ctx: ssl.SSLContext,
-    client_ctx: ssl.SSLContext, version: str,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+    version: str,
 ) -> None:
     server, client = _pair(
-        tcp_pair, streams,
+        tcp_pair,
+        streams,
         {"ssl_ctx": _pin(server_ctx, version), "alpn_protocols": ["http/1.1"]},
         {"ssl_ctx": _pin(client_ctx, version), "alpn_protocols": ["h2", "http/1.1"]},
     )
@@ -95,24 +102,40 @@ def test_alpn_agrees_on_the_servers_choice(
 
 
 def test_alpn_with_contexts_the_streams_make(
-    tcp_pair: TcpPair, streams: list[SocketStream], ca: Any, server_cert: Any,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    ca: Any,
+    server_cert: Any,
 ) -> None:
     server, client = _pair(
-        tcp_pair, streams,
-        {"ssl_ctx": True, "ctx_configure_callback": server_cert.configure_cert,
-         "alpn_protocols": ["h2"]},
-        {"ssl_ctx": True, "ctx_configure_callback": ca.configure_trust,
-         "alpn_protocols": ["h2", "http/1.1"]},
+        tcp_pair,
+        streams,
+        {
+            "ssl_ctx": True,
+            "ctx_configure_callback": server_cert.configure_cert,
+            "alpn_protocols": ["h2"],
+        },
+        {
+            "ssl_ctx": True,
+            "ctx_configure_callback": ca.configure_trust,
+            "alpn_protocols": ["h2", "http/1.1"],
+        },
     )
     assert client.alpn_protocol == server.alpn_protocol == "h2"
 
 
 def test_no_alpn_is_none(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
     client_ctx: ssl.SSLContext,
 ) -> None:
-    server, client = _pair(tcp_pair, streams, {"ssl_ctx": server_ctx},
-                           {"ssl_ctx": client_ctx, "alpn_protocols": ["h2"]})
+    server, client = _pair(
+        tcp_pair,
+        streams,
+        {"ssl_ctx": server_ctx},
+        {"ssl_ctx": client_ctx, "alpn_protocols": ["h2"]},
+    )
     assert client.alpn_protocol is None
     assert server.alpn_protocol is None
 
@@ -127,25 +150,42 @@ def test_alpn_protocol_is_none_on_a_plain_stream(tcp_pair: TcpPair) -> None:
 
 
 def test_alpn_through_attach_ssl(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_ctx: ssl.SSLContext,
     client_ctx: ssl.SSLContext,
 ) -> None:
     csock, ssock = tcp_pair()
     server, client = SocketStream(ssock), SocketStream(csock)
     streams += [server, client]
-    t = PeerThread(lambda: attach_ssl(server, ssl_ctx=server_ctx, handshake_timeout=LONG,
-                                      alpn_protocols=["smtp", "imap"]))
+    t = PeerThread(
+        lambda: attach_ssl(
+            server, ssl_ctx=server_ctx, handshake_timeout=LONG, alpn_protocols=["smtp", "imap"]
+        )
+    )
     t.start()
-    attach_ssl(client, ssl_ctx=client_ctx, ssl_side="client", handshake_timeout=LONG,
-               alpn_protocols=["imap"])
+    attach_ssl(
+        client,
+        ssl_ctx=client_ctx,
+        ssl_side="client",
+        handshake_timeout=LONG,
+        alpn_protocols=["imap"],
+    )
     t.join_checked()
     assert client.alpn_protocol == server.alpn_protocol == "imap"
 
 
 @pytest.mark.parametrize(
     ("value", "error"),
-    [("h2", TypeError), (b"h2", TypeError), ([], ValueError), ([""], ValueError),
-     (["x" * 256], ValueError), ([2], ValueError), (42, TypeError)],
+    [
+        ("h2", TypeError),
+        (b"h2", TypeError),
+        ([], ValueError),
+        ([""], ValueError),
+        (["x" * 256], ValueError),
+        ([2], ValueError),
+        (42, TypeError),
+    ],
 )
 def test_bad_alpn_protocols_are_refused_before_anything_happens(
     tcp_pair: TcpPair, value: object, error: type[Exception]
@@ -162,8 +202,10 @@ def test_bad_alpn_protocols_are_refused_before_anything_happens(
 
 # ---- verification errors --------------------------------------------------------------------
 
+
 def test_unknown_ca_is_a_verification_error(
-    tcp_pair: TcpPair, server_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    server_ctx: ssl.SSLContext,
 ) -> None:
     other = pytest.importorskip("trustme").CA()
     ctx = ssl.create_default_context()
@@ -176,22 +218,34 @@ def test_unknown_ca_is_a_verification_error(
 
 
 def test_wrong_host_is_a_verification_error(
-    tcp_pair: TcpPair, server_ctx: ssl.SSLContext, ca: Any,
+    tcp_pair: TcpPair,
+    server_ctx: ssl.SSLContext,
+    ca: Any,
 ) -> None:
-    exc = _refused(tcp_pair, server_ctx, {
-        "ssl_ctx": True, "ctx_configure_callback": ca.configure_trust,
-        "tlsext_host_name": "other.example.test"})
+    exc = _refused(
+        tcp_pair,
+        server_ctx,
+        {
+            "ssl_ctx": True,
+            "ctx_configure_callback": ca.configure_trust,
+            "tlsext_host_name": "other.example.test",
+        },
+    )
     assert isinstance(exc, SSLVerificationError)
     assert exc.verify_code == 62  # X509_V_ERR_HOSTNAME_MISMATCH
     assert "other.example.test" in exc.verify_message or "mismatch" in exc.verify_message
 
 
 def test_expired_certificate_is_a_verification_error(
-    tcp_pair: TcpPair, ca: Any,
+    tcp_pair: TcpPair,
+    ca: Any,
 ) -> None:
     now = datetime.datetime.now(datetime.timezone.utc)
-    old = ca.issue_cert("localhost", not_before=now - datetime.timedelta(days=30),
-                        not_after=now - datetime.timedelta(days=1))
+    old = ca.issue_cert(
+        "localhost",
+        not_before=now - datetime.timedelta(days=30),
+        not_after=now - datetime.timedelta(days=1),
+    )
     sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     old.configure_cert(sctx)
     cctx = ssl.create_default_context()
@@ -203,12 +257,15 @@ def test_expired_certificate_is_a_verification_error(
 
 
 def test_other_handshake_failures_are_not_verification_errors(
-    tcp_pair: TcpPair, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
 ) -> None:
     """A protocol-version refusal is an SSLFailure, not an SSLVerificationError."""
     _pin(server_ctx, "1.2")
-    exc = _refused(tcp_pair, server_ctx, {"ssl_ctx": "tls-v1-3",
-                                          "ctx_configure_callback": lambda c: None})
+    exc = _refused(
+        tcp_pair, server_ctx, {"ssl_ctx": "tls-v1-3", "ctx_configure_callback": lambda c: None}
+    )
     assert not isinstance(exc, SSLVerificationError)
 
 
@@ -223,12 +280,19 @@ def test_verification_error_pickles() -> None:
 
 # ---- SSLKEYLOGFILE --------------------------------------------------------------------------
 
+
 # A shared context keeps its key-log file open while it lives (OpenSSL's BIO), past the test.
 @pytest.mark.allow_leaks
 @pytest.mark.parametrize("configured", [False, True])
 def test_keylog_file_gets_lines_from_both_sides(
-    tcp_pair: TcpPair, streams: list[SocketStream], ca: Any, server_cert: Any,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str, configured: bool,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    ca: Any,
+    server_cert: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    version: str,
+    configured: bool,
 ) -> None:
     """Client and server contexts the streams make, shared or configured, log their keys."""
     log = tmp_path / "keys.log"
@@ -243,11 +307,13 @@ def test_keylog_file_gets_lines_from_both_sides(
     client_kw: dict[str, Any] = {"ssl_ctx": key, "tlsext_host_name": "localhost"}
     if configured:
         client_kw["ctx_configure_callback"] = lambda ctx: setattr(
-            ctx, "maximum_version", VERSIONS[version])
+            ctx, "maximum_version", VERSIONS[version]
+        )
     elif version == "1.2":
         pytest.skip("a shared client context cannot be capped at TLS 1.2 without configuring")
-    server, client = _pair(tcp_pair, streams,
-                           {"ssl_ctx": key, "ctx_configure_callback": server_conf}, client_kw)
+    server, client = _pair(
+        tcp_pair, streams, {"ssl_ctx": key, "ctx_configure_callback": server_conf}, client_kw
+    )
     client.write_line("hello")
     client.force_output()
     assert server.read_line() == ("hello", False)
@@ -258,19 +324,27 @@ def test_keylog_file_gets_lines_from_both_sides(
 
 
 def test_keylog_with_side_both(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_cert: Any, client_ctx: ssl.SSLContext,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_cert: Any,
+    client_ctx: ssl.SSLContext,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     log = tmp_path / "keys.log"
     monkeypatch.setenv("SSLKEYLOGFILE", str(log))
-    _pair(tcp_pair, streams,
-          {"ssl_ctx": True, "ssl_side": "both", "ctx_configure_callback":
-           server_cert.configure_cert}, {"ssl_ctx": client_ctx})
+    _pair(
+        tcp_pair,
+        streams,
+        {"ssl_ctx": True, "ssl_side": "both", "ctx_configure_callback": server_cert.configure_cert},
+        {"ssl_ctx": client_ctx},
+    )
     assert log.read_text().strip(), "the 'both' server context logged nothing"
 
 
-def test_make_ssl_ctx_honours_sslkeylogfile(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_make_ssl_ctx_honours_sslkeylogfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("SSLKEYLOGFILE", str(tmp_path / "k.log"))
     for side in ("client", "server", "both"):
         assert make_ssl_ctx(True, side).keylog_filename == str(tmp_path / "k.log")
@@ -284,9 +358,14 @@ def _ca_file(ca: Any, tmp_path: Path) -> str:
 
 # ---- shared contexts, sessions --------------------------------------------------------------
 
+
 def test_default_contexts_are_shared_configured_ones_never(
-    tcp_pair: TcpPair, streams: list[SocketStream], ca: Any, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch, server_cert: Any,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    ca: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_cert: Any,
 ) -> None:
     monkeypatch.setenv("SSL_CERT_FILE", _ca_file(ca, tmp_path))
     seen: list[ssl.SSLContext] = []
@@ -298,9 +377,11 @@ def test_default_contexts_are_shared_configured_ones_never(
 
     for _ in range(2):
         _, client = _pair(
-            tcp_pair, streams,
+            tcp_pair,
+            streams,
             {"ssl_ctx": True, "ctx_configure_callback": configure},
-            {"ssl_ctx": True, "tlsext_host_name": "localhost"})
+            {"ssl_ctx": True, "tlsext_host_name": "localhost"},
+        )
         contexts.append(client.ssl_object.context)
     assert contexts[0] is contexts[1]  # the client's: no callback, shared
     assert seen[0] is not seen[1]  # the server's: configured, each its own
@@ -308,7 +389,10 @@ def test_default_contexts_are_shared_configured_ones_never(
 
 
 def test_session_resumption_between_our_ends(
-    tcp_pair: TcpPair, streams: list[SocketStream], server_cert: Any, client_ctx: ssl.SSLContext,
+    tcp_pair: TcpPair,
+    streams: list[SocketStream],
+    server_cert: Any,
+    client_ctx: ssl.SSLContext,
     version: str,
 ) -> None:
     """The session of a first connection, offered on a second (same contexts), resumes."""
@@ -316,9 +400,11 @@ def test_session_resumption_between_our_ends(
     session = None
     for round_ in range(2):
         server, client = _pair(
-            tcp_pair, streams,
+            tcp_pair,
+            streams,
             {"ssl_ctx": _server_ctx_once(server_cert)},
-            {"ssl_ctx": client_ctx, "ssl_session": session})
+            {"ssl_ctx": client_ctx, "ssl_session": session},
+        )
         server.write_line("ticket time")  # TLS 1.3: the ticket comes after the handshake
         server.force_output()
         assert client.read_line() == ("ticket time", False)

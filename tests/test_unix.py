@@ -177,8 +177,9 @@ def test_tls_over_a_unix_socket(
     sock_path: str, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
     with serve(echo, path=sock_path, ssl_ctx=server_ctx):
-        with open_unix_stream(sock_path, ssl_ctx=client_ctx, tlsext_host_name="localhost",
-                              read_timeout=LONG) as s:
+        with open_unix_stream(
+            sock_path, ssl_ctx=client_ctx, tlsext_host_name="localhost", read_timeout=LONG
+        ) as s:
             assert s.ssl_object is not None
             s.write_line("secret")
             s.force_output()

@@ -169,8 +169,12 @@ def test_timeout(pairs: Any) -> None:
         assert w.wait(0) == []
         assert w.wait(0.0) == []
         bad: Any
-        for bad, error in [(-1, ValueError), (math.nan, ValueError), ("1", TypeError),
-                           (True, TypeError)]:
+        for bad, error in [
+            (-1, ValueError),
+            (math.nan, ValueError),
+            ("1", TypeError),
+            (True, TypeError),
+        ]:
             with pytest.raises(error, match="timeout"):
                 w.wait(bad)
 
@@ -273,6 +277,7 @@ def test_stream_without_socket_is_ready_and_replaced_socket_is_followed(pairs: A
 def test_input_arriving_while_blocked_wakes_the_wait(pairs: Any, peer: Any) -> None:
     streams, peers = pairs(100)
     with StreamWaiter(streams) as w:
+
         def send() -> None:
             until_blocked(w)
             peers[77].sendall(b"x")
@@ -302,6 +307,7 @@ def test_a_stream_closed_between_waits_leaves(pairs: Any) -> None:
 def test_a_stream_closed_by_another_thread_while_blocked_leaves(pairs: Any, peer: Any) -> None:
     streams, peers = pairs(100)
     with StreamWaiter(streams) as w:
+
         def close_then_send() -> None:
             until_blocked(w)
             streams[10].close()
@@ -313,9 +319,7 @@ def test_a_stream_closed_by_another_thread_while_blocked_leaves(pairs: Any, peer
         assert len(w) == 99
 
 
-def test_close_of_the_waiter_from_another_thread_ends_a_blocked_wait(
-    pairs: Any, peer: Any
-) -> None:
+def test_close_of_the_waiter_from_another_thread_ends_a_blocked_wait(pairs: Any, peer: Any) -> None:
     streams, _ = pairs(3)
     w = StreamWaiter(streams)
 
@@ -332,6 +336,7 @@ def test_close_of_the_waiter_from_another_thread_ends_a_blocked_wait(
 def test_two_threads_waiting_on_one_waiter_is_an_error(pairs: Any, peer: Any) -> None:
     streams, peers = pairs(2)
     with StreamWaiter(streams) as w:
+
         def second() -> None:
             until_blocked(w)
             with pytest.raises(RuntimeError, match="already waiting"):
@@ -347,6 +352,7 @@ def test_input_moved_by_another_waiters_probe_wakes_the_wait(pairs: Any, peer: A
     a = StreamWaiter(streams)
     b = StreamWaiter(streams[50:])
     try:
+
         def other() -> list[SocketStream]:
             until_blocked(a)
             peers[60].sendall(b"x")
@@ -363,6 +369,7 @@ def test_input_moved_by_another_waiters_probe_wakes_the_wait(pairs: Any, peer: A
 def test_discard_and_add_from_another_thread(pairs: Any, peer: Any) -> None:
     streams, peers = pairs(3)
     with StreamWaiter(streams[:2]) as w:
+
         def change() -> None:
             until_blocked(w)
             w.discard(streams[0])
@@ -448,8 +455,9 @@ def tls_pair(
         a, b = tcp_pair()
         server = PeerThread(lambda: SocketStream(a, ssl_ctx=server_ctx, ssl_side="server"))
         server.start()
-        client = SocketStream(b, ssl_ctx=client_ctx, ssl_side="client",
-                              tlsext_host_name="localhost")
+        client = SocketStream(
+            b, ssl_ctx=client_ctx, ssl_side="client", tlsext_host_name="localhost"
+        )
         made.append(client)
         server_stream: SocketStream = server.join_checked()
         made.append(server_stream)

@@ -36,8 +36,13 @@ class Terminal:
         self._run("new-session", "-d", "-s", "t", "-x", "200", "-y", "50", "sh")
 
     def _run(self, *args: str) -> str:
-        r = subprocess.run([self.tmux, "-L", self.name, *args], capture_output=True, text=True,
-                           timeout=LONG, check=True)
+        r = subprocess.run(
+            [self.tmux, "-L", self.name, *args],
+            capture_output=True,
+            text=True,
+            timeout=LONG,
+            check=True,
+        )
         return r.stdout
 
     def type(self, line: str) -> None:
@@ -60,8 +65,12 @@ class Terminal:
             tick.wait(0.05)
 
     def close(self) -> None:
-        subprocess.run([self.tmux, "-L", self.name, "kill-server"], capture_output=True,
-                       timeout=LONG, check=False)
+        subprocess.run(
+            [self.tmux, "-L", self.name, "kill-server"],
+            capture_output=True,
+            timeout=LONG,
+            check=False,
+        )
 
 
 @pytest.fixture
@@ -156,9 +165,14 @@ def test_a_worker_that_dies_is_reported(terminal: Callable[[], Terminal]) -> Non
 def test_workers_do_not_outlive_their_parent() -> None:
     import signal
 
-    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers", "2"],
-                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd=str(ROOT), text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sockstream", "serve", "0", "--workers", "2"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(ROOT),
+        text=True,
+    )
     try:
         assert p.stdout is not None
         assert p.stderr is not None
@@ -185,9 +199,14 @@ def test_workers_do_not_outlive_their_parent() -> None:
 def test_sigterm_to_the_parent_stops_every_worker() -> None:
     import signal
 
-    p = subprocess.Popen([sys.executable, "-m", "sockstream", "serve", "0", "--workers", "3",
-                          "--http"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, cwd=str(ROOT), text=True)
+    p = subprocess.Popen(
+        [sys.executable, "-m", "sockstream", "serve", "0", "--workers", "3", "--http"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=str(ROOT),
+        text=True,
+    )
     try:
         assert p.stdout is not None
         assert p.stderr is not None
@@ -220,8 +239,14 @@ def test_sigterm_to_the_parent_stops_every_worker() -> None:
     ],
 )
 def test_bad_worker_and_unix_arguments(args: list[str], named: str) -> None:
-    r = subprocess.run([sys.executable, "-m", "sockstream", "serve", *args], cwd=str(ROOT),
-                       capture_output=True, text=True, timeout=LONG, check=False)
+    r = subprocess.run(
+        [sys.executable, "-m", "sockstream", "serve", *args],
+        cwd=str(ROOT),
+        capture_output=True,
+        text=True,
+        timeout=LONG,
+        check=False,
+    )
     assert r.returncode == 2, r.stderr
     assert named in r.stderr
     assert "Traceback" not in r.stderr

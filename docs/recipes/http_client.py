@@ -33,15 +33,20 @@ class HTTPConnection:
         if tls:
             stream_keywords.setdefault("ssl_ctx", True)  # verifies certificate and host name
         self.stream = sockstream.open_tcp_stream(
-            host, port, element_type="unsigned-byte-8", newline=None, max_line_length=MAX_HEAD,
+            host,
+            port,
+            element_type="unsigned-byte-8",
+            newline=None,
+            max_line_length=MAX_HEAD,
             **stream_keywords,
         )
 
     def close(self) -> None:
         self.stream.close()
 
-    def send_request(self, method: str, path: str, headers: dict[str, str] | None = None,
-                     body: bytes = b"") -> None:
+    def send_request(
+        self, method: str, path: str, headers: dict[str, str] | None = None, body: bytes = b""
+    ) -> None:
         """Buffer a request; several may be sent before reading (pipelining)."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]

@@ -24,6 +24,7 @@ MAX_LINE = 1024
 
 def handle(stream: sockstream.SocketStream) -> None:
     """One session, in a thread of its own; ``serve`` closes the stream when it returns."""
+
     def send(text: str) -> None:
         stream.write_line(text)
         stream.flush()
@@ -54,11 +55,20 @@ def handle(stream: sockstream.SocketStream) -> None:
             send(f"-ERR unknown command {command!r}")
 
 
-def start(port: int = 0, ssl_ctx: ssl.SSLContext | None = None,
-          address: str = "127.0.0.1") -> sockstream.Server:
-    return sockstream.serve(handle, service=port, address=address, ssl_ctx=ssl_ctx,
-                            encoding="utf-8", errors="surrogateescape", newline="\r\n",
-                            max_line_length=MAX_LINE, read_timeout=300)
+def start(
+    port: int = 0, ssl_ctx: ssl.SSLContext | None = None, address: str = "127.0.0.1"
+) -> sockstream.Server:
+    return sockstream.serve(
+        handle,
+        service=port,
+        address=address,
+        ssl_ctx=ssl_ctx,
+        encoding="utf-8",
+        errors="surrogateescape",
+        newline="\r\n",
+        max_line_length=MAX_LINE,
+        read_timeout=300,
+    )
 
 
 if __name__ == "__main__":

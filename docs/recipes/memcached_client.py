@@ -37,8 +37,9 @@ class Memcache:
             raise MemcacheError(line)
         return line
 
-    def _store(self, verb: str, key: str, value: bytes, flags: int, exptime: int,
-               extra: str = "") -> str:
+    def _store(
+        self, verb: str, key: str, value: bytes, flags: int, exptime: int, extra: str = ""
+    ) -> str:
         head = f"{verb} {key} {flags} {exptime} {len(value)}{extra}\r\n".encode()
         self.stream.write(head + value + b"\r\n")
         self.stream.flush()
@@ -47,15 +48,17 @@ class Memcache:
     def set(self, key: str, value: bytes, flags: int = 0, exptime: int = 0) -> bool:
         return self._store("set", key, value, flags, exptime) == "STORED"
 
-    def cas(self, key: str, value: bytes, cas_unique: int, flags: int = 0,
-            exptime: int = 0) -> bool:
+    def cas(
+        self, key: str, value: bytes, cas_unique: int, flags: int = 0, exptime: int = 0
+    ) -> bool:
         """Store only if nobody changed ``key`` since ``gets`` gave ``cas_unique``."""
         return self._store("cas", key, value, flags, exptime, f" {cas_unique}") == "STORED"
 
     def get_many(self, keys: list[str], with_cas: bool = False) -> dict[str, tuple[bytes, int]]:
         """``{key: (value, flags or cas)}`` for the keys found (one request for all of them)."""
-        self.stream.write(("gets " if with_cas else "get ").encode() + " ".join(keys).encode()
-                          + b"\r\n")
+        self.stream.write(
+            ("gets " if with_cas else "get ").encode() + " ".join(keys).encode() + b"\r\n"
+        )
         self.stream.flush()
         found: dict[str, tuple[bytes, int]] = {}
         while (line := self._line()) != "END":
@@ -89,5 +92,7 @@ def demo(host: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    demo(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",
-         int(sys.argv[2]) if len(sys.argv) > 2 else 11211)
+    demo(
+        sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",
+        int(sys.argv[2]) if len(sys.argv) > 2 else 11211,
+    )

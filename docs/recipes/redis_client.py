@@ -102,8 +102,7 @@ def collect(subscribers: list[Redis], count: int, timeout: float = 10) -> list[t
     by_stream = {id(r.stream): r for r in subscribers}
     got: list[tuple[str, bytes]] = []
     while len(got) < count:
-        ready = sockstream.wait_for_input_streams([r.stream for r in subscribers],
-                                                  timeout=timeout)
+        ready = sockstream.wait_for_input_streams([r.stream for r in subscribers], timeout=timeout)
         if not ready:
             raise TimeoutError(f"no message within {timeout} s")
         for stream in ready:
@@ -115,10 +114,10 @@ def collect(subscribers: list[Redis], count: int, timeout: float = 10) -> list[t
 
 def demo(host: str, port: int) -> None:
     with Redis(host, port) as r:
-        print(r.command("PING"))                                   # PONG
-        r.command("SET", "greeting", b"hello\r\nworld\0")           # binary-safe
-        print(r.command("GET", "greeting"))                         # b'hello\r\nworld\x00'
-        for _ in range(1000):                                       # pipelining: one flush
+        print(r.command("PING"))  # PONG
+        r.command("SET", "greeting", b"hello\r\nworld\0")  # binary-safe
+        print(r.command("GET", "greeting"))  # b'hello\r\nworld\x00'
+        for _ in range(1000):  # pipelining: one flush
             r.send("INCR", "counter")
         r.flush()
         print([r.reply() for _ in range(1000)][-1])
@@ -134,9 +133,11 @@ def demo(host: str, port: int) -> None:
         with Redis(host, port) as producer:
             producer.command("RPUSH", "jobs", "job-1")
         r.stream.read_timeout = None
-        print(r.reply())                                            # [b'jobs', b'job-1']
+        print(r.reply())  # [b'jobs', b'job-1']
 
 
 if __name__ == "__main__":
-    demo(sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",
-         int(sys.argv[2]) if len(sys.argv) > 2 else 6379)
+    demo(
+        sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1",
+        int(sys.argv[2]) if len(sys.argv) > 2 else 6379,
+    )

@@ -73,8 +73,9 @@ class SMTP:
 
     def starttls(self, ssl_ctx: ssl.SSLContext | bool = True) -> None:
         self.command("STARTTLS", 220)
-        sockstream.attach_ssl(self.stream, ssl_ctx=ssl_ctx, ssl_side="client",
-                              tlsext_host_name=self.host)
+        sockstream.attach_ssl(
+            self.stream, ssl_ctx=ssl_ctx, ssl_side="client", tlsext_host_name=self.host
+        )
         self.ehlo()  # RFC 3207: forget what was learnt before TLS
 
     def login(self, user: str, password: str) -> None:

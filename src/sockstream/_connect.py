@@ -73,6 +73,7 @@ _IN_PROGRESS: Final = frozenset(
 
 # ---- argument checks ------------------------------------------------------------------------
 
+
 def _check_family(ipv6: object) -> int:
     """Map LispWorks' ``ipv6`` (nil / t / :any) to an address family."""
     if ipv6 is None or ipv6 is False:
@@ -145,9 +146,8 @@ def is_ip_literal(host: str) -> bool:
 
 # ---- resolution -----------------------------------------------------------------------------
 
-def _getaddrinfo(
-    host: str, port: int, family: int, deadline: float | None
-) -> list[_Target]:
+
+def _getaddrinfo(host: str, port: int, family: int, deadline: float | None) -> list[_Target]:
     """Resolve ``host``; a name is resolved in a helper thread when a deadline is set."""
     flags = socket.AI_NUMERICHOST if is_ip_literal(host) else 0
 
@@ -196,6 +196,7 @@ def reorder_for_rfc_8305_section_4(targets: Sequence[_Target]) -> list[_Target]:
 
 
 # ---- happy eyeballs -------------------------------------------------------------------------
+
 
 def _start_attempt(
     target: _Target, local: tuple[str | None, int]
@@ -325,6 +326,7 @@ def _set_options(sock: socket.socket, nodelay: bool, keepalive: bool) -> None:
 
 
 # ---- the public function --------------------------------------------------------------------
+
 
 @overload
 def open_tcp_stream(
@@ -528,6 +530,7 @@ def _connect(
 
 # ---- Unix domain sockets --------------------------------------------------------------------
 
+
 def check_unix_path(path: object, name: str = "path") -> str | bytes:
     """A Unix socket path: a non-empty ``str``, ``bytes`` or ``os.PathLike`` (``"\\0..."``:
     Linux's abstract namespace)."""
@@ -536,8 +539,9 @@ def check_unix_path(path: object, name: str = "path") -> str | bytes:
     if not isinstance(path, (str, bytes)) or not path:
         raise TypeError(f"{name} must be a non-empty str, bytes or path-like, not {path!r}")
     if (path[1:].find(b"\0") if isinstance(path, bytes) else path[1:].find("\0")) >= 0:
-        raise ValueError(f"{name} must not contain a NUL character (but as its first), "
-                         f"not {path!r}")
+        raise ValueError(
+            f"{name} must not contain a NUL character (but as its first), not {path!r}"
+        )
     return path
 
 
@@ -565,8 +569,11 @@ def open_unix_stream(
     options = StreamOptions.make(ssl_side=ssl_side, **stream_keywords)
     budget = check_timeout(timeout, "timeout")
     tls = options.tls
-    if tls is not None and tls.tlsext_host_name is None and tls.ssl_side != "server" and not (
-        isinstance(tls.ssl_ctx, ssl.SSLContext) and not tls.ssl_ctx.check_hostname
+    if (
+        tls is not None
+        and tls.tlsext_host_name is None
+        and tls.ssl_side != "server"
+        and not (isinstance(tls.ssl_ctx, ssl.SSLContext) and not tls.ssl_ctx.check_hostname)
     ):
         raise ValueError(
             "open_unix_stream with TLS needs tlsext_host_name, the host name to verify the "
@@ -591,6 +598,7 @@ def open_unix_stream(
             exc.errno, f"could not connect to Unix socket {where!r}: {exc.strerror or exc}"
         ) from exc
     if tls is not None and tls.handshake_timeout is None and deadline is not None:
-        options = replace(options, tls=replace(tls, handshake_timeout=max(
-            deadline - monotonic(), 0.001)))
+        options = replace(
+            options, tls=replace(tls, handshake_timeout=max(deadline - monotonic(), 0.001))
+        )
     return SocketStream._from_options(sock, options)

@@ -39,8 +39,9 @@ _INSECURE: Final = ("v2", "v3", "tls-v1", "tls-v1-1")
 #: paths through ``load_default_certs``, the key log file): part of a shared context's key.
 _ENVIRONMENT: Final = ("SSLKEYLOGFILE", "SSL_CERT_FILE", "SSL_CERT_DIR")
 
-_shared: dict[tuple[str, str, tuple[str, ...] | None],
-              tuple[tuple[str | None, ...], ssl.SSLContext]] = {}
+_shared: dict[
+    tuple[str, str, tuple[str, ...] | None], tuple[tuple[str | None, ...], ssl.SSLContext]
+] = {}
 _shared_lock = threading.Lock()
 
 

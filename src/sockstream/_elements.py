@@ -122,7 +122,6 @@ def encode_items(
     return bytes(out)
 
 
-
 def decode_signed(data: bytes | bytearray | memoryview) -> list[int]:
     """Raw bytes as a list of signed integers."""
     return array.array("b", bytes(data)).tolist()

@@ -321,8 +321,10 @@ def wait_for_input_streams(
     if _HAS_EPOLL and len(items) >= CACHE_MIN_STREAMS and not getattr(_local, "busy", False):
         # The warm call, inline: the same streams, nothing new told, one stream holding input.
         entry: _Entry | None = getattr(_local, "entry", None)
-        if entry is not None and not entry.waiter.lost_member and (
-            entry.source is items or entry.items == items
+        if (
+            entry is not None
+            and not entry.waiter.lost_member
+            and (entry.source is items or entry.items == items)
         ):
             ready = entry.waiter._fast()
             if ready is not None and len(ready) == 1 and len(entry.index[ready[0]]) == 1:

@@ -37,8 +37,7 @@ def check_ssl_ctx(value: object) -> Any:
     if value is True or isinstance(value, (str, ssl.SSLContext)):
         return value
     raise TypeError(
-        "ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, "
-        f"not {value!r}"
+        f"ssl_ctx must be None, True, a protocol keyword string or an ssl.SSLContext, not {value!r}"
     )
 
 
@@ -61,7 +60,8 @@ def check_alpn(value: object) -> tuple[str, ...] | None:
     for name in names:
         if not isinstance(name, str) or not 0 < len(name.encode("utf-8", "replace")) < 256:
             raise ValueError(
-                f"alpn_protocols must hold protocol names of 1 to 255 bytes, not {name!r}")
+                f"alpn_protocols must hold protocol names of 1 to 255 bytes, not {name!r}"
+            )
     return names
 
 

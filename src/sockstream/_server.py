@@ -74,8 +74,15 @@ from ._options import StreamOptions
 from ._stream import SocketStream
 from ._wait import WANT_READ, deadline_after, select_ready, wait_fd
 
-__all__ = ["DEFAULT_HANDSHAKE_TIMEOUT", "DEFAULT_MAX_LINE_LENGTH", "DEFAULT_READ_TIMEOUT",
-           "Server", "serve", "server_terminate", "start_up_server"]
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "DEFAULT_MAX_LINE_LENGTH",
+    "DEFAULT_READ_TIMEOUT",
+    "Server",
+    "serve",
+    "server_terminate",
+    "start_up_server",
+]
 
 _log = logging.getLogger("sockstream")
 
@@ -102,8 +109,20 @@ TERMINATE_JOIN_TIMEOUT: Final = 5.0
 # accept() errors about one connection that went away before we took it.
 _TRANSIENT_ACCEPT_ERRNOS: Final = frozenset(
     getattr(errno, name)
-    for name in ("ECONNABORTED", "EPROTO", "EPERM", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN",
-                 "ENONET", "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "EINTR", "ECONNRESET")
+    for name in (
+        "ECONNABORTED",
+        "EPROTO",
+        "EPERM",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "EINTR",
+        "ECONNRESET",
+    )
     if hasattr(errno, name)
 )
 # accept() errors that mean we are out of resources: back off, then go on.
@@ -126,6 +145,7 @@ _NOT_GIVEN: Any = object()
 
 
 # ---- listening ------------------------------------------------------------------------------
+
 
 def _make_listener(
     address: str | None, port: int, family: int, backlog: int, reuse_port: bool = False
@@ -177,8 +197,9 @@ def _make_listener(
             sock.close()
             error = exc
     assert error is not None
-    raise SocketCreateError(error.errno, f"cannot listen on {where}: {error.strerror or error}") \
-        from error
+    raise SocketCreateError(
+        error.errno, f"cannot listen on {where}: {error.strerror or error}"
+    ) from error
 
 
 def _configure_accepted(sock: socket.socket, nodelay: bool, keepalive: bool) -> None:
@@ -216,6 +237,7 @@ def _announce(announce: Announce, what: Server | BaseException) -> None:
 
 
 # ---- the server -----------------------------------------------------------------------------
+
 
 @final
 class Server:
@@ -368,9 +390,13 @@ class Server:
                     if exc.errno in _RESOURCE_ACCEPT_ERRNOS:
                         # Connections wait in the backlog meanwhile (trio's accept loop does
                         # the same); one warning per episode, then DEBUG.
-                        _log.log(logging.DEBUG if starved else logging.WARNING,
-                                 "%r: accept failed (%s); retrying in %g s",
-                                 self, exc, ACCEPT_BACKOFF)
+                        _log.log(
+                            logging.DEBUG if starved else logging.WARNING,
+                            "%r: accept failed (%s); retrying in %g s",
+                            self,
+                            exc,
+                            ACCEPT_BACKOFF,
+                        )
                         starved = True
                         backoff = ACCEPT_BACKOFF
                         continue
@@ -421,8 +447,12 @@ def _check_backlog(backlog: object) -> int:
 
 
 def _check_announce(announce: object) -> None:
-    if not (announce is None or isinstance(announce, bool) or callable(announce)
-            or hasattr(announce, "write")):
+    if not (
+        announce is None
+        or isinstance(announce, bool)
+        or callable(announce)
+        or hasattr(announce, "write")
+    ):
         raise TypeError(
             f"announce must be None, True, a callable or a text stream, not {announce!r}"
         )
@@ -468,8 +498,20 @@ def start_up_server(
     if address is not None and not isinstance(address, str):
         raise TypeError(f"address must be a str or None, not {address!r}")
     unix = _check_path(path, service, address, reuse_port)
-    return _start(function, port, address, backlog, family, nodelay, keepalive, announce, wait,
-                  process_name, path=unix, reuse_port=reuse_port)
+    return _start(
+        function,
+        port,
+        address,
+        backlog,
+        family,
+        nodelay,
+        keepalive,
+        announce,
+        wait,
+        process_name,
+        path=unix,
+        reuse_port=reuse_port,
+    )
 
 
 def _check_path(
@@ -483,8 +525,10 @@ def _check_path(
         return None
     unix = check_unix_path(path)
     if address is not None or service not in (0, None):
-        raise ValueError("path (a Unix socket) is instead of service and address: give one, "
-                         f"not both (path={path!r}, service={service!r}, address={address!r})")
+        raise ValueError(
+            "path (a Unix socket) is instead of service and address: give one, "
+            f"not both (path={path!r}, service={service!r}, address={address!r})"
+        )
     if reuse_port:
         raise ValueError("reuse_port is for TCP ports, not for a Unix socket path")
     return unix
@@ -514,8 +558,9 @@ def _start(
             listener = _make_listener(address, port, family, backlog, reuse_port)
         server: Server | None = None
         try:
-            server = Server(listener, function, nodelay=nodelay, keepalive=keepalive,
-                            name=process_name)
+            server = Server(
+                listener, function, nodelay=nodelay, keepalive=keepalive, name=process_name
+            )
             server._socket_file = socket_file
             server._pool = pool
             server._start()
@@ -526,8 +571,9 @@ def _start(
                 socket_file.remove()
             listener.close()
             if isinstance(exc, (OSError, RuntimeError)):  # out of descriptors or threads
-                raise SocketCreateError(f"cannot start a server on {address} port {port}: "
-                                        f"{exc}") from exc
+                raise SocketCreateError(
+                    f"cannot start a server on {address} port {port}: {exc}"
+                ) from exc
             raise
     except SocketCreateError as exc:
         _announce(announce, exc)
@@ -542,6 +588,7 @@ def _start(
 
 
 # ---- serve ----------------------------------------------------------------------------------
+
 
 class _Connection:
     """One connection of a ``serve`` server: its thread, and a dup of its socket for aborts."""
@@ -559,7 +606,9 @@ class _ConnectionPool:
     """The connection threads of a ``serve`` server, at most ``max_connections`` at once."""
 
     def __init__(
-        self, handler: Callable[[SocketStream], object], max_connections: int,
+        self,
+        handler: Callable[[SocketStream], object],
+        max_connections: int,
         options: StreamOptions,
     ) -> None:
         self._handler = handler
@@ -594,7 +643,9 @@ class _ConnectionPool:
                     sock.close()
                     return
                 thread = threading.Thread(
-                    target=self._run, args=(conn, sock), name=f"sockstream connection {peer}",
+                    target=self._run,
+                    args=(conn, sock),
+                    name=f"sockstream connection {peer}",
                     daemon=True,
                 )
                 conn.thread = thread
@@ -603,8 +654,12 @@ class _ConnectionPool:
                     thread.start()
                 except RuntimeError as exc:  # out of threads: keep the connection, as for fds
                     self._connections.discard(conn)
-                    _log.log(logging.DEBUG if starved else logging.WARNING,
-                             "cannot start a thread (%s): connection from %s waits", exc, peer)
+                    _log.log(
+                        logging.DEBUG if starved else logging.WARNING,
+                        "cannot start a thread (%s): connection from %s waits",
+                        exc,
+                        peer,
+                    )
                     starved = True
                     self._cond.wait(ACCEPT_BACKOFF)
                     continue
@@ -633,8 +688,12 @@ class _ConnectionPool:
                     _log.debug("connection from %s lost before it was served: %s", peer, exc)
                     sock.close()
                     return None
-                _log.log(logging.DEBUG if starved else logging.WARNING,
-                         "out of descriptors (%s): connection from %s waits for one", exc, peer)
+                _log.log(
+                    logging.DEBUG if starved else logging.WARNING,
+                    "out of descriptors (%s): connection from %s waits for one",
+                    exc,
+                    peer,
+                )
                 starved = True
                 with self._cond:
                     if not self._stopping:
@@ -662,9 +721,13 @@ class _ConnectionPool:
             try:
                 self._handler(stream)
             except _PEER_FAULTS as exc:  # the peer's doing, not a bug: one line, no traceback
-                _log.log(logging.DEBUG if conn.aborted else logging.INFO,
-                         "connection from %s broken by the peer: %s: %s", conn.peer,
-                         type(exc).__name__, exc)
+                _log.log(
+                    logging.DEBUG if conn.aborted else logging.INFO,
+                    "connection from %s broken by the peer: %s: %s",
+                    conn.peer,
+                    type(exc).__name__,
+                    exc,
+                )
             except Exception:
                 if conn.aborted:
                     _log.debug("handler for %s ended by terminate()", conn.peer, exc_info=True)
@@ -705,8 +768,11 @@ class _ConnectionPool:
         end = None if timeout is None else time.monotonic() + timeout
         for t in threads:
             if t is not me:
-                t.join(None if end is None
-                       else min(max(0.0, end - time.monotonic()), threading.TIMEOUT_MAX))
+                t.join(
+                    None
+                    if end is None
+                    else min(max(0.0, end - time.monotonic()), threading.TIMEOUT_MAX)
+                )
         stuck = [t.name for t in threads if t.is_alive() and t is not me]
         if stuck:
             _log.warning("terminate(): connection threads still running: %s", ", ".join(stuck))
@@ -743,8 +809,7 @@ def _lacks_certificate(ctx: ssl.SSLContext) -> bool:
         # Without a certificate OpenSSL finds no shared cipher; a TLS 1.3-only server without
         # one reports the protocol as unsupported (our client offers 1.2 and 1.3).
         return exc.reason == "NO_SHARED_CIPHER" or (
-            exc.reason == "UNSUPPORTED_PROTOCOL"
-            and ctx.minimum_version == ssl.TLSVersion.TLSv1_3
+            exc.reason == "UNSUPPORTED_PROTOCOL" and ctx.minimum_version == ssl.TLSVersion.TLSv1_3
         )
     return False
 
@@ -842,12 +907,18 @@ def serve(
         # Make the context once, not per connection: loading certificates costs milliseconds,
         # and one SSLContext serves any number of connections (it is thread-safe).
         topts = options.tls
-        ctx = stream_context(topts.ssl_ctx, topts.ssl_side, topts.ctx_configure_callback,
-                             topts.alpn_protocols)
-        options = replace(options, tls=replace(
-            topts, ssl_ctx=ctx, ctx_configure_callback=None, alpn_protocols=None))
-    if options.tls is not None and options.tls.ssl_side != "client" \
-            and _lacks_certificate(options.tls.ssl_ctx):
+        ctx = stream_context(
+            topts.ssl_ctx, topts.ssl_side, topts.ctx_configure_callback, topts.alpn_protocols
+        )
+        options = replace(
+            options,
+            tls=replace(topts, ssl_ctx=ctx, ctx_configure_callback=None, alpn_protocols=None),
+        )
+    if (
+        options.tls is not None
+        and options.tls.ssl_side != "client"
+        and _lacks_certificate(options.tls.ssl_ctx)
+    ):
         raise ValueError(
             "serve() with ssl_ctx=... needs a server certificate, and the context has none "
             f"(ssl_ctx={given_ctx!r}): every handshake would fail with 'no shared cipher'. "
@@ -855,5 +926,18 @@ def serve(
             "pass an ssl.SSLContext that has one"
         )
     pool = _ConnectionPool(handler, max_connections, options)
-    return _start(pool.dispatch, port, address, backlog, family, nodelay, keepalive, announce,
-                  True, process_name, pool, path=unix, reuse_port=reuse_port)
+    return _start(
+        pool.dispatch,
+        port,
+        address,
+        backlog,
+        family,
+        nodelay,
+        keepalive,
+        announce,
+        True,
+        process_name,
+        pool,
+        path=unix,
+        reuse_port=reuse_port,
+    )

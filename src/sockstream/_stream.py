@@ -131,9 +131,7 @@ def _as_socket(value: object) -> _socket.socket:
                 "socket and ssl_ctx=... so the stream owns the TLS layer"
             )
         return value
-    raise TypeError(
-        f"socket must be a connected socket.socket or a file descriptor, not {value!r}"
-    )
+    raise TypeError(f"socket must be a connected socket.socket or a file descriptor, not {value!r}")
 
 
 def _check_stream_socket(sock: _socket.socket) -> None:
@@ -161,8 +159,7 @@ def _check_stream_socket(sock: _socket.socket) -> None:
         failed = sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
         if failed:  # it was connected, and the peer reset it: not the caller's mistake
             raise SocketIOError(
-                failed, f"the connection failed before the stream was made: "
-                f"{os.strerror(failed)}"
+                failed, f"the connection failed before the stream was made: {os.strerror(failed)}"
             ) from None
         raise ValueError(
             f"socket must be a connected socket, not an unconnected one (connect it first, or "
@@ -190,9 +187,7 @@ def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     elif isinstance(end, bool) or not isinstance(end, int):
         raise TypeError(f"end must be an int or None, not {end!r}")
     if not 0 <= start <= end <= length:
-        raise ValueError(
-            f"start={start} and end={end} must satisfy 0 <= start <= end <= {length}"
-        )
+        raise ValueError(f"start={start} and end={end} must satisfy 0 <= start <= end <= {length}")
     return start, end
 
 
@@ -353,8 +348,9 @@ class SocketStream(FileObjectMixin):
             return SocketStream.read_sequence(stream, seq, start, end)
 
         ib = self._in
-        ib.serve_elements(slow_char, slow_byte, self._byte_table or (), slow_line,
-                          self._line_kind, slow_seq)
+        ib.serve_elements(
+            slow_char, slow_byte, self._byte_table or (), slow_line, self._line_kind, slow_seq
+        )
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
             self.read_byte = ib.read_byte  # type: ignore[method-assign]
@@ -404,7 +400,8 @@ class SocketStream(FileObjectMixin):
             raise ValueError("I/O operation on a closed stream")
         if state == NOT_THIS_WAY:
             raise io.UnsupportedOperation(
-                "stream was opened for output only" if reading
+                "stream was opened for output only"
+                if reading
                 else "stream was opened for input only"
             )
         if state == SHUT:
@@ -652,7 +649,6 @@ class SocketStream(FileObjectMixin):
         except OSError:
             where = ""
         return f"<SocketStream fd={self._fd} {self._direction} {self._element_type}{tls}{where}>"
-
 
     # ---- the one input loop --------------------------------------------------------------
 
@@ -1495,7 +1491,6 @@ class SocketStream(FileObjectMixin):
             except OSError as exc:
                 raise SocketIOError(f"shutdown of output failed: {exc}") from exc
 
-
     # ---- TLS on and off: the engine is _tls's, the waiting is the stream's -----------------
 
     def _drive(self, step: Any, deadline: float | None) -> bool:
@@ -1520,8 +1515,7 @@ class SocketStream(FileObjectMixin):
             keyword(tls.ssl_ctx)  # an insecure or unknown keyword changes nothing
         try:
             side = tls.ssl_side
-            ctx = stream_context(tls.ssl_ctx, side, tls.ctx_configure_callback,
-                                 tls.alpn_protocols)
+            ctx = stream_context(tls.ssl_ctx, side, tls.ctx_configure_callback, tls.alpn_protocols)
             server_hostname = None
             if side == "client":
                 server_hostname = tls.tlsext_host_name
@@ -1535,14 +1529,14 @@ class SocketStream(FileObjectMixin):
                 ib = self._in
                 read_ahead = ib.take_all()
                 ib.forbid_unread()  # a character read before TLS cannot come back after it
-            transport = _tls.start(sock, ctx, side != "client", server_hostname, read_ahead,
-                                   tls.ssl_session)
+            transport = _tls.start(
+                sock, ctx, side != "client", server_hostname, read_ahead, tls.ssl_session
+            )
             self._transport = transport
             if tls.ssl_configure_callback is not None:
                 tls.ssl_configure_callback(transport.ssl_object)
             try:
-                done = self._drive(transport.handshake_step,
-                                   deadline_after(tls.handshake_timeout))
+                done = self._drive(transport.handshake_step, deadline_after(tls.handshake_timeout))
             except SSLFailure:
                 raise
             except OSError as exc:
@@ -1575,7 +1569,8 @@ class SocketStream(FileObjectMixin):
                 if self._fill() == 0 and not transport.peer_closed:
                     if self._timed_out:
                         raise SSLFailure(
-                            "the peer's TLS close-notify did not come within read_timeout")
+                            "the peer's TLS close-notify did not come within read_timeout"
+                        )
                     raise SSLFailure("the connection ended before the peer's TLS close-notify")
             # Decrypted before the close-notify and not read yet, then the plain bytes after it.
             ib = self._in
@@ -1596,8 +1591,7 @@ class SocketStream(FileObjectMixin):
         transport = self._transport
         if isinstance(transport, _tls.TLSTransport) and not transport.notify_sent:
             try:
-                self._drive(transport.close_notify_step,
-                            deadline_after(self._write_timeout or 5.0))
+                self._drive(transport.close_notify_step, deadline_after(self._write_timeout or 5.0))
             except SocketError:
                 raise
             except OSError as exc:
@@ -1693,16 +1687,18 @@ def attach_ssl(
         raise ValueError("TLS is already on for this stream")
     if stream._sock is None:
         raise ValueError("the stream has no socket to start TLS on")
-    stream._start_tls(TLSOptions.make(
-        ssl_ctx=ssl_ctx,
-        ssl_side=ssl_side,
-        ctx_configure_callback=ctx_configure_callback,
-        ssl_configure_callback=ssl_configure_callback,
-        handshake_timeout=handshake_timeout,
-        tlsext_host_name=tlsext_host_name,
-        alpn_protocols=alpn_protocols,
-        ssl_session=ssl_session,
-    ))
+    stream._start_tls(
+        TLSOptions.make(
+            ssl_ctx=ssl_ctx,
+            ssl_side=ssl_side,
+            ctx_configure_callback=ctx_configure_callback,
+            ssl_configure_callback=ssl_configure_callback,
+            handshake_timeout=handshake_timeout,
+            tlsext_host_name=tlsext_host_name,
+            alpn_protocols=alpn_protocols,
+            ssl_session=ssl_session,
+        )
+    )
 
 
 def detach_ssl(stream: SocketStream) -> None:

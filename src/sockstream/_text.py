@@ -59,7 +59,14 @@ MAX_CHAR_BYTES: Final = 8
 
 #: UTF-8: the length of a character by its lead byte; 0 for a byte that cannot start one.
 _UTF8_LEN: Final = bytes(
-    1 if b < 0x80 else 2 if 0xC2 <= b < 0xE0 else 3 if 0xE0 <= b < 0xF0 else 4 if 0xF0 <= b < 0xF5
+    1
+    if b < 0x80
+    else 2
+    if 0xC2 <= b < 0xE0
+    else 3
+    if 0xE0 <= b < 0xF0
+    else 4
+    if 0xF0 <= b < 0xF5
     else 0
     for b in range(256)
 )

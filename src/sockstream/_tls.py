@@ -81,8 +81,13 @@ def start(
     """A new engine on ``sock``; ``read_ahead``: raw bytes already taken from the socket."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     try:
-        sslobj = ctx.wrap_bio(incoming, outgoing, server_side=server_side,
-                              server_hostname=server_hostname, session=session)
+        sslobj = ctx.wrap_bio(
+            incoming,
+            outgoing,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            session=session,
+        )
     except (ssl.SSLError, ValueError) as exc:
         raise SSLFailure(f"cannot start TLS: {exc}") from exc
     if read_ahead:
@@ -127,8 +132,9 @@ class _Wakeup:
 class TLSTransport:
     """TLS over a non-blocking socket, with the plain transport's non-blocking shape."""
 
-    def __init__(self, sock: Any, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO,
-                 outgoing: ssl.MemoryBIO) -> None:
+    def __init__(
+        self, sock: Any, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
+    ) -> None:
         self.sock = sock
         self.ssl_object: ssl.SSLObject | None = sslobj
         self.incoming = incoming

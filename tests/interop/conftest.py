@@ -117,13 +117,25 @@ def nginx_server(
     stderr_log = prefix / "stderr.log"
     for _attempt in range(3):  # a port picked free may be taken before nginx binds it
         port, tls_port = _free_port(), _free_port()
-        conf.write_text(_config(prefix, port, tls_port, ipv6, cert_files["cert"],
-                                cert_files["key"]))
+        conf.write_text(
+            _config(prefix, port, tls_port, ipv6, cert_files["cert"], cert_files["key"])
+        )
         with open(stderr_log, "wb") as err:
             proc = subprocess.Popen(
-                [exe, "-c", str(conf), "-p", str(prefix), "-e", str(prefix / "error.log"),
-                 "-g", "daemon off;"],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                [
+                    exe,
+                    "-c",
+                    str(conf),
+                    "-p",
+                    str(prefix),
+                    "-e",
+                    str(prefix / "error.log"),
+                    "-g",
+                    "daemon off;",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
             )
         try:
             _wait_until_accepting(proc, port, stderr_log)
@@ -155,14 +167,16 @@ def nginx(nginx_server: NginxServer) -> tuple[str, int]:
 
 # ---- daemons for the recipes: Redis, memcached, an SMTP server -------------------------------
 
+
 class Daemon(NamedTuple):
     host: str
     port: int
     tls_port: int | None
 
 
-def _start_daemon(name: str, argv: Callable[[int, int], list[str]], log: Path,
-                  tls: bool = False) -> tuple[subprocess.Popen[bytes], int, int | None]:
+def _start_daemon(
+    name: str, argv: Callable[[int, int], list[str]], log: Path, tls: bool = False
+) -> tuple[subprocess.Popen[bytes], int, int | None]:
     """Start ``argv(port, tls_port)`` on free loopback ports; retry if a port was taken."""
     exe = shutil.which(name)
     if exe is None:
@@ -171,8 +185,12 @@ def _start_daemon(name: str, argv: Callable[[int, int], list[str]], log: Path,
         port = _free_port()
         tls_port = _free_port() if tls else 0
         with open(log, "wb") as err:
-            proc = subprocess.Popen([exe, *argv(port, tls_port)], stdin=subprocess.DEVNULL,
-                                    stdout=err, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                [exe, *argv(port, tls_port)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=subprocess.STDOUT,
+            )
         try:
             _wait_until_accepting(proc, port, log)
             if tls:
@@ -196,17 +214,39 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory,
-                 cert_files: dict[str, str]) -> Iterator[Daemon]:
+def redis_server(
+    tmp_path_factory: pytest.TempPathFactory, cert_files: dict[str, str]
+) -> Iterator[Daemon]:
     """A real ``redis-server`` on loopback: a plain port and a TLS port (the test CA)."""
     d = tmp_path_factory.mktemp("redis")
 
     def argv(port: int, tls_port: int) -> list[str]:
-        return ["--bind", "127.0.0.1", "--port", str(port), "--tls-port", str(tls_port),
-                "--tls-cert-file", cert_files["cert"], "--tls-key-file", cert_files["key"],
-                "--tls-ca-cert-file", cert_files["ca"], "--tls-auth-clients", "no",
-                "--save", "", "--appendonly", "no", "--dir", str(d), "--daemonize", "no",
-                "--proto-max-bulk-len", "64mb"]
+        return [
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--tls-port",
+            str(tls_port),
+            "--tls-cert-file",
+            cert_files["cert"],
+            "--tls-key-file",
+            cert_files["key"],
+            "--tls-ca-cert-file",
+            cert_files["ca"],
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(d),
+            "--daemonize",
+            "no",
+            "--proto-max-bulk-len",
+            "64mb",
+        ]
 
     proc, port, tls_port = _start_daemon("redis-server", argv, d / "redis.log", tls=True)
     try:

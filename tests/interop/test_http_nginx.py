@@ -149,7 +149,9 @@ def test_tls_client_made_context_verifies(
     with pytest.raises(SSLFailure):  # the test CA is not trusted by default
         open_tcp_stream("localhost", nginx_server.tls_port, ssl_ctx=True)
     with open_tcp_stream(
-        "localhost", nginx_server.tls_port, ssl_ctx="tls-v1-2",
+        "localhost",
+        nginx_server.tls_port,
+        ssl_ctx="tls-v1-2",
         ctx_configure_callback=lambda ctx: ctx.load_verify_locations(cert_files["ca"]),
     ) as s:
         status, _, _ = _get(s)

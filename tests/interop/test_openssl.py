@@ -104,10 +104,23 @@ def s_server(cert_files: dict[str, str], *flags: str) -> Iterator[tuple[int, Any
     for _ in range(5):
         port = _free_port()
         proc = subprocess.Popen(
-            [*_LINE_BUFFERED, "openssl", "s_server", "-accept", f"127.0.0.1:{port}",
-             "-naccept", "1",
-             "-cert", cert_files["cert"], "-key", cert_files["key"], *flags],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                *_LINE_BUFFERED,
+                "openssl",
+                "s_server",
+                "-accept",
+                f"127.0.0.1:{port}",
+                "-naccept",
+                "1",
+                "-cert",
+                cert_files["cert"],
+                "-key",
+                cert_files["key"],
+                *flags,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         with _reaped(proc):
             assert proc.stdout is not None
@@ -116,8 +129,9 @@ def s_server(cert_files: dict[str, str], *flags: str) -> Iterator[tuple[int, Any
                 try:
                     lines.expect(b"ACCEPT")
                 except AssertionError:
-                    if any(b"bind" in line.lower() or b"in use" in line.lower()
-                           for line in lines.seen):
+                    if any(
+                        b"bind" in line.lower() or b"in use" in line.lower() for line in lines.seen
+                    ):
                         continue  # the port was taken in between: try another
                     raise
                 yield port, proc, lines
@@ -137,9 +151,18 @@ def _tell(proc: Any, data: bytes) -> None:
 
 # ---- our client, openssl s_server -----------------------------------------------------------
 
+
 def _s_server_flags(cert_files: dict[str, str], version: str) -> list[str]:
-    return [VERSION_FLAGS[version], "-servername", SNI, "-servername_fatal",
-            "-cert2", cert_files["cert"], "-key2", cert_files["key"]]
+    return [
+        VERSION_FLAGS[version],
+        "-servername",
+        SNI,
+        "-servername_fatal",
+        "-cert2",
+        cert_files["cert"],
+        "-key2",
+        cert_files["key"],
+    ]
 
 
 def test_our_client_against_s_server(cert_files: dict[str, str], version: str) -> None:
@@ -147,8 +170,12 @@ def test_our_client_against_s_server(cert_files: dict[str, str], version: str) -
         sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
         # A context the stream makes (verifying, system defaults) told to trust our CA only.
         with SocketStream(
-            sock, ssl_ctx=True, ssl_side="client", tlsext_host_name=SNI,
-            handshake_timeout=LONG, read_timeout=LONG,
+            sock,
+            ssl_ctx=True,
+            ssl_side="client",
+            tlsext_host_name=SNI,
+            handshake_timeout=LONG,
+            read_timeout=LONG,
             ctx_configure_callback=lambda ctx: ctx.load_verify_locations(cert_files["ca"]),
         ) as client:
             assert client.ssl_object.version() == f"TLSv{version}"
@@ -203,12 +230,20 @@ def test_our_client_with_its_own_context_against_s_server(
 ) -> None:
     ctx = ssl.create_default_context(cafile=cert_files["ca"])
     ctx.minimum_version = ctx.maximum_version = getattr(
-        ssl.TLSVersion, f"TLSv{version.replace('.', '_')}")
+        ssl.TLSVersion, f"TLSv{version.replace('.', '_')}"
+    )
     with s_server(cert_files, *_s_server_flags(cert_files, version)) as (port, proc, lines):
         sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
-        with SocketStream(sock, "io", "unsigned-byte-8", ssl_ctx=ctx, ssl_side="client",
-                          tlsext_host_name=SNI, handshake_timeout=LONG,
-                          read_timeout=LONG) as client:
+        with SocketStream(
+            sock,
+            "io",
+            "unsigned-byte-8",
+            ssl_ctx=ctx,
+            ssl_side="client",
+            tlsext_host_name=SNI,
+            handshake_timeout=LONG,
+            read_timeout=LONG,
+        ) as client:
             client.write_sequence(b"bytes from sockstream\n")
             client.force_output()
             lines.expect(b"bytes from sockstream")
@@ -223,10 +258,14 @@ def test_wrong_sni_name_is_refused_by_s_server(cert_files: dict[str, str], versi
     with s_server(cert_files, *_s_server_flags(cert_files, version)) as (port, _, lines):
         sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
         with pytest.raises(SSLFailure):
-            SocketStream(sock, ssl_ctx=True, ssl_side="client", tlsext_host_name="localhost",
-                         handshake_timeout=LONG,
-                         ctx_configure_callback=lambda c: c.load_verify_locations(
-                             cert_files["ca"]))
+            SocketStream(
+                sock,
+                ssl_ctx=True,
+                ssl_side="client",
+                tlsext_host_name="localhost",
+                handshake_timeout=LONG,
+                ctx_configure_callback=lambda c: c.load_verify_locations(cert_files["ca"]),
+            )
         assert sock.fileno() == -1
         lines.expect(b'Hostname in TLS extension: "localhost"')
 
@@ -238,15 +277,18 @@ def test_s_server_certificate_untrusted_by_default(
     with s_server(cert_files, *_s_server_flags(cert_files, version)) as (port, _, _lines):
         sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
         with pytest.raises(SSLFailure, match=r"(?i)certificate"):
-            SocketStream(sock, ssl_ctx=True, ssl_side="client", tlsext_host_name=SNI,
-                         handshake_timeout=LONG)
+            SocketStream(
+                sock, ssl_ctx=True, ssl_side="client", tlsext_host_name=SNI, handshake_timeout=LONG
+            )
         assert sock.fileno() == -1
 
 
 # ---- openssl s_client, our server -----------------------------------------------------------
 
-def _serve_one(lsock: socket.socket, server_ctx: ssl.SSLContext, names: list[str | None],
-               reply: bool = True) -> str:
+
+def _serve_one(
+    lsock: socket.socket, server_ctx: ssl.SSLContext, names: list[str | None], reply: bool = True
+) -> str:
     """Accept one connection with our server stream; echo a line back; the line read."""
     conn, _ = lsock.accept()
     server_ctx.sni_callback = lambda obj, name, ctx: names.append(name)
@@ -258,9 +300,20 @@ def _serve_one(lsock: socket.socket, server_ctx: ssl.SSLContext, names: list[str
 
 
 def _s_client(port: int, cert_files: dict[str, str], version: str, *extra: str) -> list[str]:
-    return ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", VERSION_FLAGS[version],
-            "-servername", "localhost", "-verify_hostname", "localhost",
-            "-verify_return_error", "-quiet", *extra]
+    return [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"127.0.0.1:{port}",
+        VERSION_FLAGS[version],
+        "-servername",
+        "localhost",
+        "-verify_hostname",
+        "localhost",
+        "-verify_return_error",
+        "-quiet",
+        *extra,
+    ]
 
 
 def test_s_client_against_our_server(
@@ -275,7 +328,9 @@ def test_s_client_against_our_server(
         t.start()
         proc = subprocess.Popen(
             _s_client(port, cert_files, version, "-CAfile", cert_files["ca"]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         try:
             with _reaped(proc):
@@ -309,7 +364,9 @@ def test_s_client_without_our_ca_refuses_our_server(
         t.start()
         proc = subprocess.Popen(
             _s_client(port, cert_files, version, "-no-CAfile", "-no-CApath", "-no-CAstore"),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         try:
             with _reaped(proc):
@@ -323,6 +380,7 @@ def test_s_client_without_our_ca_refuses_our_server(
 
 
 # ---- TLS 1.2 renegotiation with application data in flight ---------------------------------
+
 
 def _wait_for_records(sock: socket.socket, count: int) -> None:
     """Block until ``count`` whole TLS records are in ``sock``'s kernel buffer (not read)."""
@@ -344,16 +402,21 @@ def _wait_for_bytes(sock: socket.socket, n: int) -> None:
 
 
 @pytest.fixture
-def renegotiating(cert_files: dict[str, str]) -> Iterator[tuple[Any, Lines, socket.socket,
-                                                               SocketStream]]:
+def renegotiating(
+    cert_files: dict[str, str],
+) -> Iterator[tuple[Any, Lines, socket.socket, SocketStream]]:
     """Our TLS 1.2 client connected to ``s_server -tls1_2``: ``(proc, lines, sock, stream)``."""
     if not _LINE_BUFFERED:
         pytest.skip("no stdbuf: s_server's answers to commands cannot be awaited")
     with s_server(cert_files, "-tls1_2") as (port, proc, lines):
         sock = socket.create_connection(("127.0.0.1", port), timeout=LONG)
         with SocketStream(
-            sock, ssl_ctx="tls-v1-2", ssl_side="client", tlsext_host_name="localhost",
-            handshake_timeout=LONG, read_timeout=LONG,
+            sock,
+            ssl_ctx="tls-v1-2",
+            ssl_side="client",
+            tlsext_host_name="localhost",
+            handshake_timeout=LONG,
+            read_timeout=LONG,
             ctx_configure_callback=lambda ctx: ctx.load_verify_locations(cert_files["ca"]),
         ) as client:
             _tell(proc, b"first\n")

@@ -49,6 +49,7 @@ def redis_recipe() -> ModuleType:
 
 # ---- Redis ------------------------------------------------------------------------------------
 
+
 def test_redis_commands_and_binary_values(redis_server: Daemon, redis_recipe: ModuleType) -> None:
     with redis_recipe.Redis(redis_server.host, redis_server.port) as r:
         assert r.command("PING") == "PONG"
@@ -62,8 +63,9 @@ def test_redis_commands_and_binary_values(redis_server: Daemon, redis_recipe: Mo
         assert r.command("PING") == "PONG"  # the error reply consumed exactly itself
 
 
-def test_redis_pipelines_ten_thousand_commands(redis_server: Daemon,
-                                               redis_recipe: ModuleType) -> None:
+def test_redis_pipelines_ten_thousand_commands(
+    redis_server: Daemon, redis_recipe: ModuleType
+) -> None:
     with redis_recipe.Redis(redis_server.host, redis_server.port) as r:
         r.command("DEL", "n")
         for i in range(10_000):
@@ -76,8 +78,7 @@ def test_redis_pipelines_ten_thousand_commands(redis_server: Daemon,
         for i in range(10_000):
             r.send("GET", f"p{i}")
         r.flush()
-        assert [r.reply() for _ in range(10_000)] == [f"v{i}\r\n".encode()
-                                                       for i in range(10_000)]
+        assert [r.reply() for _ in range(10_000)] == [f"v{i}\r\n".encode() for i in range(10_000)]
 
 
 def test_redis_ten_mebibyte_value(redis_server: Daemon, redis_recipe: ModuleType) -> None:
@@ -89,8 +90,10 @@ def test_redis_ten_mebibyte_value(redis_server: Daemon, redis_recipe: ModuleType
 
 
 def test_redis_blpop_with_read_timeout(redis_server: Daemon, redis_recipe: ModuleType) -> None:
-    with redis_recipe.Redis(redis_server.host, redis_server.port) as r, \
-            redis_recipe.Redis(redis_server.host, redis_server.port) as producer:
+    with (
+        redis_recipe.Redis(redis_server.host, redis_server.port) as r,
+        redis_recipe.Redis(redis_server.host, redis_server.port) as producer,
+    ):
         r.command("DEL", "jobs")
         r.stream.read_timeout = 0.2
         r.send("BLPOP", "jobs", 0)
@@ -104,8 +107,9 @@ def test_redis_blpop_with_read_timeout(redis_server: Daemon, redis_recipe: Modul
         assert r.command("PING") == "PONG"
 
 
-def test_redis_pubsub_waits_on_many_connections(redis_server: Daemon,
-                                                redis_recipe: ModuleType) -> None:
+def test_redis_pubsub_waits_on_many_connections(
+    redis_server: Daemon, redis_recipe: ModuleType
+) -> None:
     channels = [f"ch{i}" for i in range(5)]
     subs = [redis_recipe.subscribe(redis_server.host, redis_server.port, c) for c in channels]
     try:
@@ -122,19 +126,22 @@ def test_redis_pubsub_waits_on_many_connections(redis_server: Daemon,
             s.close()
 
 
-def test_redis_over_tls(redis_server: Daemon, redis_recipe: ModuleType,
-                        client_ctx: ssl.SSLContext) -> None:
+def test_redis_over_tls(
+    redis_server: Daemon, redis_recipe: ModuleType, client_ctx: ssl.SSLContext
+) -> None:
     assert redis_server.tls_port is not None
-    with redis_recipe.Redis(redis_server.host, redis_server.tls_port, ssl_ctx=client_ctx,
-                            tlsext_host_name="localhost") as r:
+    with redis_recipe.Redis(
+        redis_server.host, redis_server.tls_port, ssl_ctx=client_ctx, tlsext_host_name="localhost"
+    ) as r:
         assert r.stream.ssl_object is not None
         value = os.urandom(300_000)
         assert r.command("SET", "tls", value) == "OK"
         assert r.command("GET", "tls") == value
 
 
-def test_redis_recipe_demo_runs(redis_server: Daemon, redis_recipe: ModuleType,
-                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_redis_recipe_demo_runs(
+    redis_server: Daemon, redis_recipe: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
     redis_recipe.demo(redis_server.host, redis_server.port)
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "PONG"
@@ -143,6 +150,7 @@ def test_redis_recipe_demo_runs(redis_server: Daemon, redis_recipe: ModuleType,
 
 
 # ---- memcached ----------------------------------------------------------------------------
+
 
 def test_memcached_set_get_cas_and_multiget(memcached_server: Daemon) -> None:
     recipe = load("memcached_client")
@@ -167,6 +175,7 @@ def test_memcached_set_get_cas_and_multiget(memcached_server: Daemon) -> None:
 
 # ---- SMTP with STARTTLS -----------------------------------------------------------------------
 
+
 @pytest.fixture
 def smtp_server(server_ctx: ssl.SSLContext) -> Iterator[tuple[Daemon, list[Any]]]:
     """aiosmtpd on loopback: STARTTLS required before AUTH, one user, messages kept."""
@@ -179,8 +188,9 @@ def smtp_server(server_ctx: ssl.SSLContext) -> Iterator[tuple[Daemon, list[Any]]
             inbox.append(envelope)
             return "250 OK"
 
-    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str,
-                     auth_data: Any) -> Any:
+    def authenticate(
+        server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
         ok = auth_data.login == b"user" and auth_data.password == b"secret"
         return smtp_mod.AuthResult(success=ok)
 
@@ -188,9 +198,16 @@ def smtp_server(server_ctx: ssl.SSLContext) -> Iterator[tuple[Daemon, list[Any]]
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     controller = controller_mod.Controller(
-        Handler(), hostname="127.0.0.1", port=port, tls_context=server_ctx,
-        require_starttls=True, authenticator=authenticate, auth_require_tls=True,
-        enable_SMTPUTF8=True, decode_data=False, ready_timeout=LONG,
+        Handler(),
+        hostname="127.0.0.1",
+        port=port,
+        tls_context=server_ctx,
+        require_starttls=True,
+        authenticator=authenticate,
+        auth_require_tls=True,
+        enable_SMTPUTF8=True,
+        decode_data=False,
+        ready_timeout=LONG,
     )
     controller.start()
     try:
@@ -215,10 +232,12 @@ def test_smtp_starttls_auth_and_an_eight_bit_message(
         smtp.starttls(client_ctx)
         assert smtp.stream.ssl_object is not None
         smtp.login("user", "secret")
-        message = ("From: a@example.test\r\nTo: b@example.test\r\n"
-                   "Subject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                   "Content-Transfer-Encoding: 8bit\r\n\r\n"
-                   "Grüße, 世界\r\n.starts with a dot\r\n..two dots\r\n.\r\nlast\r\n").encode()
+        message = (
+            "From: a@example.test\r\nTo: b@example.test\r\n"
+            "Subject: =?utf-8?q?caf=C3=A9?=\r\nContent-Type: text/plain; charset=utf-8\r\n"
+            "Content-Transfer-Encoding: 8bit\r\n\r\n"
+            "Grüße, 世界\r\n.starts with a dot\r\n..two dots\r\n.\r\nlast\r\n"
+        ).encode()
         smtp.send_mail("a@example.test", ["b@example.test"], message)
         smtp.quit()
     finally:
@@ -234,6 +253,7 @@ def test_dot_stuffing() -> None:
 
 
 # ---- HTTP/1.1 against nginx ------------------------------------------------------------------
+
 
 def test_http_keep_alive_content_length_and_chunked(nginx_server: NginxServer) -> None:
     recipe = load("http_client")
@@ -270,18 +290,17 @@ def test_http_pipelining(nginx_server: NginxServer) -> None:
 
 def test_http_over_tls_with_sni(nginx_server: NginxServer, client_ctx: ssl.SSLContext) -> None:
     recipe = load("http_client")
-    conn = recipe.HTTPConnection("localhost", nginx_server.tls_port, tls=True,
-                                 ssl_ctx=client_ctx)
+    conn = recipe.HTTPConnection("localhost", nginx_server.tls_port, tls=True, ssl_ctx=client_ctx)
     try:
         assert conn.stream.ssl_object.server_hostname == "localhost"
         assert conn.get("/blob.bin").body == BLOB
-        assert gzip.decompress(conn.get("/big.txt", {"Accept-Encoding": "gzip"}).body) \
-            == BIG_TEXT
+        assert gzip.decompress(conn.get("/big.txt", {"Accept-Encoding": "gzip"}).body) == BIG_TEXT
     finally:
         conn.close()
 
 
 # ---- the line server, talked to by socat and openssl s_client ------------------------------
+
 
 def _talk(argv: list[str], data: bytes) -> bytes:
     r = subprocess.run(argv, input=data, capture_output=True, timeout=LONG, check=False)
@@ -294,16 +313,25 @@ def test_line_server_with_socat() -> None:
         pytest.skip("socat is not installed (scripts/test installs it)")
     recipe = load("line_server")
     with recipe.start() as server:
-        out = _talk(["socat", "-t", "5", "-", f"TCP:127.0.0.1:{server.port},crlf"],
-                    "UPPER grüße\nLEN 世界\nWHAT\nQUIT\n".encode())
+        out = _talk(
+            ["socat", "-t", "5", "-", f"TCP:127.0.0.1:{server.port},crlf"],
+            "UPPER grüße\nLEN 世界\nWHAT\nQUIT\n".encode(),
+        )
     assert out.decode("utf-8").splitlines() == [
-        "+READY", "+GRÜSSE", ":2", "-ERR unknown command 'WHAT'", "+BYE"]
+        "+READY",
+        "+GRÜSSE",
+        ":2",
+        "-ERR unknown command 'WHAT'",
+        "+BYE",
+    ]
 
 
 def test_line_server_refuses_a_long_line() -> None:
     recipe = load("line_server")
-    with recipe.start() as server, socket.create_connection(("127.0.0.1", server.port),
-                                                             timeout=LONG) as c:
+    with (
+        recipe.start() as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=LONG) as c,
+    ):
         c.sendall(b"UPPER " + b"x" * (recipe.MAX_LINE + 10) + b"\r\n")
         got = b""
         while chunk := c.recv(4096):
@@ -311,16 +339,29 @@ def test_line_server_refuses_a_long_line() -> None:
     assert got == b"+READY\r\n-ERR line too long\r\n"
 
 
-def test_line_server_over_tls_with_openssl(server_ctx: ssl.SSLContext,
-                                           cert_files: dict[str, str]) -> None:
+def test_line_server_over_tls_with_openssl(
+    server_ctx: ssl.SSLContext, cert_files: dict[str, str]
+) -> None:
     if shutil.which("openssl") is None:
         pytest.skip("openssl is not installed")
     recipe = load("line_server")
     with recipe.start(ssl_ctx=server_ctx) as server:
-        out = _talk(["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}",
-                     "-CAfile", cert_files["ca"], "-verify_return_error", "-quiet", "-crlf",
-                     "-servername", "localhost"],
-                    "UPPER tls é\nQUIT\n".encode())
+        out = _talk(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{server.port}",
+                "-CAfile",
+                cert_files["ca"],
+                "-verify_return_error",
+                "-quiet",
+                "-crlf",
+                "-servername",
+                "localhost",
+            ],
+            "UPPER tls é\nQUIT\n".encode(),
+        )
     assert out.decode("utf-8").splitlines() == ["+READY", "+TLS É", "+BYE"]
 
 
@@ -339,8 +380,10 @@ def test_the_readme_recipe_runs(redis_server: Daemon, capsys: pytest.CaptureFixt
 
 def test_line_server_answers_bytes_that_are_not_utf8() -> None:
     recipe = load("line_server")
-    with recipe.start() as server, socket.create_connection(("127.0.0.1", server.port),
-                                                             timeout=LONG) as c:
+    with (
+        recipe.start() as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=LONG) as c,
+    ):
         c.sendall(b"UPPER caf\xe9\r\nUPPER caf\xc3\xa9\r\nQUIT\r\n")
         got = b""
         while chunk := c.recv(4096):

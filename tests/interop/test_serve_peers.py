@@ -56,7 +56,10 @@ def https_server(server_ctx: ssl.SSLContext) -> Iterator[Server]:
 def _curl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [_tool("curl"), "--silent", "--show-error", "--max-time", str(LONG), *args],
-        capture_output=True, text=True, timeout=LONG * 2, check=False,
+        capture_output=True,
+        text=True,
+        timeout=LONG * 2,
+        check=False,
     )
 
 
@@ -78,8 +81,9 @@ def test_curl_https_with_a_context_made_by_serve(cert_files: dict[str, str]) -> 
     def configure(ctx: ssl.SSLContext) -> None:
         ctx.load_cert_chain(cert_files["cert"], cert_files["key"])
 
-    with serve(http_handler, address="127.0.0.1", ssl_ctx=True,
-               ctx_configure_callback=configure) as server:
+    with serve(
+        http_handler, address="127.0.0.1", ssl_ctx=True, ctx_configure_callback=configure
+    ) as server:
         for tls in ("--tlsv1.2", "--tlsv1.3"):
             done = _curl(tls, "--cacert", cert_files["ca"], f"https://localhost:{server.port}/")
             assert done.returncode == 0, done.stderr
@@ -111,10 +115,25 @@ def test_openssl_s_client_talks_to_a_tls_echo(
     openssl = _tool("openssl")
     with serve(upcase_handler, address="127.0.0.1", ssl_ctx=server_ctx) as server:
         done = subprocess.run(
-            [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}",
-             "-CAfile", cert_files["ca"], "-verify_return_error", "-quiet",
-             "-servername", "localhost", "-verify_hostname", "localhost", *version],
-            input="hello, tls\n", capture_output=True, text=True, timeout=LONG * 2,
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{server.port}",
+                "-CAfile",
+                cert_files["ca"],
+                "-verify_return_error",
+                "-quiet",
+                "-servername",
+                "localhost",
+                "-verify_hostname",
+                "localhost",
+                *version,
+            ],
+            input="hello, tls\n",
+            capture_output=True,
+            text=True,
+            timeout=LONG * 2,
             check=False,
         )
     assert done.returncode == 0, done.stderr
@@ -127,10 +146,23 @@ def test_openssl_s_client_fails_verification_against_a_wrong_name(
     openssl = _tool("openssl")
     with serve(upcase_handler, address="127.0.0.1", ssl_ctx=server_ctx) as server:
         done = subprocess.run(
-            [openssl, "s_client", "-connect", f"127.0.0.1:{server.port}",
-             "-CAfile", cert_files["ca"], "-verify_return_error", "-quiet",
-             "-verify_hostname", "wrong.example"],
-            input="x\n", capture_output=True, text=True, timeout=LONG * 2, check=False,
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{server.port}",
+                "-CAfile",
+                cert_files["ca"],
+                "-verify_return_error",
+                "-quiet",
+                "-verify_hostname",
+                "wrong.example",
+            ],
+            input="x\n",
+            capture_output=True,
+            text=True,
+            timeout=LONG * 2,
+            check=False,
         )
         assert done.returncode != 0
         assert server.listening

@@ -33,15 +33,29 @@ def version(request: pytest.FixtureRequest) -> str:
 
 
 @contextmanager
-def s_server(cert_files: dict[str, str], *flags: str, naccept: int = 1
-             ) -> Iterator[tuple[int, Any, Lines]]:
+def s_server(
+    cert_files: dict[str, str], *flags: str, naccept: int = 1
+) -> Iterator[tuple[int, Any, Lines]]:
     """``openssl s_server`` on a free loopback port for ``naccept`` connections."""
     for _ in range(5):
         port = _free_port()
         proc = subprocess.Popen(
-            ["openssl", "s_server", "-accept", f"127.0.0.1:{port}", "-naccept", str(naccept),
-             "-cert", cert_files["cert"], "-key", cert_files["key"], *flags],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            [
+                "openssl",
+                "s_server",
+                "-accept",
+                f"127.0.0.1:{port}",
+                "-naccept",
+                str(naccept),
+                "-cert",
+                cert_files["cert"],
+                "-key",
+                cert_files["key"],
+                *flags,
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
         )
         with _reaped(proc):
             assert proc.stdout is not None
@@ -50,8 +64,9 @@ def s_server(cert_files: dict[str, str], *flags: str, naccept: int = 1
                 try:
                     lines.expect(b"ACCEPT")
                 except AssertionError:
-                    if any(b"bind" in line.lower() or b"in use" in line.lower()
-                           for line in lines.seen):
+                    if any(
+                        b"bind" in line.lower() or b"in use" in line.lower() for line in lines.seen
+                    ):
                         continue
                     raise
                 yield port, proc, lines
@@ -66,12 +81,20 @@ def s_server(cert_files: dict[str, str], *flags: str, naccept: int = 1
 
 # ---- ALPN -----------------------------------------------------------------------------------
 
-def test_alpn_against_s_server(cert_files: dict[str, str], client_ctx: ssl.SSLContext,
-                               version: str) -> None:
+
+def test_alpn_against_s_server(
+    cert_files: dict[str, str], client_ctx: ssl.SSLContext, version: str
+) -> None:
     with s_server(cert_files, VERSION_FLAGS[version], "-alpn", "http/1.1") as (port, proc, _):
-        stream = open_tcp_stream("127.0.0.1", port, ssl_ctx=client_ctx,
-                                 tlsext_host_name="localhost", alpn_protocols=["h2", "http/1.1"],
-                                 timeout=LONG, read_timeout=LONG)
+        stream = open_tcp_stream(
+            "127.0.0.1",
+            port,
+            ssl_ctx=client_ctx,
+            tlsext_host_name="localhost",
+            alpn_protocols=["h2", "http/1.1"],
+            timeout=LONG,
+            read_timeout=LONG,
+        )
         assert stream is not None
         with stream:
             assert stream.alpn_protocol == "http/1.1"
@@ -85,21 +108,30 @@ def _http_handler(agreed: list[str | None]) -> Any:
         while stream.read_line()[0].rstrip("\r"):
             pass  # the request head
         body = f"ALPN {stream.alpn_protocol}\n"
-        stream.write_string(f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\n"
-                            f"Connection: close\r\n\r\n{body}")
+        stream.write_string(
+            f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}"
+        )
+
     return handler
 
 
-def test_alpn_with_serve_our_client_and_curl(cert_files: dict[str, str],
-                                             client_ctx: ssl.SSLContext) -> None:
+def test_alpn_with_serve_our_client_and_curl(
+    cert_files: dict[str, str], client_ctx: ssl.SSLContext
+) -> None:
     agreed: list[str | None] = []
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert_files["cert"], cert_files["key"])
-    with serve(_http_handler(agreed), ssl_ctx=ctx, alpn_protocols=["http/1.1"],
-               read_timeout=LONG) as server:
-        stream = open_tcp_stream("127.0.0.1", server.port, ssl_ctx=client_ctx,
-                                 tlsext_host_name="localhost",
-                                 alpn_protocols=["h2", "http/1.1"], timeout=LONG)
+    with serve(
+        _http_handler(agreed), ssl_ctx=ctx, alpn_protocols=["http/1.1"], read_timeout=LONG
+    ) as server:
+        stream = open_tcp_stream(
+            "127.0.0.1",
+            server.port,
+            ssl_ctx=client_ctx,
+            tlsext_host_name="localhost",
+            alpn_protocols=["h2", "http/1.1"],
+            timeout=LONG,
+        )
         assert stream is not None
         with stream:
             assert stream.alpn_protocol == "http/1.1"
@@ -110,9 +142,22 @@ def test_alpn_with_serve_our_client_and_curl(cert_files: dict[str, str],
         if curl is None:
             pytest.skip("no curl command")
         r = subprocess.run(
-            [curl, "-sS", "-v", "--http1.1", "--max-time", str(LONG), "--noproxy", "*",
-             "--cacert", cert_files["ca"], f"https://localhost:{server.port}/"],
-            capture_output=True, timeout=LONG + 5)
+            [
+                curl,
+                "-sS",
+                "-v",
+                "--http1.1",
+                "--max-time",
+                str(LONG),
+                "--noproxy",
+                "*",
+                "--cacert",
+                cert_files["ca"],
+                f"https://localhost:{server.port}/",
+            ],
+            capture_output=True,
+            timeout=LONG + 5,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout == b"ALPN http/1.1\n"
         assert re.search(rb"ALPN[:,] server accepted (to use )?http/1.1", r.stderr), r.stderr
@@ -120,6 +165,7 @@ def test_alpn_with_serve_our_client_and_curl(cert_files: dict[str, str],
 
 
 # ---- session resumption ---------------------------------------------------------------------
+
 
 def test_session_resumption_against_s_server(
     cert_files: dict[str, str], version: str, monkeypatch: pytest.MonkeyPatch
@@ -129,9 +175,15 @@ def test_session_resumption_against_s_server(
     with s_server(cert_files, VERSION_FLAGS[version], naccept=2) as (port, proc, lines):
         session = None
         for round_ in range(2):
-            stream = open_tcp_stream("127.0.0.1", port, ssl_ctx=True,
-                                     tlsext_host_name="localhost", ssl_session=session,
-                                     timeout=LONG, read_timeout=LONG)
+            stream = open_tcp_stream(
+                "127.0.0.1",
+                port,
+                ssl_ctx=True,
+                tlsext_host_name="localhost",
+                ssl_session=session,
+                timeout=LONG,
+                read_timeout=LONG,
+            )
             assert stream is not None
             with stream:
                 assert stream.ssl_object.version() == f"TLSv{version}"
@@ -147,12 +199,23 @@ def test_session_resumption_against_s_server(
 
 # ---- the CLI --------------------------------------------------------------------------------
 
+
 def test_cli_connect_alpn_and_keylog(cert_files: dict[str, str], tmp_path: Path) -> None:
     keylog = tmp_path / "keys.log"
     with s_server(cert_files, "-alpn", "http/1.1", "-rev") as (port, _proc, _lines):
-        r = run_cli("connect", "localhost", str(port), "--cafile", cert_files["ca"],
-                    "--alpn", "h2,http/1.1", "--keylog", str(keylog), "-v",
-                    input=b"hello\n")
+        r = run_cli(
+            "connect",
+            "localhost",
+            str(port),
+            "--cafile",
+            cert_files["ca"],
+            "--alpn",
+            "h2,http/1.1",
+            "--keylog",
+            str(keylog),
+            "-v",
+            input=b"hello\n",
+        )
     assert r.returncode == 0, r.stderr
     assert r.stdout == b"olleh\n"
     assert "ALPN http/1.1" in r.stderr.decode()
@@ -162,8 +225,15 @@ def test_cli_connect_alpn_and_keylog(cert_files: dict[str, str], tmp_path: Path)
 def test_cli_connect_honours_sslkeylogfile(cert_files: dict[str, str], tmp_path: Path) -> None:
     keylog = tmp_path / "env-keys.log"
     with s_server(cert_files, "-rev") as (port, _proc, _lines):
-        r = run_cli("connect", "localhost", str(port), "--cafile", cert_files["ca"],
-                    input=b"abc\n", SSLKEYLOGFILE=str(keylog))
+        r = run_cli(
+            "connect",
+            "localhost",
+            str(port),
+            "--cafile",
+            cert_files["ca"],
+            input=b"abc\n",
+            SSLKEYLOGFILE=str(keylog),
+        )
     assert r.returncode == 0, r.stderr
     assert "CLIENT_TRAFFIC_SECRET_0" in keylog.read_text()
 
@@ -176,8 +246,16 @@ def test_cli_connect_explains_a_verification_error(cert_files: dict[str, str]) -
         assert "certificate was refused" in line
         assert "verify code 20" in line
         assert "--cafile" in line
-        r = run_cli("connect", "127.0.0.1", str(port), "--cafile", cert_files["ca"],
-                    "--sni", "wrong.example.test", input=b"x\n")
+        r = run_cli(
+            "connect",
+            "127.0.0.1",
+            str(port),
+            "--cafile",
+            cert_files["ca"],
+            "--sni",
+            "wrong.example.test",
+            input=b"x\n",
+        )
         assert r.returncode == 1
         line = one_error_line(r)
         assert "verify code 62" in line
@@ -196,9 +274,22 @@ def test_cli_serve_tls_alpn_with_curl(tmp_path: Path) -> None:
         m = LISTENING.match(p.readline().rstrip(b"\n"))
         assert m, p.stderr()
         r = subprocess.run(
-            [curl, "-sS", "-v", "--http1.1", "--max-time", str(LONG), "--noproxy", "*",
-             "--cacert", str(ca), f"https://localhost:{int(m.group(2))}/"],
-            capture_output=True, timeout=LONG + 5)
+            [
+                curl,
+                "-sS",
+                "-v",
+                "--http1.1",
+                "--max-time",
+                str(LONG),
+                "--noproxy",
+                "*",
+                "--cacert",
+                str(ca),
+                f"https://localhost:{int(m.group(2))}/",
+            ],
+            capture_output=True,
+            timeout=LONG + 5,
+        )
         assert r.returncode == 0, r.stderr
         assert re.search(rb"ALPN[:,] server accepted (to use )?http/1.1", r.stderr), r.stderr
     finally:
@@ -211,8 +302,9 @@ def test_cli_serve_alpn_needs_tls() -> None:
     assert "--alpn needs --tls" in one_error_line(r)
 
 
-def test_keylog_with_serve_and_s_client(cert_files: dict[str, str], tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_keylog_with_serve_and_s_client(
+    cert_files: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A server context the stream makes logs its secrets too (s_client is the client)."""
     keylog = tmp_path / "server-keys.log"
     monkeypatch.setenv("SSLKEYLOGFILE", str(keylog))
@@ -223,12 +315,27 @@ def test_keylog_with_serve_and_s_client(cert_files: dict[str, str], tmp_path: Pa
         stream.force_output()
         done.set()
 
-    with serve(handler, ssl_ctx=True, ctx_configure_callback=lambda c: c.load_cert_chain(
-            cert_files["cert"], cert_files["key"]), read_timeout=LONG) as server:
+    with serve(
+        handler,
+        ssl_ctx=True,
+        ctx_configure_callback=lambda c: c.load_cert_chain(cert_files["cert"], cert_files["key"]),
+        read_timeout=LONG,
+    ) as server:
         r = subprocess.run(
-            ["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-quiet",
-             "-CAfile", cert_files["ca"], "-verify_return_error"],
-            input=b"via s_client\n", capture_output=True, timeout=LONG)
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{server.port}",
+                "-quiet",
+                "-CAfile",
+                cert_files["ca"],
+                "-verify_return_error",
+            ],
+            input=b"via s_client\n",
+            capture_output=True,
+            timeout=LONG,
+        )
         assert done.wait(LONG)
     assert b"via s_client" in r.stdout
     assert "CLIENT_TRAFFIC_SECRET_0" in keylog.read_text()

@@ -46,7 +46,9 @@ class Serve:
     def __init__(self, path: str, *args: str) -> None:
         self.p = subprocess.Popen(
             [sys.executable, "-m", "sockstream", "serve", "--unix", path, *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         assert self.p.stdout is not None
         line = self.p.stdout.readline().decode().strip()
@@ -80,9 +82,21 @@ def test_curl_unix_socket_against_serve_http_cli(sock_path: str) -> None:
     server = Serve(sock_path, "--http")
     try:
         r = subprocess.run(
-            [curl, "--silent", "--show-error", "--max-time", str(LONG), "--unix-socket",
-             sock_path, "-i", "http://localhost/"],
-            capture_output=True, text=True, timeout=LONG * 2, check=False,
+            [
+                curl,
+                "--silent",
+                "--show-error",
+                "--max-time",
+                str(LONG),
+                "--unix-socket",
+                sock_path,
+                "-i",
+                "http://localhost/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=LONG * 2,
+            check=False,
         )
         assert r.returncode == 0, r.stderr
         assert r.stdout.startswith("HTTP/1.")
@@ -103,8 +117,13 @@ def test_socat_against_an_echo_serve(sock_path: str) -> None:
 
     with serve(echo, path=sock_path, read_timeout=LONG):
         payload = "".join(f"line {i} \u00e9\n" for i in range(200)).encode("latin-1")
-        r = subprocess.run([socat, "-t", str(LONG), "-", f"UNIX-CONNECT:{sock_path}"],
-                           input=payload, capture_output=True, timeout=LONG * 2, check=False)
+        r = subprocess.run(
+            [socat, "-t", str(LONG), "-", f"UNIX-CONNECT:{sock_path}"],
+            input=payload,
+            capture_output=True,
+            timeout=LONG * 2,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout == payload
 
@@ -113,9 +132,13 @@ def test_socat_against_serve_echo_cli(sock_path: str) -> None:
     socat = _tool("socat")
     server = Serve(sock_path)  # echo by default
     try:
-        r = subprocess.run([socat, "-t", str(LONG), "-", f"UNIX-CONNECT:{sock_path}"],
-                           input=b"hello over a Unix socket\n", capture_output=True,
-                           timeout=LONG * 2, check=False)
+        r = subprocess.run(
+            [socat, "-t", str(LONG), "-", f"UNIX-CONNECT:{sock_path}"],
+            input=b"hello over a Unix socket\n",
+            capture_output=True,
+            timeout=LONG * 2,
+            check=False,
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout == b"hello over a Unix socket\n"
     finally:
@@ -131,8 +154,13 @@ def test_serve_cli_replaces_a_stale_file_and_refuses_a_live_one(sock_path: str) 
     dead.close()
     server = Serve(sock_path, "--http")
     try:
-        r = subprocess.run([sys.executable, "-m", "sockstream", "serve", "--unix", sock_path],
-                           capture_output=True, text=True, timeout=LONG * 2, check=False)
+        r = subprocess.run(
+            [sys.executable, "-m", "sockstream", "serve", "--unix", sock_path],
+            capture_output=True,
+            text=True,
+            timeout=LONG * 2,
+            check=False,
+        )
         assert r.returncode == 1
         assert "a server is listening there" in r.stderr
         assert "Traceback" not in r.stderr

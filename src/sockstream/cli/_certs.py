@@ -215,16 +215,56 @@ def _with_openssl(directory: Path, names: tuple[str, ...], openssl: str) -> None
     try:
         old_umask = os.umask(0o077)  # key files are written by openssl: keep them private
         try:
-            run("req", "-x509", "-config", str(cfg), "-extensions", "v3_ca", *newkey,
-                "-keyout", str(ca_key), "-out", str(directory / "ca.pem"),
-                "-days", str(VALID_DAYS), "-subj", "/O=sockstream run-time CA/CN=sockstream CA")
-            run("req", "-new", "-config", str(cfg), *newkey,
-                "-keyout", str(directory / "key.pem"), "-out", str(csr),
-                "-subj", f"/O=sockstream/CN={names[0]}")
-            run("x509", "-req", "-in", str(csr), "-CA", str(directory / "ca.pem"),
-                "-CAkey", str(ca_key), "-set_serial", str(secrets.randbits(63) | 1),
-                "-days", str(VALID_DAYS), "-extfile", str(cfg), "-extensions", "v3_leaf",
-                "-out", str(directory / "cert.pem"))
+            run(
+                "req",
+                "-x509",
+                "-config",
+                str(cfg),
+                "-extensions",
+                "v3_ca",
+                *newkey,
+                "-keyout",
+                str(ca_key),
+                "-out",
+                str(directory / "ca.pem"),
+                "-days",
+                str(VALID_DAYS),
+                "-subj",
+                "/O=sockstream run-time CA/CN=sockstream CA",
+            )
+            run(
+                "req",
+                "-new",
+                "-config",
+                str(cfg),
+                *newkey,
+                "-keyout",
+                str(directory / "key.pem"),
+                "-out",
+                str(csr),
+                "-subj",
+                f"/O=sockstream/CN={names[0]}",
+            )
+            run(
+                "x509",
+                "-req",
+                "-in",
+                str(csr),
+                "-CA",
+                str(directory / "ca.pem"),
+                "-CAkey",
+                str(ca_key),
+                "-set_serial",
+                str(secrets.randbits(63) | 1),
+                "-days",
+                str(VALID_DAYS),
+                "-extfile",
+                str(cfg),
+                "-extensions",
+                "v3_leaf",
+                "-out",
+                str(directory / "cert.pem"),
+            )
         finally:
             os.umask(old_umask)
     finally:

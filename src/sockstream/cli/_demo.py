@@ -156,7 +156,7 @@ _REASONS = {
 def _page(target: str, peer: str, tls: str | None) -> bytes:
     how = f"over {html.escape(tls)}" if tls else "in plain text"
     return (
-        "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>sockstream</title></head>\n"
+        '<!doctype html>\n<html><head><meta charset="utf-8"><title>sockstream</title></head>\n'
         "<body><h1>Hello from sockstream</h1>\n"
         f"<p>You asked for <code>{html.escape(target)}</code> from {html.escape(peer)}, "
         f"{how}.</p>\n"
@@ -201,8 +201,10 @@ def http_handler(log: Log = _no_log) -> Callable[[SocketStream], None]:
                 status = 400
             ssl_object = stream.ssl_object
             tls = ssl_object.version() if ssl_object is not None else None
-            body = _page(target, who, tls) if status == 200 else (
-                f"{status} {_REASONS[status]}\n".encode("ascii")
+            body = (
+                _page(target, who, tls)
+                if status == 200
+                else (f"{status} {_REASONS[status]}\n".encode("ascii"))
             )
             ctype = "text/html" if status == 200 else "text/plain"
             head = (
@@ -216,7 +218,7 @@ def http_handler(log: Log = _no_log) -> Callable[[SocketStream], None]:
             if method != "HEAD":
                 stream.write(body)
             stream.finish_output()
-            log(f"{who} \"{request}\" {status}")
+            log(f'{who} "{request}" {status}')
         except ValueError as exc:  # LineTooLongError: nothing was consumed; answer and close
             log(f"{who}: {exc}")
             with contextlib.suppress(OSError, ValueError):
@@ -229,6 +231,7 @@ def http_handler(log: Log = _no_log) -> Callable[[SocketStream], None]:
 
 
 # ---- the transcript ---------------------------------------------------------------------------
+
 
 class Transcript:
     """Prints the demo: step titles, what was done ("->"), what was seen ("<-"), verdicts.
@@ -274,6 +277,7 @@ class Transcript:
 
 
 # ---- the demo steps ---------------------------------------------------------------------------
+
 
 class Demo:
     """What the steps share: the transcript, and run-time certificates made on first use."""
@@ -335,14 +339,16 @@ def step_char_io_on_binary(d: Demo) -> None:
         server, finished = stack.enter_context(_server(http_handler()))
         d.t.did(f"started a tiny HTTP server with sockstream.serve on {_addr(server)}")
         x = stack.enter_context(
-            open_tcp_stream("127.0.0.1", server.port, element_type="unsigned-byte-8",
-                            read_timeout=LONG)
+            open_tcp_stream(
+                "127.0.0.1", server.port, element_type="unsigned-byte-8", read_timeout=LONG
+            )
         )
         d.t.did("x = open_tcp_stream('127.0.0.1', port, element_type='unsigned-byte-8')")
         x.write_sequence("GET / HTTP/1.0\n\n")
         x.force_output()
-        d.t.did("x.write_sequence('GET / HTTP/1.0\\n\\n'); x.force_output()"
-                "   # a str on a byte stream")
+        d.t.did(
+            "x.write_sequence('GET / HTTP/1.0\\n\\n'); x.force_output()   # a str on a byte stream"
+        )
         res = array.array(CHAR_TYPECODE, " " * 20)
         n = x.read_sequence(res)
         d.t.did(f"res = array('{CHAR_TYPECODE}', ' ' * 20); x.read_sequence(res)")
@@ -361,15 +367,16 @@ def step_binary_io_on_char(d: Demo) -> None:
         server, finished = stack.enter_context(_server(http_handler()))
         d.t.did(f"the same HTTP server on {_addr(server)}")
         x = stack.enter_context(
-            open_tcp_stream("127.0.0.1", server.port, element_type="base-char",
-                            read_timeout=LONG)
+            open_tcp_stream("127.0.0.1", server.port, element_type="base-char", read_timeout=LONG)
         )
         d.t.did("x = open_tcp_stream('127.0.0.1', port, element_type='base-char')")
         request = array.array("B", b"GET / HTTP/1.0\n\n")
         x.write_sequence(request)
         x.force_output()
-        d.t.did("x.write_sequence(array('B', b'GET / HTTP/1.0\\n\\n')); x.force_output()"
-                "   # bytes on a character stream")
+        d.t.did(
+            "x.write_sequence(array('B', b'GET / HTTP/1.0\\n\\n')); x.force_output()"
+            "   # bytes on a character stream"
+        )
         res = array.array("B", bytes(20))
         n = x.read_sequence(res)
         d.t.did("res = array('B', bytes(20)); x.read_sequence(res)")
@@ -402,8 +409,10 @@ def step_read_timeout(d: Demo) -> None:
         t0 = time.monotonic()
         line, missing = s.read_line(eof_error=False, eof_value=None)
         waited = time.monotonic() - t0
-        d.t.saw(f"s.read_line(eof_error=False) -> ({line!r}, {missing}) after {waited:.2f} s; "
-                f"s.timed_out = {s.timed_out}")
+        d.t.saw(
+            f"s.read_line(eof_error=False) -> ({line!r}, {missing}) after {waited:.2f} s; "
+            f"s.timed_out = {s.timed_out}"
+        )
         check(line is None and missing, f"expected end-of-file, got {line!r}")
         check(s.timed_out, "timed_out is not True after a read timeout")
         check(waited >= SHORT * 0.95, f"the timeout fired early, after {waited:.3f} s")
@@ -411,8 +420,10 @@ def step_read_timeout(d: Demo) -> None:
         s.read_timeout = LONG
         d.t.did(f"told the server to write; s.read_timeout = {LONG:g}")
         line, missing = s.read_line(eof_error=False, eof_value=None)
-        d.t.saw(f"s.read_line() -> ({line!r}, {missing}); s.timed_out = {s.timed_out}"
-                "   # the stream recovered")
+        d.t.saw(
+            f"s.read_line() -> ({line!r}, {missing}); s.timed_out = {s.timed_out}"
+            "   # the stream recovered"
+        )
         check(line == "late data" and not missing, f"expected 'late data', got {line!r}")
         check(not s.timed_out, "timed_out is still True after a successful read")
         s.close()
@@ -433,8 +444,10 @@ def step_write_timeout(d: Demo) -> None:
         d.t.did(f"a server on {_addr(server)} that never reads")
         s = stack.enter_context(open_tcp_stream("127.0.0.1", server.port, write_timeout=SHORT))
         stack.callback(s.close, abort=True)
-        d.t.did(f"s = open_tcp_stream(..., write_timeout={SHORT}); "
-                "s.write(1 MiB); s.force_output(); ... until it raises")
+        d.t.did(
+            f"s = open_tcp_stream(..., write_timeout={SHORT}); "
+            "s.write(1 MiB); s.force_output(); ... until it raises"
+        )
         chunk = bytes(1 << 20)
         queued = 0
         error: WriteTimeoutError | None = None
@@ -450,11 +463,15 @@ def step_write_timeout(d: Demo) -> None:
         waited = time.monotonic() - t0
         check(error is not None, f"no WriteTimeoutError after {queued >> 20} MiB")
         assert error is not None
-        d.t.saw(f"after {queued >> 20} MiB the kernel buffers were full; the last flush gave up "
-                f"after {waited:.2f} s:")
+        d.t.saw(
+            f"after {queued >> 20} MiB the kernel buffers were full; the last flush gave up "
+            f"after {waited:.2f} s:"
+        )
         d.t.saw(f"WriteTimeoutError: {error}")
-        d.t.saw(f"error.bytes_written = {error.bytes_written}; "
-                f"isinstance(error, TimeoutError) = {isinstance(error, TimeoutError)}")
+        d.t.saw(
+            f"error.bytes_written = {error.bytes_written}; "
+            f"isinstance(error, TimeoutError) = {isinstance(error, TimeoutError)}"
+        )
         check(isinstance(error, TimeoutError), "WriteTimeoutError is not a TimeoutError")
         check(waited >= SHORT * 0.95, f"the write timeout fired early, after {waited:.3f} s")
         release.set()
@@ -487,12 +504,19 @@ def step_tls_sni(d: Demo) -> None:
         d.t.did(f"sockstream.serve(..., ssl_ctx=<server context>) on {_addr(server)}")
         client_ctx = certs.client_context()
         s = stack.enter_context(
-            open_tcp_stream("127.0.0.1", server.port, ssl_ctx=client_ctx,
-                            tlsext_host_name=SNI_NAME, handshake_timeout=LONG,
-                            read_timeout=LONG)
+            open_tcp_stream(
+                "127.0.0.1",
+                server.port,
+                ssl_ctx=client_ctx,
+                tlsext_host_name=SNI_NAME,
+                handshake_timeout=LONG,
+                read_timeout=LONG,
+            )
         )
-        d.t.did(f"s = open_tcp_stream(..., ssl_ctx=<trusts the run-time CA only>, "
-                f"tlsext_host_name={SNI_NAME!r})")
+        d.t.did(
+            f"s = open_tcp_stream(..., ssl_ctx=<trusts the run-time CA only>, "
+            f"tlsext_host_name={SNI_NAME!r})"
+        )
         obj = s.ssl_object
         check(obj is not None, "ssl_object is None on a TLS stream")
         assert obj is not None
@@ -501,13 +525,14 @@ def step_tls_sni(d: Demo) -> None:
             f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn if k == "commonName"
         )
         issuer = ", ".join(
-            f"{k}={v}" for rdn in cert.get("issuer", ()) for k, v in rdn
-            if k == "organizationName"
+            f"{k}={v}" for rdn in cert.get("issuer", ()) for k, v in rdn if k == "organizationName"
         )
         san = ", ".join(f"{k}:{v}" for k, v in cert.get("subjectAltName", ()))
         cipher = obj.cipher()
-        d.t.saw(f"{obj.version()}, {cipher[0] if cipher else '?'}; verified the server's "
-                f"certificate: {subject}, issued by {issuer}")
+        d.t.saw(
+            f"{obj.version()}, {cipher[0] if cipher else '?'}; verified the server's "
+            f"certificate: {subject}, issued by {issuer}"
+        )
         d.t.saw(f"subjectAltName: {san}")
         s.write_line("client")
         s.force_output()
@@ -524,8 +549,9 @@ def step_tls_sni(d: Demo) -> None:
 
     def tls_server() -> None:
         try:
-            SocketStream(b, ssl_ctx=certs.server_context(), ssl_side="server",
-                         handshake_timeout=LONG).close()
+            SocketStream(
+                b, ssl_ctx=certs.server_context(), ssl_side="server", handshake_timeout=LONG
+            ).close()
             outcome.append(None)
         except BaseException as exc:
             outcome.append(exc)
@@ -533,8 +559,13 @@ def step_tls_sni(d: Demo) -> None:
     thread = threading.Thread(target=tls_server, name="demo-tls-server", daemon=True)
     thread.start()
     try:
-        SocketStream(a, ssl_ctx=certs.client_context(), ssl_side="client",
-                     tlsext_host_name="wrong.example.test", handshake_timeout=LONG).close()
+        SocketStream(
+            a,
+            ssl_ctx=certs.client_context(),
+            ssl_side="client",
+            tlsext_host_name="wrong.example.test",
+            handshake_timeout=LONG,
+        ).close()
         refused: BaseException | None = None
     except SSLFailure as exc:
         refused = exc
@@ -586,8 +617,13 @@ def step_starttls(d: Demo) -> None:
 
         check(say("hello") == "hello (plain)", "the plain exchange failed")
         check(say("STARTTLS") == "OK go ahead", "STARTTLS was not accepted")
-        attach_ssl(s, ssl_ctx=certs.client_context(), ssl_side="client",
-                   tlsext_host_name="localhost", handshake_timeout=LONG)
+        attach_ssl(
+            s,
+            ssl_ctx=certs.client_context(),
+            ssl_side="client",
+            tlsext_host_name="localhost",
+            handshake_timeout=LONG,
+        )
         check(s.ssl_object is not None, "ssl_object is None after attach_ssl")
         assert s.ssl_object is not None
         version = s.ssl_object.version()
@@ -618,11 +654,14 @@ def step_utf8_crlf(d: Demo) -> None:
 
     with contextlib.ExitStack() as stack:
         server, finished = stack.enter_context(
-            _server(greeter, encoding="utf-8", newline="\r\n", read_timeout=LONG))
+            _server(greeter, encoding="utf-8", newline="\r\n", read_timeout=LONG)
+        )
         d.t.did(f"serve(handler, encoding='utf-8', newline='\\r\\n') on {_addr(server)}")
         s = stack.enter_context(
-            open_tcp_stream("127.0.0.1", server.port, encoding="utf-8", newline="\r\n",
-                            read_timeout=LONG))
+            open_tcp_stream(
+                "127.0.0.1", server.port, encoding="utf-8", newline="\r\n", read_timeout=LONG
+            )
+        )
         d.t.did("s = open_tcp_stream(..., encoding='utf-8', newline='\\r\\n')")
         greeting, _ = s.read_line()
         d.t.saw(f"s.read_line() -> {greeting!r}   # no CR, no mojibake")
@@ -749,15 +788,25 @@ STEPS: tuple[Step, ...] = (
 STEP_LIMIT = 2 * LONG
 
 
-def _watchdog(t: Transcript, number: int, limit: float, start: float,
-              numbers: Sequence[int], failed: Sequence[str],
-              cleanup: Callable[[], None]) -> threading.Timer:
+def _watchdog(
+    t: Transcript,
+    number: int,
+    limit: float,
+    start: float,
+    numbers: Sequence[int],
+    failed: Sequence[str],
+    cleanup: Callable[[], None],
+) -> threading.Timer:
     def expire() -> None:
         cleanup()  # the run-time key must not stay behind in /tmp
         t.fail(f"step {number}: did not finish within {limit:g} s (a hang in the library)")
         t.line()
-        t.summary(numbers.index(number) - len(failed), len(numbers),
-                  time.monotonic() - start, [*failed, f"{number} (hung; later steps not run)"])
+        t.summary(
+            numbers.index(number) - len(failed),
+            len(numbers),
+            time.monotonic() - start,
+            [*failed, f"{number} (hung; later steps not run)"],
+        )
         os._exit(1)  # the hung thread cannot be interrupted: leave without joining it
 
     timer = threading.Timer(limit, expire)
@@ -783,8 +832,10 @@ def run_demo(
     demo = Demo(t)
     numbers = list(only) if only else list(range(1, len(STEPS) + 1))
     steps = f"{len(numbers)} step{'s' if len(numbers) != 1 else ''}"
-    t.line(f"sockstream demo: {steps} on loopback, each checks what it sees "
-           f"(Python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION})")
+    t.line(
+        f"sockstream demo: {steps} on loopback, each checks what it sees "
+        f"(Python {sys.version.split()[0]}, {ssl.OPENSSL_VERSION})"
+    )
     failed: list[str] = []
     start = time.monotonic()
     try:
@@ -795,13 +846,14 @@ def run_demo(
             t0 = time.monotonic()
             timer = (
                 _watchdog(t, number, step_limit, start, numbers, failed, demo.close)
-                if step_limit else None
+                if step_limit
+                else None
             )
             try:
                 fn(demo)
             except Exception as exc:
-                reason = str(exc) if isinstance(exc, StepFailed) else (
-                    f"{type(exc).__name__}: {exc}"
+                reason = (
+                    str(exc) if isinstance(exc, StepFailed) else (f"{type(exc).__name__}: {exc}")
                 )
                 t.fail(f"step {number}: {reason}")
                 if verbose:

@@ -83,8 +83,7 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         hint = f" (see '{self.prog} --help')"
-        print(f"{self.prog}: error: {' '.join(message.split())}{hint}", file=sys.stderr,
-              flush=True)
+        print(f"{self.prog}: error: {' '.join(message.split())}{hint}", file=sys.stderr, flush=True)
         raise _UsageError(message)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -94,6 +93,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---- argument types: each names the bad value -------------------------------------------------
+
 
 def _listen_port(text: str) -> int:
     if text.isdigit() and int(text) <= 65535:
@@ -174,8 +174,7 @@ def _writable_path(text: str) -> str:
 def _alpn_list(text: str) -> list[str]:
     names = [name.strip() for name in text.split(",")]
     if not all(names) or any(len(name.encode()) > 255 for name in names):
-        raise argparse.ArgumentTypeError(
-            f"not a comma-separated list of protocol names: {text!r}")
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of protocol names: {text!r}")
     return names
 
 
@@ -195,6 +194,7 @@ def _step_list(text: str) -> list[int]:
 
 # ---- the parser ------------------------------------------------------------------------------
 
+
 class _Formatter(argparse.HelpFormatter):
     """Wraps prose paragraphs; keeps paragraphs whose lines are indented (examples) as written."""
 
@@ -205,8 +205,14 @@ class _Formatter(argparse.HelpFormatter):
             if len(lines) > 1 and all(line.startswith("  ") for line in lines[1:]):
                 out.append("\n".join(indent + line for line in lines))
             else:
-                out.append(textwrap.fill(" ".join(para.split()), width,
-                                         initial_indent=indent, subsequent_indent=indent))
+                out.append(
+                    textwrap.fill(
+                        " ".join(para.split()),
+                        width,
+                        initial_indent=indent,
+                        subsequent_indent=indent,
+                    )
+                )
         return "\n\n".join(out)
 
 
@@ -235,22 +241,33 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="VERB", title="verbs")
 
     demo = verbs.add_parser(
-        "demo", formatter_class=fmt, help="walk through what the library does, on loopback",
+        "demo",
+        formatter_class=fmt,
+        help="walk through what the library does, on loopback",
         description="Start servers on loopback and walk through what the library does, checking "
         "each step: character and binary I/O (the seed's HTTP examples), read and write "
         "timeouts, TLS with SNI, STARTTLS on and off, waiting on 1000 streams.  Exits 0 if every "
         "step passed, 1 otherwise.",
     )
-    demo.add_argument("--only", metavar="N,N", type=_step_list,
-                      help="run only these steps (numbers from 1)")
-    demo.add_argument("--color", "--colour", choices=("auto", "always", "never"), default="auto",
-                      help="ANSI colour: auto (a terminal and NO_COLOR unset), always, never")
-    demo.add_argument("-v", "--verbose", action="store_true",
-                      help="print the traceback of a failing step")
+    demo.add_argument(
+        "--only", metavar="N,N", type=_step_list, help="run only these steps (numbers from 1)"
+    )
+    demo.add_argument(
+        "--color",
+        "--colour",
+        choices=("auto", "always", "never"),
+        default="auto",
+        help="ANSI colour: auto (a terminal and NO_COLOR unset), always, never",
+    )
+    demo.add_argument(
+        "-v", "--verbose", action="store_true", help="print the traceback of a failing step"
+    )
     demo.set_defaults(run=_cmd_demo)
 
     connect = verbs.add_parser(
-        "connect", formatter_class=fmt, help="talk to a TCP or TLS server (like ncat / s_client)",
+        "connect",
+        formatter_class=fmt,
+        help="talk to a TCP or TLS server (like ncat / s_client)",
         description="Connect to HOST PORT and copy standard input to the socket and the socket to "
         "standard output, both at once.  At the end of standard input the sending side is "
         "half-closed and the reply is read until the server ends.\n\n"
@@ -260,37 +277,70 @@ def build_parser() -> argparse.ArgumentParser:
         "  sockstream connect 127.0.0.1 8443 --cafile ca.pem --sni localhost",
     )
     connect.add_argument("host", metavar="HOST", help="host name or address")
-    connect.add_argument("port", metavar="PORT", type=_connect_port,
-                         help="port number or service name (e.g. https)")
+    connect.add_argument(
+        "port", metavar="PORT", type=_connect_port, help="port number or service name (e.g. https)"
+    )
     tls = connect.add_argument_group(
-        "TLS (--sni, --cafile, --insecure, --alpn and --keylog imply --tls)")
+        "TLS (--sni, --cafile, --insecure, --alpn and --keylog imply --tls)"
+    )
     tls.add_argument("--tls", action="store_true", help="TLS, verifying the server's certificate")
-    tls.add_argument("--sni", metavar="NAME",
-                     help="server name to send and to verify (default: HOST)")
-    tls.add_argument("--cafile", metavar="FILE", type=_existing_file,
-                     help="trust the CA certificates in this PEM file instead of the system's")
-    tls.add_argument("--insecure", action="store_true",
-                     help="do not verify the certificate (prints a warning)")
-    tls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
-                     help="offer these ALPN protocols, e.g. h2,http/1.1 (-v shows the one agreed)")
-    tls.add_argument("--keylog", metavar="FILE", type=_writable_path,
-                     help="append the TLS secrets to FILE, for Wireshark (default: "
-                     "$SSLKEYLOGFILE when set)")
-    connect.add_argument("--element-type", type=_element_type, default="base-char",
-                         metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
-    connect.add_argument("--read-timeout", type=_seconds, metavar="SECONDS",
-                         help="end (as at end-of-file) after this long without data")
-    connect.add_argument("--connect-timeout", type=_seconds, metavar="SECONDS",
-                         default=CONNECT_TIMEOUT,
-                         help=f"bound on connecting and the TLS handshake "
-                         f"(default {CONNECT_TIMEOUT:g})")
+    tls.add_argument(
+        "--sni", metavar="NAME", help="server name to send and to verify (default: HOST)"
+    )
+    tls.add_argument(
+        "--cafile",
+        metavar="FILE",
+        type=_existing_file,
+        help="trust the CA certificates in this PEM file instead of the system's",
+    )
+    tls.add_argument(
+        "--insecure", action="store_true", help="do not verify the certificate (prints a warning)"
+    )
+    tls.add_argument(
+        "--alpn",
+        metavar="PROTO,...",
+        type=_alpn_list,
+        help="offer these ALPN protocols, e.g. h2,http/1.1 (-v shows the one agreed)",
+    )
+    tls.add_argument(
+        "--keylog",
+        metavar="FILE",
+        type=_writable_path,
+        help="append the TLS secrets to FILE, for Wireshark (default: $SSLKEYLOGFILE when set)",
+    )
+    connect.add_argument(
+        "--element-type",
+        type=_element_type,
+        default="base-char",
+        metavar="TYPE",
+        help=f"stream element type: {', '.join(ELEMENT_TYPES)}",
+    )
+    connect.add_argument(
+        "--read-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="end (as at end-of-file) after this long without data",
+    )
+    connect.add_argument(
+        "--connect-timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        default=CONNECT_TIMEOUT,
+        help=f"bound on connecting and the TLS handshake (default {CONNECT_TIMEOUT:g})",
+    )
     connect.add_argument("--crlf", action="store_true", help='send "\\n" as "\\r\\n"')
-    connect.add_argument("-v", "--verbose", action="store_true",
-                         help="addresses, TLS version, cipher and certificate, on standard error")
+    connect.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="addresses, TLS version, cipher and certificate, on standard error",
+    )
     connect.set_defaults(run=_cmd_connect)
 
     serve = verbs.add_parser(
-        "serve", formatter_class=fmt, help="a TCP or TLS server: echo, discard or a tiny web page",
+        "serve",
+        formatter_class=fmt,
+        help="a TCP or TLS server: echo, discard or a tiny web page",
         description="Listen on PORT (0: any free port) and serve each connection in a thread.  "
         "Prints 'listening on HOST:PORT' on standard output once ready.  Ctrl-C stops it "
         "(exit status 0).\n\n"
@@ -301,49 +351,112 @@ def build_parser() -> argparse.ArgumentParser:
         "  sockstream serve --unix /tmp/s.sock --http; curl --unix-socket /tmp/s.sock http://x/\n"
         "  sockstream serve 7000 --workers 2          two processes on one port",
     )
-    serve.add_argument("port", metavar="PORT", type=_listen_port, nargs="?",
-                       help="port; 0 picks a free one (or --unix PATH)")
-    serve.add_argument("--unix", metavar="PATH",
-                       help="listen on a Unix domain socket at PATH instead of a port (a stale "
-                       "socket file is replaced, a live server's never; removed on exit)")
-    serve.add_argument("--workers", metavar="N", type=_workers, default=1,
-                       help="run N processes on the one port (SO_REUSEPORT); Ctrl-C stops all")
-    serve.add_argument("--reuse-port", action="store_true",
-                       help="set SO_REUSEPORT, so that other processes may serve the port too")
-    serve.add_argument("--_worker-port", dest="worker_port", type=_listen_port,
-                       help=argparse.SUPPRESS)
-    serve.add_argument("--address", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only; "
-                       "0.0.0.0 or :: for every interface)")
+    serve.add_argument(
+        "port",
+        metavar="PORT",
+        type=_listen_port,
+        nargs="?",
+        help="port; 0 picks a free one (or --unix PATH)",
+    )
+    serve.add_argument(
+        "--unix",
+        metavar="PATH",
+        help="listen on a Unix domain socket at PATH instead of a port (a stale "
+        "socket file is replaced, a live server's never; removed on exit)",
+    )
+    serve.add_argument(
+        "--workers",
+        metavar="N",
+        type=_workers,
+        default=1,
+        help="run N processes on the one port (SO_REUSEPORT); Ctrl-C stops all",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="set SO_REUSEPORT, so that other processes may serve the port too",
+    )
+    serve.add_argument(
+        "--_worker-port", dest="worker_port", type=_listen_port, help=argparse.SUPPRESS
+    )
+    serve.add_argument(
+        "--address",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: this machine only; "
+        "0.0.0.0 or :: for every interface)",
+    )
     mode = serve.add_mutually_exclusive_group()
-    mode.add_argument("--echo", dest="mode", action="store_const", const="echo",
-                      help="send back what is received (default)")
-    mode.add_argument("--discard", dest="mode", action="store_const", const="discard",
-                      help="read and drop everything")
-    mode.add_argument("--http", dest="mode", action="store_const", const="http",
-                      help="answer GET and HEAD with a tiny page, then close")
+    mode.add_argument(
+        "--echo",
+        dest="mode",
+        action="store_const",
+        const="echo",
+        help="send back what is received (default)",
+    )
+    mode.add_argument(
+        "--discard",
+        dest="mode",
+        action="store_const",
+        const="discard",
+        help="read and drop everything",
+    )
+    mode.add_argument(
+        "--http",
+        dest="mode",
+        action="store_const",
+        const="http",
+        help="answer GET and HEAD with a tiny page, then close",
+    )
     serve.set_defaults(mode="echo")
     stls = serve.add_argument_group("TLS (--cert implies --tls)")
-    stls.add_argument("--tls", action="store_true",
-                      help="TLS; without --cert, with a certificate made at run time")
-    stls.add_argument("--cert", metavar="FILE", type=_existing_file,
-                      help="certificate chain (PEM); may hold the key too")
+    stls.add_argument(
+        "--tls",
+        action="store_true",
+        help="TLS; without --cert, with a certificate made at run time",
+    )
+    stls.add_argument(
+        "--cert",
+        metavar="FILE",
+        type=_existing_file,
+        help="certificate chain (PEM); may hold the key too",
+    )
     stls.add_argument("--key", metavar="FILE", type=_existing_file, help="private key (PEM)")
-    stls.add_argument("--name", metavar="NAME", action="append", default=[],
-                      help="extra name for the run-time certificate (besides localhost, "
-                      "127.0.0.1, ::1); repeatable")
-    stls.add_argument("--write-ca", metavar="FILE", type=_writable_path,
-                      help="write the run-time CA certificate here (for curl --cacert)")
-    stls.add_argument("--alpn", metavar="PROTO,...", type=_alpn_list,
-                      help="ALPN protocols to accept, in the server's order of preference")
-    serve.add_argument("--element-type", type=_element_type, default="base-char",
-                       metavar="TYPE", help=f"stream element type: {', '.join(ELEMENT_TYPES)}")
-    serve.add_argument("-v", "--verbose", action="store_true",
-                       help="log connections on standard error")
+    stls.add_argument(
+        "--name",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="extra name for the run-time certificate (besides localhost, "
+        "127.0.0.1, ::1); repeatable",
+    )
+    stls.add_argument(
+        "--write-ca",
+        metavar="FILE",
+        type=_writable_path,
+        help="write the run-time CA certificate here (for curl --cacert)",
+    )
+    stls.add_argument(
+        "--alpn",
+        metavar="PROTO,...",
+        type=_alpn_list,
+        help="ALPN protocols to accept, in the server's order of preference",
+    )
+    serve.add_argument(
+        "--element-type",
+        type=_element_type,
+        default="base-char",
+        metavar="TYPE",
+        help=f"stream element type: {', '.join(ELEMENT_TYPES)}",
+    )
+    serve.add_argument(
+        "-v", "--verbose", action="store_true", help="log connections on standard error"
+    )
     serve.set_defaults(run=_cmd_serve)
 
     bench = verbs.add_parser(
-        "bench", formatter_class=fmt, help="run the benchmark suite (from a source checkout)",
+        "bench",
+        formatter_class=fmt,
+        help="run the benchmark suite (from a source checkout)",
         description="Run the benchmark suite of the source checkout (the 'bench' package next to "
         "'src'): a progress bar on standard error and a table of ratios at the end.  Options "
         "not listed here are passed on to the suite (see 'python -m bench --help').",
@@ -351,13 +464,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true", help="fewer, shorter rounds")
     bench.add_argument("--only", metavar="W1,W2", help="run only these workloads")
     bench.add_argument("--json", metavar="FILE", help="write the results as JSON")
-    bench.add_argument("--plot", metavar="FILE.png",
-                       help="draw a plot (needs matplotlib: pip install 'sockstream[plot]')")
+    bench.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="draw a plot (needs matplotlib: pip install 'sockstream[plot]')",
+    )
     bench.set_defaults(run=_cmd_bench)
     return parser
 
 
 # ---- demo ------------------------------------------------------------------------------------
+
 
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from ._demo import STEP_LIMIT, run_demo, use_colour
@@ -365,11 +482,13 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     colour = {"always": True, "never": False}.get(args.color)
     if colour is None:
         colour = use_colour(sys.stdout)
-    return run_demo(sys.stdout, colour=colour, only=args.only, verbose=args.verbose,
-                    step_limit=STEP_LIMIT)
+    return run_demo(
+        sys.stdout, colour=colour, only=args.only, verbose=args.verbose, step_limit=STEP_LIMIT
+    )
 
 
 # ---- connect ---------------------------------------------------------------------------------
+
 
 def _hostport(address: Any) -> str:
     try:
@@ -386,9 +505,11 @@ def _describe_tls(stream: SocketStream) -> list[str]:
     if obj is None:
         return ["not TLS"]
     cipher = obj.cipher()
-    lines = [f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"
-             + (f", ALPN {stream.alpn_protocol}" if stream.alpn_protocol else "")
-             + (", session resumed" if stream.session_reused else "")]
+    lines = [
+        f"TLS {obj.version()}, cipher {cipher[0] if cipher else '?'}"
+        + (f", ALPN {stream.alpn_protocol}" if stream.alpn_protocol else "")
+        + (", session resumed" if stream.session_reused else "")
+    ]
     cert = obj.getpeercert()
     if cert:
         subject = ", ".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
@@ -414,8 +535,7 @@ def _to_crlf(data: bytes, prev_cr: bool) -> tuple[bytes, bool]:
 def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
     from sockstream import SSLVerificationError, open_tcp_stream
 
-    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure or args.alpn
-                   or args.keylog)
+    use_tls = bool(args.tls or args.sni or args.cafile or args.insecure or args.alpn or args.keylog)
     ctx: ssl.SSLContext | None = None
     if use_tls:
         ctx = ssl.create_default_context(cafile=args.cafile)  # honours SSLKEYLOGFILE
@@ -424,8 +544,10 @@ def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
         if args.insecure:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
-            _err("warning: --insecure: the server's certificate is NOT verified; anyone on the "
-                 "path can read and change this connection")
+            _err(
+                "warning: --insecure: the server's certificate is NOT verified; anyone on the "
+                "path can read and change this connection"
+            )
     try:
         stream = open_tcp_stream(
             args.host,
@@ -439,21 +561,26 @@ def _cmd_connect(args: argparse.Namespace, extra: list[str]) -> int:
             alpn_protocols=args.alpn,
         )
     except SSLVerificationError as exc:
-        hint = ("--cafile FILE trusts a private CA" if exc.verify_code != 62
-                else "--sni NAME names the host the certificate must cover")
-        _err(f"error: the server's certificate was refused: {exc.verify_message} "
-             f"(OpenSSL verify code {exc.verify_code}); {hint}")
+        hint = (
+            "--cafile FILE trusts a private CA"
+            if exc.verify_code != 62
+            else "--sni NAME names the host the certificate must cover"
+        )
+        _err(
+            f"error: the server's certificate was refused: {exc.verify_message} "
+            f"(OpenSSL verify code {exc.verify_code}); {hint}"
+        )
         return 1
     assert stream is not None  # errorp=True: a failure raised
     with contextlib.closing(stream):
         if args.verbose:
-            _err(f"connected {_hostport(stream.local_address)} -> "
-                 f"{_hostport(stream.peer_address)}")
+            _err(f"connected {_hostport(stream.local_address)} -> {_hostport(stream.peer_address)}")
             if use_tls:
                 for line in _describe_tls(stream):
                     _err(line)
-        return _copy_both_ways(stream, crlf=args.crlf, verbose=args.verbose,
-                               read_timeout=args.read_timeout)
+        return _copy_both_ways(
+            stream, crlf=args.crlf, verbose=args.verbose, read_timeout=args.read_timeout
+        )
 
 
 def _copy_both_ways(
@@ -519,8 +646,8 @@ def _copy_both_ways(
 
 # ---- serve -----------------------------------------------------------------------------------
 
-def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser
-               ) -> int:
+
+def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.ArgumentParser) -> int:
     from sockstream import serve
 
     from ._certs import fingerprint_of_pem_file, make_certificates
@@ -535,8 +662,10 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
     if args.unix is not None and (args.workers > 1 or args.reuse_port):
         parser.error("--workers and --reuse-port are for a TCP port, not --unix")
     if args.workers > 1 and args.tls and not args.cert:
-        parser.error("--workers with --tls needs --cert (each worker would make its own "
-                     "certificate otherwise)")
+        parser.error(
+            "--workers with --tls needs --cert (each worker would make its own "
+            "certificate otherwise)"
+        )
     if args.key and not args.cert:
         parser.error("--key needs --cert")
     if (args.name or args.write_ca) and args.cert:
@@ -565,8 +694,7 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
         try:
             ctx.load_cert_chain(args.cert, args.key)
         except (ssl.SSLError, OSError) as exc:
-            parser.error(f"cannot load --cert {args.cert!r} / --key {args.key!r}: "
-                         f"{_one_line(exc)}")
+            parser.error(f"cannot load --cert {args.cert!r} / --key {args.key!r}: {_one_line(exc)}")
         _err(f"TLS certificate {args.cert}, SHA-256 {fingerprint_of_pem_file(args.cert)}")
     elif use_tls:
         certs = make_certificates(args.name)
@@ -577,18 +705,27 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
             if args.write_ca:
                 shutil.copyfile(certs.ca_file, args.write_ca)
                 ca_path = args.write_ca
-            _err(f"TLS certificate made at run time (with {certs.backend}) for "
-                 f"{', '.join(certs.names)}")
+            _err(
+                f"TLS certificate made at run time (with {certs.backend}) for "
+                f"{', '.join(certs.names)}"
+            )
             _err(f"  SHA-256 {certs.fingerprint}")
-            _err(f"  its CA certificate is in {ca_path}"
-                 + ("" if args.write_ca else " (deleted when the server stops; --write-ca FILE "
-                    "keeps a copy)"))
-        handler = {"echo": echo_handler, "discard": discard_handler,
-                   "http": http_handler}[args.mode](log)
+            _err(
+                f"  its CA certificate is in {ca_path}"
+                + (
+                    ""
+                    if args.write_ca
+                    else " (deleted when the server stops; --write-ca FILE keeps a copy)"
+                )
+            )
+        handler = {"echo": echo_handler, "discard": discard_handler, "http": http_handler}[
+            args.mode
+        ](log)
         keywords: dict[str, Any] = {"element_type": args.element_type}
         if ctx is not None:
-            keywords.update(ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT,
-                            alpn_protocols=args.alpn)
+            keywords.update(
+                ssl_ctx=ctx, handshake_timeout=SERVE_HANDSHAKE_TIMEOUT, alpn_protocols=args.alpn
+            )
         if args.mode == "http":
             from ._demo import HTTP_MAX_LINE
 
@@ -605,8 +742,9 @@ def _cmd_serve(args: argparse.Namespace, extra: list[str], parser: argparse.Argu
             keywords["path"] = args.unix
         else:
             keywords.update(service=args.port, address=args.address, reuse_port=args.reuse_port)
-        return _serve_until_stopped(serve, handler, args, keywords, tls=ctx is not None,
-                                    ca_path=ca_path)
+        return _serve_until_stopped(
+            serve, handler, args, keywords, tls=ctx is not None, ca_path=ca_path
+        )
     finally:
         if certs is not None:
             certs.cleanup()
@@ -639,8 +777,10 @@ def _serve_until_stopped(
             if server.path is not None:
                 where = f"unix:{server.path}"
                 print(f"listening on {where}", flush=True)
-                _err(f"serving {'TLS, ' if tls else ''}{args.mode} on Unix socket {server.path}; "
-                     "Ctrl-C stops")
+                _err(
+                    f"serving {'TLS, ' if tls else ''}{args.mode} on Unix socket {server.path}; "
+                    "Ctrl-C stops"
+                )
                 if args.mode == "http":
                     cacert = f"--cacert {ca_path} " if ca_path else ""
                     scheme = "https" if tls else "http"
@@ -652,8 +792,9 @@ def _serve_until_stopped(
             print(f"listening on {where}", flush=True)
             scheme = "https" if tls else "http"
             how = f"{'TLS, ' if tls else ''}{args.mode}"
-            local = " (this machine only)" if args.address in ("127.0.0.1", "::1",
-                                                               "localhost") else ""
+            local = (
+                " (this machine only)" if args.address in ("127.0.0.1", "::1", "localhost") else ""
+            )
             if worker:  # the parent (--workers) speaks for its workers
                 pass
             elif args.reuse_port:
@@ -661,8 +802,11 @@ def _serve_until_stopped(
             else:
                 _err(f"serving {how} on {where}{local}; Ctrl-C stops")
             if args.mode == "http" and not worker:
-                host = "localhost" if args.address in ("127.0.0.1", "::1", "localhost",
-                                                       "0.0.0.0", "::") else args.address
+                host = (
+                    "localhost"
+                    if args.address in ("127.0.0.1", "::1", "localhost", "0.0.0.0", "::")
+                    else args.address
+                )
                 cacert = f"--cacert {ca_path} " if ca_path else ""
                 _err(f"  try: curl {cacert}{scheme}://{_hostport((host, server.port))}/")
             forever = threading.Event()
@@ -681,6 +825,7 @@ def _serve_until_stopped(
 
 
 # ---- bench -----------------------------------------------------------------------------------
+
 
 def _import_bench() -> ModuleType | None:
     """The ``bench`` package of the source checkout this sockstream was installed from, or None.
@@ -733,14 +878,17 @@ def _cmd_bench(args: argparse.Namespace, extra: list[str]) -> int:
         _err(f"error: the benchmark suite could not be imported: {_one_line(exc)}")
         return 1
     if bench is None:
-        _err("error: the benchmark suite ships with the source checkout; run from it "
-             "(git clone the project, pip install -e '.[cli]', then sockstream bench)")
+        _err(
+            "error: the benchmark suite ships with the source checkout; run from it "
+            "(git clone the project, pip install -e '.[cli]', then sockstream bench)"
+        )
         return 2
     result = bench.main(rest)
     return int(result) if result is not None else 0
 
 
 # ---- main ------------------------------------------------------------------------------------
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``sockstream`` command with ``argv`` (default ``sys.argv[1:]``); return the status.
@@ -757,8 +905,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             if extra and args.verb != "bench":
                 sub = f"{PROG} {args.verb}"
-                print(f"{sub}: error: unrecognized arguments: {' '.join(extra)} "
-                      f"(see '{sub} --help')", file=sys.stderr, flush=True)
+                print(
+                    f"{sub}: error: unrecognized arguments: {' '.join(extra)} (see '{sub} --help')",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 return 2
             if args.verb == "serve":
                 args.argv = arguments  # for --workers: the workers' command line

@@ -51,8 +51,9 @@ def worker_argv(arguments: Sequence[str], port: int) -> list[str]:
 
 def reserve_port(address: str, port: int) -> socket.socket:
     """A bound (not listening) SO_REUSEPORT socket on ``address``:``port`` (0: a free port)."""
-    infos = socket.getaddrinfo(address, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP,
-                               socket.AI_PASSIVE)
+    infos = socket.getaddrinfo(
+        address, port, 0, socket.SOCK_STREAM, socket.IPPROTO_TCP, socket.AI_PASSIVE
+    )
     family, _, _, _, sockaddr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     try:
@@ -104,8 +105,12 @@ def run_workers(
         old_term = signal.signal(signal.SIGTERM, on_term)
     try:
         argv = worker_argv(arguments, port)
-        procs.extend(subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      start_new_session=True) for _ in range(n))
+        procs.extend(
+            subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+            )
+            for _ in range(n)
+        )
         for i, p in enumerate(procs):
             assert p.stdout is not None
             line = p.stdout.readline().decode(errors="replace").strip()
@@ -118,18 +123,21 @@ def run_workers(
             ended.put(i)
 
         for i, p in enumerate(procs):
-            threading.Thread(target=watch, args=(i, p), daemon=True,
-                             name=f"sockstream worker {i + 1} watcher").start()
+            threading.Thread(
+                target=watch, args=(i, p), daemon=True, name=f"sockstream worker {i + 1} watcher"
+            ).start()
         print(f"listening on {hostport((address, port))}", flush=True)
-        err(f"{n} workers on {hostport((address, port))} (SO_REUSEPORT), pids "
-            + ", ".join(str(p.pid) for p in procs) + "; Ctrl-C stops them all")
+        err(
+            f"{n} workers on {hostport((address, port))} (SO_REUSEPORT), pids "
+            + ", ".join(str(p.pid) for p in procs)
+            + "; Ctrl-C stops them all"
+        )
         alive = n
         while alive:
             i = ended.get()  # interruptible by signals on POSIX
             alive -= 1
             p = procs[i]
-            err(f"worker {i + 1} (pid {p.pid}) died: {_describe_exit(p.returncode)}; "
-                f"{alive} left")
+            err(f"worker {i + 1} (pid {p.pid}) died: {_describe_exit(p.returncode)}; {alive} left")
         err("error: every worker has died")
         return 1
     except (KeyboardInterrupt, _Stop):
@@ -167,6 +175,7 @@ def _stop_all(procs: list[subprocess.Popen[bytes]], err: Callable[[str], None]) 
 
 def watch_parent() -> None:
     """In a worker: stop (as by SIGTERM) when the parent's pipe on standard input closes."""
+
     def run() -> None:
         try:
             while os.read(0, 4096):
