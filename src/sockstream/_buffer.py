@@ -248,15 +248,17 @@ class InputBuffer:
             self.until_delimiter = None
             it, lines, start, _kind, extra = batch
             left = it.__length_hint__()
-            served = len(lines) - left
-            n = sum(map(len, lines[:served])) + served * extra
             if left == 0:
                 self._window = min(self._window * 2, LINE_WINDOW_MAX)
             else:
                 self._window = LINE_WINDOW_MIN
                 self._run = 0
-            self._pos = start + n
+            self._pos = self._batch_stop(lines, start, len(lines) - left, extra)
             self._batch = None
+
+    def _batch_stop(self, lines: list[Any], start: int, served: int, extra: int) -> int:
+        """Where the first ``served`` pieces of a batch cut at ``start`` end, in bytes."""
+        return start + sum(map(len, lines[:served])) + served * extra
 
     # ---- filling --------------------------------------------------------------------------
 

@@ -25,12 +25,9 @@ from typing import Any, Final
 from ._buffer import (
     _WHOLE,
     BYTES_LINE_NL,
-    LINE_WINDOW_MAX,
-    LINE_WINDOW_MIN,
     STR_LINE,
     STR_LINE_NL,
     InputBuffer,
-    _no_line,
 )
 from ._errors import LineTooLongError
 from ._text import MAX_CHAR_BYTES, Codec, find_line_end
@@ -447,36 +444,20 @@ class TextInputBuffer(InputBuffer):
             return True
         return False
 
-    def settle(self) -> None:
-        """End the batch: move ``pos`` past the lines it served (found again in the bytes)."""
-        with self._settling:
-            batch = self._batch
-            if batch is None:
-                return
-            self.next_line = self.next_line_tuple = self.next_until = _no_line
-            self.until_delimiter = None
-            it, lines, start, _kind, extra = batch
-            left = it.__length_hint__()
-            if left == 0:
-                self._window = min(self._window * 2, LINE_WINDOW_MAX)
-            else:
-                self._window = LINE_WINDOW_MIN
-                self._run = 0
-            if extra:  # read_until's pieces are bytes: counted as bytes
-                served = len(lines) - left
-                self._pos = start + sum(map(len, lines[:served])) + served * extra
-            elif left == 0:
-                self._pos = self._batch_end
-            else:
-                # Characters are not bytes here: find the end of each line served.
-                buf = self._buf
-                term = self._term
-                step = len(term)
-                p = start
-                for _ in range(len(lines) - left):
-                    p = buf.find(term, p) + step
-                self._pos = p
-            self._batch = None
+    def _batch_stop(self, lines: list[Any], start: int, served: int, extra: int) -> int:
+        """Where the first ``served`` pieces end: found again in the bytes, since decoded lines
+        are characters, not bytes (``read_until``'s pieces are bytes and counted as such)."""
+        if extra:
+            return super()._batch_stop(lines, start, served, extra)
+        if served == len(lines):
+            return self._batch_end
+        buf = self._buf
+        term = self._term
+        step = len(term)
+        p = start
+        for _ in range(served):
+            p = buf.find(term, p) + step
+        return p
 
 
 __all__ = ["TextInputBuffer", "is_plain", "retype"]
