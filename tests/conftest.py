@@ -244,3 +244,61 @@ def client_ctx(ca: Any) -> ssl.SSLContext:
     ctx = ssl.create_default_context()
     ca.configure_trust(ctx)
     return ctx
+
+
+# ---- both input buffers (the compiled twin and the pure classes) ----------------------------
+
+#: The buffer implementations this run can test: "pure" always, "accel" when the extension is
+#: built and not switched off (SOCKSTREAM_PUREPYTHON).
+BUFFER_IMPLS: list[str] = ["pure"]
+try:
+    from sockstream import _impl as _sockstream_impl
+
+    if _sockstream_impl.AccelInputBuffer is not None:
+        BUFFER_IMPLS.append("accel")
+except ImportError:  # pragma: no cover - the package does not import at all
+    pass
+
+
+def buffer_classes(impl: str) -> dict[str, Any]:
+    """``impl``'s ``InputBuffer``, ``TextInputBuffer`` and ``retype``."""
+    from sockstream import _impl, _textbuffer
+
+    if impl == "accel":
+        plain, text = _impl.AccelInputBuffer, _impl.AccelTextInputBuffer
+        assert plain is not None
+        assert text is not None
+        return {
+            "InputBuffer": plain,
+            "TextInputBuffer": text,
+            "retype": _impl.make_retype(plain, text),
+        }
+    return {
+        "InputBuffer": _impl.PureInputBuffer,
+        "TextInputBuffer": _impl.PureTextInputBuffer,
+        "retype": _textbuffer.retype,
+    }
+
+
+def use_buffers(impl: str, *modules: Any) -> Callable[[], None]:
+    """Make new streams use ``impl``'s buffer classes (``_stream``'s ``InputBuffer`` and
+    ``retype``), and ``modules``' names for them too; returns the undo."""
+    from sockstream import _stream
+
+    mp = pytest.MonkeyPatch()
+    for name, value in buffer_classes(impl).items():
+        for module in (_stream, *modules):
+            if hasattr(module, name):
+                mp.setattr(module, name, value)
+    return mp.undo
+
+
+@pytest.fixture(scope="module", params=BUFFER_IMPLS)
+def buffer_impl(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests once per buffer implementation (as CPython's test_io over _io and
+    _pyio): the module's own ``InputBuffer``/``TextInputBuffer``/``retype`` and new streams'."""
+    undo = use_buffers(request.param, request.module)
+    try:
+        yield request.param
+    finally:
+        undo()

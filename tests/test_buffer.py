@@ -25,6 +25,9 @@ from sockstream._buffer import (
 )
 from sockstream._errors import LineTooLongError
 
+# Every test over both buffers: the compiled twin and the pure class (conftest).
+pytestmark = pytest.mark.usefixtures("buffer_impl")
+
 
 def take_line(ib: InputBuffer) -> bytes | None:
     """One line with its newline, or None if no complete line is buffered."""
@@ -190,7 +193,9 @@ def test_batch_serves_lines_and_settles(kind: int, mll: int | None) -> None:
 
 
 def test_batch_unpublished_by_settle() -> None:
-    ib = InputBuffer()
+    from sockstream._buffer import InputBuffer as PureInputBuffer  # the twin cuts no batches
+
+    ib = PureInputBuffer()
     ib.feed(b"1\n2\n3\n4\n5\n")
     for _ in range(3):
         ib.maybe_take_line(BYTES_LINE_NL)

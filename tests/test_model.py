@@ -52,6 +52,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from conftest import BUFFER_IMPLS, use_buffers
 from sockstream import (
     LineTooLongError,
     SocketIOError,
@@ -1314,3 +1315,25 @@ TestModelPlainStart = pytest.mark.timeout(TEST_TIMEOUT)(PlainStartMachine.TestCa
 TestModelPlainStart.settings = MODEL_SETTINGS
 TestModelTLSStart = pytest.mark.timeout(TEST_TIMEOUT)(TLSStartMachine.TestCase)
 TestModelTLSStart.settings = MODEL_SETTINGS
+
+
+def _over_buffers(case: Any, impl: str) -> Any:
+    """``case`` with every stream on ``impl``'s input buffer (conftest ``use_buffers``)."""
+
+    def set_up_class(cls: Any) -> None:
+        cls._undo_buffers = use_buffers(impl)
+
+    def tear_down_class(cls: Any) -> None:
+        cls._undo_buffers()
+
+    return type(
+        f"{case.__name__}_{impl}",
+        (case,),
+        {"setUpClass": classmethod(set_up_class), "tearDownClass": classmethod(tear_down_class)},
+    )
+
+
+# The model over the other buffer too, in the same run (the default one runs above).
+if "accel" in BUFFER_IMPLS:
+    TestModelPlainStartPure = _over_buffers(TestModelPlainStart, "pure")
+    TestModelTLSStartPure = _over_buffers(TestModelTLSStart, "pure")

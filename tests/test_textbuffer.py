@@ -19,6 +19,9 @@ from sockstream._errors import LineTooLongError
 from sockstream._text import Codec
 from sockstream._textbuffer import TextInputBuffer, retype
 
+# Every test over both buffers: the compiled twin and the pure classes (conftest).
+pytestmark = pytest.mark.usefixtures("buffer_impl")
+
 
 def tb(
     enc: str = "utf-8",

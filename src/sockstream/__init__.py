@@ -20,6 +20,9 @@ from ._errors import SSLHandshakeTimeout as SSLHandshakeTimeout
 from ._errors import SSLTruncatedError as SSLTruncatedError
 from ._errors import SSLVerificationError as SSLVerificationError
 from ._errors import WriteTimeoutError as WriteTimeoutError
+
+# Not in __all__ (as __version__): which implementation runs, not a name of the API.
+from ._impl import ACCELERATED as ACCELERATED
 from ._multiwait import wait_for_input_streams as wait_for_input_streams
 from ._multiwait import (
     wait_for_input_streams_returning_first as wait_for_input_streams_returning_first,

@@ -47,7 +47,6 @@ from ._buffer import (
     OUTPUT_BUFFER_SIZE,
     STR_LINE,
     STR_LINE_NL,
-    InputBuffer,
 )
 from ._contexts import keyword, stream_context
 from ._elements import (
@@ -65,9 +64,9 @@ from ._errors import (
     WriteTimeoutError,
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
+from ._impl import InputBuffer, retype  # the compiled twin or the pure classes
 from ._options import StreamOptions, TLSOptions
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
-from ._textbuffer import retype
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
     WANT_MORE,

@@ -1,0 +1,845 @@
+/* sockstream._speedups: the compiled twin of the input buffer's hot verbs.
+ *
+ * Design (see docs/accel.md)
+ *   ``InputBufferBase`` holds the state of ``_buffer.InputBuffer`` (same attribute names: _buf,
+ *   _pos, _end, _epoch, ...) as C fields, exposed as members, so every pure-Python method of
+ *   ``InputBuffer`` runs unchanged on it (``_impl`` builds the class: the Python methods, with
+ *   the verbs below replaced by these C methods).  The C verbs handle what is buffered; for
+ *   everything else they call the same Python methods the pure class would (``settle``,
+ *   ``_take_line``, ``_take_until``, the stream's ``_slow_*``).
+ *
+ * Safety
+ *   Every index is checked against the bytearray's real size; a state that does not hold the
+ *   invariants (a non-bytearray ``_buf``, pos/end out of range, a deleted attribute) never
+ *   takes a fast path.  A fast path reads the state, builds its result and commits only if the
+ *   state is unchanged (pos, epoch, batch, the bytearray): nothing between reading and writing
+ *   runs Python code, and a result built after another thread moved on is dropped, as the
+ *   Python compare-and-set does.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <string.h>
+
+#if PY_VERSION_HEX >= 0x030C0000
+#define SS_T_PYSSIZET Py_T_PYSSIZET
+#define SS_T_OBJECT_EX Py_T_OBJECT_EX
+#else
+#define SS_T_PYSSIZET T_PYSSIZET
+#define SS_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+/* Line kinds (as _buffer). */
+#define STR_LINE 0
+#define STR_LINE_NL 1
+#define BYTES_LINE_NL 2
+
+/* _max_line's state. */
+#define MLL_NONE 0
+#define MLL_INT 1
+#define MLL_OTHER 2
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf; /* bytearray (checked on every use) */
+    Py_ssize_t pos, end, epoch, scan, mark, run, window, size, kind;
+    PyObject *max_line;
+    Py_ssize_t mll;
+    int mll_state;
+    PyObject *batch, *settling, *until;
+    PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *table;
+    PyObject *next_line, *next_line_tuple, *next_until, *until_delimiter;
+} Buf;
+
+static PyObject *str_settle, *str_take_line, *str_take_until, *str_maybe_take_line;
+static PyObject *int_minus_one, *int_zero;
+#define NO_BATCH ((PyObject *)Py_TYPE(Py_None))
+
+/* The bytes, if the state holds the invariants: 0 <= pos <= end <= len(buf). */
+static inline const char *
+valid_bytes(Buf *self)
+{
+    PyObject *buf = self->buf;
+    if (buf == NULL || !PyByteArray_CheckExact(buf))
+        return NULL;
+    if (self->pos < 0 || self->pos > self->end || self->end > PyByteArray_GET_SIZE(buf))
+        return NULL;
+    return PyByteArray_AS_STRING(buf);
+}
+
+/* The state has not moved since it was read (the compare of a compare-and-set). */
+#define UNCHANGED(self, p, e, b) \
+    ((self)->pos == (p) && (self)->epoch == (e) && (self)->batch == Py_None && (self)->buf == (b) \
+     && (self)->end <= PyByteArray_GET_SIZE(b))
+
+/* ---- argument parsing (vectorcall: no tuple, no dict) ----------------------------------- */
+
+static int
+parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+           const char *const *names, Py_ssize_t nnames, Py_ssize_t required, PyObject **out)
+{
+    Py_ssize_t i, j;
+    if (nargs > nnames) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %zd arguments (%zd given)", fname,
+                     nnames, nargs);
+        return -1;
+    }
+    for (i = 0; i < nargs; i++)
+        out[i] = args[i];
+    if (kwnames != NULL) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (j = 0; j < nkw; j++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+            for (i = 0; i < nnames; i++) {
+                if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0)
+                    break;
+            }
+            if (i == nnames) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                             fname, key);
+                return -1;
+            }
+            if (out[i] != NULL) {
+                PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                             fname, names[i]);
+                return -1;
+            }
+            out[i] = args[nargs + j];
+        }
+    }
+    for (i = 0; i < required; i++) {
+        if (out[i] == NULL) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname,
+                         names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+call_method(Buf *self, PyObject *name, PyObject *const *args, size_t nargs)
+{
+    PyObject *stack[4];
+    size_t i;
+    stack[0] = (PyObject *)self;
+    for (i = 0; i < nargs && i < 3; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, stack, (nargs + 1) | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                     NULL);
+}
+
+static PyObject *
+call_slow(PyObject *fn, PyObject *const *args, size_t nargs)
+{
+    if (fn == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "InputBuffer.serve_elements was not called");
+        return NULL;
+    }
+    return PyObject_Vectorcall(fn, args, nargs, NULL);
+}
+
+/* ``if self._batch is not None: self.settle()`` */
+static int
+settle_if_batch(Buf *self)
+{
+    PyObject *r;
+    if (self->batch == Py_None)
+        return 0;
+    r = call_method(self, str_settle, NULL, 0);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
+/* ---- characters and bytes ---------------------------------------------------------------- */
+
+static const char *const eof_names[] = {"eof_error", "eof_value"};
+
+static PyObject *
+Buf_read_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2] = {NULL, NULL};
+    PyObject *stack[2];
+    const char *b;
+    if ((nargs > 2 || kwnames != NULL)
+        && parse_args("read_char", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
+        return NULL;
+    if (nargs <= 2 && kwnames == NULL) {
+        if (nargs > 0)
+            a[0] = args[0];
+        if (nargs > 1)
+            a[1] = args[1];
+    }
+    if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
+        Py_ssize_t pos = self->pos;
+        if (pos < self->end) {
+            PyObject *c = PyUnicode_FromOrdinal((unsigned char)b[pos]);
+            if (c == NULL)
+                return NULL;
+            self->pos = pos + 1;
+            self->run = 0;
+            return c;
+        }
+    }
+    stack[0] = a[0] ? a[0] : Py_True;
+    stack[1] = a[1] ? a[1] : Py_None;
+    return call_slow(self->slow_char, stack, 2);
+}
+
+static PyObject *
+Buf_read_byte(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2] = {NULL, NULL};
+    PyObject *stack[2];
+    const char *b;
+    if ((nargs > 2 || kwnames != NULL)
+        && parse_args("read_byte", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
+        return NULL;
+    if (nargs <= 2 && kwnames == NULL) {
+        if (nargs > 0)
+            a[0] = args[0];
+        if (nargs > 1)
+            a[1] = args[1];
+    }
+    if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
+        Py_ssize_t pos = self->pos;
+        PyObject *table = self->table;
+        if (pos < self->end && table != NULL) {
+            unsigned char byte = (unsigned char)b[pos];
+            if (PyTuple_CheckExact(table) && byte < PyTuple_GET_SIZE(table)) {
+                PyObject *r = PyTuple_GET_ITEM(table, byte);
+                Py_INCREF(r);
+                self->pos = pos + 1;
+                self->run = 0;
+                return r;
+            }
+            else {
+                /* As the Python code: commit, then index the table (which may raise). */
+                PyObject *key = PyLong_FromLong(byte);
+                PyObject *r;
+                if (key == NULL)
+                    return NULL;
+                self->pos = pos + 1;
+                self->run = 0;
+                Py_INCREF(table);
+                r = PyObject_GetItem(table, key);
+                Py_DECREF(table);
+                Py_DECREF(key);
+                return r;
+            }
+        }
+    }
+    stack[0] = a[0] ? a[0] : Py_True;
+    stack[1] = a[1] ? a[1] : Py_None;
+    return call_slow(self->slow_byte, stack, 2);
+}
+
+static const char *const final_names[] = {"final"};
+
+static PyObject *
+Buf_maybe_take_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[1] = {NULL};
+    const char *b;
+    if (parse_args("maybe_take_char", args, nargs, kwnames, final_names, 1, 0, a) < 0)
+        return NULL;
+    if (settle_if_batch(self) < 0)
+        return NULL;
+    if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
+        Py_ssize_t pos = self->pos;
+        if (pos < self->end) {
+            PyObject *c = PyUnicode_FromOrdinal((unsigned char)b[pos]);
+            if (c == NULL)
+                return NULL;
+            self->pos = pos + 1;
+            self->run = 0;
+            return c;
+        }
+        Py_RETURN_NONE;
+    }
+    if (self->batch != Py_None)
+        Py_RETURN_NONE;
+    PyErr_SetString(PyExc_SystemError, "sockstream input buffer: inconsistent state");
+    return NULL;
+}
+
+static PyObject *
+Buf_peek_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[1] = {NULL};
+    const char *b;
+    if (parse_args("peek_char", args, nargs, kwnames, final_names, 1, 0, a) < 0)
+        return NULL;
+    if (settle_if_batch(self) < 0)
+        return NULL;
+    b = valid_bytes(self);
+    if (b == NULL) {
+        PyErr_SetString(PyExc_SystemError, "sockstream input buffer: inconsistent state");
+        return NULL;
+    }
+    if (self->pos < self->end)
+        return PyUnicode_FromOrdinal((unsigned char)b[self->pos]);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Buf_has_char(Buf *self, PyObject *Py_UNUSED(ignored))
+{
+    if (settle_if_batch(self) < 0)
+        return NULL;
+    return PyBool_FromLong(self->pos < self->end);
+}
+
+static PyObject *
+Buf_maybe_take_byte(Buf *self, PyObject *table)
+{
+    const char *b;
+    if (settle_if_batch(self) < 0)
+        return NULL;
+    if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
+        Py_ssize_t pos = self->pos;
+        if (pos < self->end) {
+            unsigned char byte = (unsigned char)b[pos];
+            PyObject *key, *r;
+            if (PyTuple_CheckExact(table) && byte < PyTuple_GET_SIZE(table)) {
+                r = PyTuple_GET_ITEM(table, byte);
+                Py_INCREF(r);
+                self->pos = pos + 1;
+                self->run = 0;
+                return r;
+            }
+            key = PyLong_FromLong(byte);
+            if (key == NULL)
+                return NULL;
+            self->pos = pos + 1;
+            self->run = 0;
+            r = PyObject_GetItem(table, key);
+            Py_DECREF(key);
+            return r;
+        }
+        Py_RETURN_NONE;
+    }
+    if (self->batch != Py_None)
+        Py_RETURN_NONE;
+    PyErr_SetString(PyExc_SystemError, "sockstream input buffer: inconsistent state");
+    return NULL;
+}
+
+/* ---- lines ----------------------------------------------------------------------------- */
+
+/* A whole line from what is buffered, in ``kind``'s form, committed; NULL with no error set if
+ * there is none (or the limit says no): the caller then takes the Python path. */
+static PyObject *
+take_line_fast(Buf *self, Py_ssize_t kind)
+{
+    for (;;) {
+        const char *b, *p;
+        PyObject *buf, *line;
+        Py_ssize_t pos, epoch, end, start, i;
+        if (self->batch != Py_None || self->mll_state == MLL_OTHER)
+            return NULL;
+        b = valid_bytes(self);
+        if (b == NULL)
+            return NULL;
+        buf = self->buf;
+        pos = self->pos;
+        epoch = self->epoch;
+        end = self->end;
+        start = self->scan > pos ? self->scan : pos;
+        if (start >= end)
+            return NULL;
+        p = memchr(b + start, '\n', (size_t)(end - start));
+        if (p == NULL)
+            return NULL;
+        i = p - b;
+        if (self->mll_state == MLL_INT && i - pos > self->mll)
+            return NULL;
+        Py_INCREF(buf);
+        if (kind == BYTES_LINE_NL)
+            line = PyBytes_FromStringAndSize(b + pos, i + 1 - pos);
+        else if (kind == STR_LINE) {
+            PyObject *s = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
+            line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
+            Py_XDECREF(s);
+        }
+        else
+            line = PyUnicode_DecodeLatin1(b + pos, i + 1 - pos, NULL);
+        if (line == NULL) {
+            Py_DECREF(buf);
+            return NULL;
+        }
+        if (UNCHANGED(self, pos, epoch, buf)) {
+            Py_DECREF(buf);
+            self->pos = i + 1;
+            self->run += 1;
+            return line;
+        }
+        /* Another thread (or a finalizer) moved the state: drop it, look again. */
+        Py_DECREF(buf);
+        Py_DECREF(line);
+    }
+}
+
+static const char *const readline_names[] = {"size"};
+
+static PyObject *
+Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[1] = {NULL};
+    PyObject *size, *line, *kindobj, *r;
+    if (nargs == 0 && kwnames == NULL)
+        size = int_minus_one;
+    else if (nargs == 1 && kwnames == NULL)
+        size = args[0];
+    else {
+        if (parse_args("readline", args, nargs, kwnames, readline_names, 1, 0, a) < 0)
+            return NULL;
+        size = a[0] ? a[0] : int_minus_one;
+    }
+    if (size != int_minus_one)
+        return call_slow(self->slow_line, &size, 1);
+    if (self->next_line != NULL && self->next_line != NO_BATCH) {
+        line = PyObject_CallNoArgs(self->next_line);
+        if (line == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_StopIteration))
+                return NULL;
+            PyErr_Clear();
+        }
+        else if (line != Py_None)
+            return line;
+        else
+            Py_DECREF(line);
+    }
+    line = take_line_fast(self, self->kind);
+    if (line != NULL || PyErr_Occurred())
+        return line;
+    kindobj = PyLong_FromSsize_t(self->kind);
+    if (kindobj == NULL)
+        return NULL;
+    line = call_method(self, str_maybe_take_line, &kindobj, 1);
+    Py_DECREF(kindobj);
+    if (line == NULL || line != Py_None)
+        return line;
+    Py_DECREF(line);
+    r = call_slow(self->slow_line, &int_minus_one, 1);
+    return r;
+}
+
+static const char *const mtl_names[] = {"kind", "limit"};
+
+static PyObject *
+Buf_maybe_take_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2] = {NULL, NULL};
+    PyObject *stack[2];
+    if (nargs >= 1 && nargs <= 2 && kwnames == NULL) {
+        a[0] = args[0];
+        a[1] = nargs == 2 ? args[1] : NULL;
+    }
+    else if (parse_args("maybe_take_line", args, nargs, kwnames, mtl_names, 2, 1, a) < 0)
+        return NULL;
+    if (PyLong_CheckExact(a[0]) && (a[1] == NULL || a[1] == int_minus_one)) {
+        int overflow;
+        long kind = PyLong_AsLongAndOverflow(a[0], &overflow);
+        if (!overflow && kind >= STR_LINE && kind <= BYTES_LINE_NL) {
+            PyObject *line = take_line_fast(self, kind);
+            if (line != NULL || PyErr_Occurred())
+                return line;
+        }
+    }
+    /* Every other case: the Python path (which also validates). */
+    stack[0] = a[0];
+    stack[1] = a[1] ? a[1] : int_minus_one;
+    return call_method(self, str_take_line, stack, 2);
+}
+
+/* ---- read_until ------------------------------------------------------------------------ */
+
+static Py_ssize_t
+find_bytes(const char *hay, Py_ssize_t start, Py_ssize_t end, const char *needle, Py_ssize_t n)
+{
+    Py_ssize_t i = start;
+    while (end - i >= n) {
+        const char *p = memchr(hay + i, needle[0], (size_t)(end - i - n + 1));
+        if (p == NULL)
+            return -1;
+        i = p - hay;
+        if (memcmp(p, needle, (size_t)n) == 0)
+            return i;
+        i++;
+    }
+    return -1;
+}
+
+static const char *const until_names[] = {"delimiter", "text", "limit"};
+
+static PyObject *
+Buf_maybe_take_until(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3] = {NULL, NULL, NULL};
+    PyObject *delimiter, *limit, *stack[3];
+    int text;
+    if (nargs >= 2 && nargs <= 3 && kwnames == NULL) {
+        a[0] = args[0];
+        a[1] = args[1];
+        a[2] = nargs == 3 ? args[2] : NULL;
+    }
+    else if (parse_args("maybe_take_until", args, nargs, kwnames, until_names, 3, 2, a) < 0)
+        return NULL;
+    delimiter = a[0];
+    limit = a[2] ? a[2] : int_minus_one;
+    /* ``if limit == -1: limit = self._max_line`` */
+    if (limit == int_minus_one || (PyLong_CheckExact(limit) && PyLong_AsSsize_t(limit) == -1))
+        limit = self->max_line;
+    else if (PyErr_Occurred())
+        PyErr_Clear(); /* an int too large for -1: not -1 */
+    Py_INCREF(limit);
+    text = PyObject_IsTrue(a[1]);
+    if (text < 0) {
+        Py_DECREF(limit);
+        return NULL;
+    }
+    if (PyBytes_CheckExact(delimiter) && PyBytes_GET_SIZE(delimiter) > 0
+        && (limit == Py_None || PyLong_CheckExact(limit))) {
+        Py_ssize_t lim = -1;
+        int ok = 1;
+        if (limit != Py_None) {
+            int overflow;
+            long long v = PyLong_AsLongLongAndOverflow(limit, &overflow);
+            if (overflow > 0)
+                lim = PY_SSIZE_T_MAX;
+            else if (overflow < 0 || v < 0)
+                ok = 0; /* a negative limit: the Python path */
+            else
+                lim = v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)v;
+        }
+        while (ok && self->batch == Py_None) {
+            const char *b = valid_bytes(self);
+            PyObject *buf, *until = self->until, *data;
+            Py_ssize_t pos, epoch, i, n;
+            if (b == NULL || until == NULL || !PyTuple_CheckExact(until)
+                || PyTuple_GET_SIZE(until) < 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(until, 0)))
+                break;
+            pos = self->pos;
+            {
+                Py_ssize_t u0 = PyLong_AsSsize_t(PyTuple_GET_ITEM(until, 0));
+                if (u0 == -1 && PyErr_Occurred()) {
+                    PyErr_Clear();
+                    break;
+                }
+                if (u0 == pos)
+                    break; /* a resumed search: the Python path */
+            }
+            epoch = self->epoch;
+            n = PyBytes_GET_SIZE(delimiter);
+            i = find_bytes(b, pos, self->end, PyBytes_AS_STRING(delimiter), n);
+            if (i < 0 || (limit != Py_None && i - pos > lim))
+                break;
+            buf = self->buf;
+            Py_INCREF(buf);
+            data = text ? PyUnicode_DecodeLatin1(b + pos, i - pos, NULL)
+                        : PyBytes_FromStringAndSize(b + pos, i - pos);
+            if (data == NULL) {
+                Py_DECREF(buf);
+                Py_DECREF(limit);
+                return NULL;
+            }
+            if (UNCHANGED(self, pos, epoch, buf)) {
+                Py_DECREF(buf);
+                Py_DECREF(limit);
+                self->pos = i + n;
+                self->run += 1;
+                return data;
+            }
+            Py_DECREF(buf);
+            Py_DECREF(data);
+        }
+    }
+    stack[0] = delimiter;
+    stack[1] = text ? Py_True : Py_False;
+    stack[2] = limit;
+    {
+        PyObject *r = call_method(self, str_take_until, stack, 3);
+        Py_DECREF(limit);
+        return r;
+    }
+}
+
+/* ---- read_sequence ----------------------------------------------------------------------- */
+
+static const char *const seq_names[] = {"seq", "start", "end"};
+
+static PyObject *
+Buf_read_sequence(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[3] = {NULL, NULL, NULL};
+    PyObject *stack[3];
+    PyObject *seq, *start, *end;
+    if (nargs >= 1 && nargs <= 3 && kwnames == NULL) {
+        a[0] = args[0];
+        a[1] = nargs >= 2 ? args[1] : NULL;
+        a[2] = nargs >= 3 ? args[2] : NULL;
+    }
+    else if (parse_args("read_sequence", args, nargs, kwnames, seq_names, 3, 1, a) < 0)
+        return NULL;
+    seq = a[0];
+    start = a[1] ? a[1] : int_zero;
+    end = a[2] ? a[2] : Py_None;
+    if (PyByteArray_CheckExact(seq) && start == int_zero && end == Py_None
+        && self->batch == Py_None) {
+        const char *b = valid_bytes(self);
+        Py_ssize_t n = PyByteArray_GET_SIZE(seq);
+        Py_ssize_t pos = self->pos;
+        if (b != NULL && n > 0 && n <= self->end - pos) {
+            /* One run without a call: the copy and the commit (memmove: seq may be _buf). */
+            memmove(PyByteArray_AS_STRING(seq), b + pos, (size_t)n);
+            self->pos = pos + n;
+            self->run = 0;
+            return PyLong_FromSsize_t(n);
+        }
+    }
+    stack[0] = seq;
+    stack[1] = start;
+    stack[2] = end;
+    return call_slow(self->slow_seq, stack, 3);
+}
+
+/* ---- the type ----------------------------------------------------------------------------- */
+
+static PyObject *
+Buf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Buf *self = (Buf *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->buf = PyByteArray_FromStringAndSize(NULL, 0);
+    if (self->buf == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->mark = -1;
+    self->kind = BYTES_LINE_NL;
+    self->mll = -1;
+    self->mll_state = MLL_NONE;
+#define NONE(f) (Py_INCREF(Py_None), self->f = Py_None)
+    NONE(max_line);
+    NONE(batch);
+    NONE(settling);
+    NONE(until);
+    NONE(slow_char);
+    NONE(slow_byte);
+    NONE(slow_line);
+    NONE(slow_seq);
+    NONE(table);
+    NONE(until_delimiter);
+#undef NONE
+    Py_INCREF(NO_BATCH);
+    self->next_line = NO_BATCH;
+    Py_INCREF(NO_BATCH);
+    self->next_line_tuple = NO_BATCH;
+    Py_INCREF(NO_BATCH);
+    self->next_until = NO_BATCH;
+    return (PyObject *)self;
+}
+
+static int
+Buf_traverse(Buf *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->max_line);
+    Py_VISIT(self->batch);
+    Py_VISIT(self->settling);
+    Py_VISIT(self->until);
+    Py_VISIT(self->slow_char);
+    Py_VISIT(self->slow_byte);
+    Py_VISIT(self->slow_line);
+    Py_VISIT(self->slow_seq);
+    Py_VISIT(self->table);
+    Py_VISIT(self->next_line);
+    Py_VISIT(self->next_line_tuple);
+    Py_VISIT(self->next_until);
+    Py_VISIT(self->until_delimiter);
+    return 0;
+}
+
+static int
+Buf_clear(Buf *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->max_line);
+    Py_CLEAR(self->batch);
+    Py_CLEAR(self->settling);
+    Py_CLEAR(self->until);
+    Py_CLEAR(self->slow_char);
+    Py_CLEAR(self->slow_byte);
+    Py_CLEAR(self->slow_line);
+    Py_CLEAR(self->slow_seq);
+    Py_CLEAR(self->table);
+    Py_CLEAR(self->next_line);
+    Py_CLEAR(self->next_line_tuple);
+    Py_CLEAR(self->next_until);
+    Py_CLEAR(self->until_delimiter);
+    return 0;
+}
+
+static void
+Buf_dealloc(Buf *self)
+{
+    PyObject_GC_UnTrack(self);
+    Buf_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Buf_get_max_line(Buf *self, void *closure)
+{
+    if (self->max_line == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_max_line");
+        return NULL;
+    }
+    Py_INCREF(self->max_line);
+    return self->max_line;
+}
+
+static int
+Buf_set_max_line(Buf *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _max_line");
+        return -1;
+    }
+    if (value == Py_None) {
+        self->mll_state = MLL_NONE;
+        self->mll = -1;
+    }
+    else if (PyLong_CheckExact(value)) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(value, &overflow);
+        if (overflow || v < 0 || v > PY_SSIZE_T_MAX)
+            self->mll_state = MLL_OTHER; /* the Python paths judge it */
+        else {
+            self->mll_state = MLL_INT;
+            self->mll = (Py_ssize_t)v;
+        }
+    }
+    else
+        self->mll_state = MLL_OTHER;
+    Py_INCREF(value);
+    Py_SETREF(self->max_line, value);
+    return 0;
+}
+
+static PyGetSetDef Buf_getset[] = {
+    {"_max_line", (getter)Buf_get_max_line, (setter)Buf_set_max_line,
+     "The line-length limit (bytes, without the newline), or None.", NULL},
+    {NULL},
+};
+
+#define OBJ(name, field) {name, SS_T_OBJECT_EX, offsetof(Buf, field), 0, NULL}
+#define SSZ(name, field) {name, SS_T_PYSSIZET, offsetof(Buf, field), 0, NULL}
+static PyMemberDef Buf_members[] = {
+    OBJ("_buf", buf),
+    SSZ("_pos", pos),
+    SSZ("_end", end),
+    SSZ("_epoch", epoch),
+    SSZ("_scan", scan),
+    SSZ("_mark", mark),
+    SSZ("_run", run),
+    SSZ("_window", window),
+    SSZ("_size", size),
+    SSZ("_kind", kind),
+    OBJ("_batch", batch),
+    OBJ("_settling", settling),
+    OBJ("_until", until),
+    OBJ("_slow_char", slow_char),
+    OBJ("_slow_byte", slow_byte),
+    OBJ("_slow_line", slow_line),
+    OBJ("_slow_seq", slow_seq),
+    OBJ("_table", table),
+    OBJ("next_line", next_line),
+    OBJ("next_line_tuple", next_line_tuple),
+    OBJ("next_until", next_until),
+    OBJ("until_delimiter", until_delimiter),
+    {NULL},
+};
+#undef OBJ
+#undef SSZ
+
+#define FK (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef Buf_methods[] = {
+    {"read_char", (PyCFunction)(void (*)(void))Buf_read_char, FK,
+     "SocketStream.read_char: a buffered character, else the stream's slow path."},
+    {"read_byte", (PyCFunction)(void (*)(void))Buf_read_byte, FK,
+     "SocketStream.read_byte: a buffered byte, else the stream's slow path."},
+    {"readline", (PyCFunction)(void (*)(void))Buf_readline, FK,
+     "SocketStream.readline: a whole buffered line, else the stream's slow path."},
+    {"read_sequence", (PyCFunction)(void (*)(void))Buf_read_sequence, FK,
+     "SocketStream.read_sequence: a whole bytearray filled from here, else the slow path."},
+    {"maybe_take_char", (PyCFunction)(void (*)(void))Buf_maybe_take_char, FK,
+     "One character (Latin-1), or None if nothing is buffered."},
+    {"maybe_take_byte", (PyCFunction)Buf_maybe_take_byte, METH_O,
+     "One byte through table, or None if nothing is buffered."},
+    {"peek_char", (PyCFunction)(void (*)(void))Buf_peek_char, FK,
+     "The next character, not consumed, or None if nothing is buffered."},
+    {"has_char", (PyCFunction)Buf_has_char, METH_NOARGS, "True if a character is buffered."},
+    {"maybe_take_line", (PyCFunction)(void (*)(void))Buf_maybe_take_line, FK,
+     "One whole line in kind's form, or None if no whole line is buffered."},
+    {"maybe_take_until", (PyCFunction)(void (*)(void))Buf_maybe_take_until, FK,
+     "The data before the next delimiter, which is consumed too; None if not buffered."},
+    {NULL},
+};
+#undef FK
+
+static PyTypeObject BufType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sockstream._speedups.InputBufferBase",
+    .tp_basicsize = sizeof(Buf),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The state of an input buffer in C, and its hot verbs (see sockstream._impl).",
+    .tp_new = Buf_new,
+    .tp_dealloc = (destructor)Buf_dealloc,
+    .tp_traverse = (traverseproc)Buf_traverse,
+    .tp_clear = (inquiry)Buf_clear,
+    .tp_methods = Buf_methods,
+    .tp_members = Buf_members,
+    .tp_getset = Buf_getset,
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "sockstream._speedups",
+    .m_doc = "The compiled twin of sockstream's input buffer (see docs/accel.md).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    PyObject *m;
+    if (PyType_Ready(&BufType) < 0)
+        return NULL;
+#define INTERN(var, s) \
+    if ((var = PyUnicode_InternFromString(s)) == NULL) \
+        return NULL;
+    INTERN(str_settle, "settle");
+    INTERN(str_take_line, "_take_line");
+    INTERN(str_take_until, "_take_until");
+    INTERN(str_maybe_take_line, "maybe_take_line");
+#undef INTERN
+    /* Small ints are cached singletons: the Python code's ``size is _WHOLE`` is identity. */
+    int_minus_one = PyLong_FromLong(-1);
+    int_zero = PyLong_FromLong(0);
+    if (int_minus_one == NULL || int_zero == NULL)
+        return NULL;
+    m = PyModule_Create(&speedups_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&BufType);
+    if (PyModule_AddObject(m, "InputBufferBase", (PyObject *)&BufType) < 0) {
+        Py_DECREF(&BufType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,40 @@
+"""The compiled twin of the input buffer's hot verbs (``_speedups.c``; see ``_impl``)."""
+
+from typing import Any
+
+class InputBufferBase:
+    """The state of an input buffer in C (the pure class's attribute names) and its hot verbs."""
+
+    _buf: bytearray
+    _pos: int
+    _end: int
+    _epoch: int
+    _scan: int
+    _mark: int
+    _run: int
+    _window: int
+    _size: int
+    _kind: int
+    _max_line: int | None
+    _batch: Any
+    _settling: Any
+    _until: Any
+    _slow_char: Any
+    _slow_byte: Any
+    _slow_line: Any
+    _slow_seq: Any
+    _table: Any
+    next_line: Any
+    next_line_tuple: Any
+    next_until: Any
+    until_delimiter: bytes | None
+    def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any: ...
+    def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any: ...
+    def readline(self, size: Any = -1) -> Any: ...
+    def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int: ...
+    def maybe_take_char(self, final: bool = False) -> str | None: ...
+    def maybe_take_byte(self, table: tuple[int, ...], /) -> int | None: ...
+    def peek_char(self, final: bool = False) -> str | None: ...
+    def has_char(self) -> bool: ...
+    def maybe_take_line(self, kind: int, limit: int = -1) -> Any: ...
+    def maybe_take_until(self, delimiter: bytes, text: bool, limit: int | None = -1) -> Any: ...

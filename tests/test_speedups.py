@@ -1,0 +1,278 @@
+"""The compiled twin (``_speedups``): the selection, the verbs being C, and C against Python.
+
+The differential test drives a pure buffer and its twin with the same random operations (feeds
+in random chunkings, through ``feed`` and ``writable``/``commit``, every verb with random sizes,
+limits and delimiters) and requires the same result or the same exception from each, then the
+same bytes left.  ``scripts/asan`` runs this file under AddressSanitizer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import types
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sockstream
+from conftest import BUFFER_IMPLS, Make, use_buffers
+from sockstream import _impl
+from sockstream._buffer import BYTES_LINE_NL, STR_LINE, STR_LINE_NL
+from sockstream._text import Codec
+from sockstream._textbuffer import retype as pure_retype
+
+accelerated = pytest.mark.skipif(
+    "accel" not in BUFFER_IMPLS, reason="the extension is not built (or SOCKSTREAM_PUREPYTHON)"
+)
+
+_BUILT = importlib.util.find_spec("sockstream._speedups") is not None
+
+
+def _accelerated_in_child(env_value: str | None) -> str:
+    env = dict(os.environ)
+    env.pop("SOCKSTREAM_PUREPYTHON", None)
+    if env_value is not None:
+        env["SOCKSTREAM_PUREPYTHON"] = env_value
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sockstream; "
+            "print(sockstream.ACCELERATED, 'sockstream._speedups' in sys.modules)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def test_purepython_variable_forces_the_pure_core() -> None:
+    assert _accelerated_in_child("1") == "False False"
+
+
+def test_accelerated_when_built() -> None:
+    assert _accelerated_in_child(None) == ("True True" if _BUILT else "False False")
+    assert _accelerated_in_child("0") == ("True True" if _BUILT else "False False")
+    assert isinstance(sockstream.ACCELERATED, bool)
+    if os.environ.get("SOCKSTREAM_PUREPYTHON", "") in ("", "0"):
+        assert sockstream.ACCELERATED is _BUILT
+
+
+@accelerated
+def test_public_verbs_are_c_callables(make: Make) -> None:
+    if not sockstream.ACCELERATED:
+        pytest.skip("this run uses the pure core")
+    stream, _peer = make("unsigned-byte-8")
+    for verb in (stream.read_char, stream.readline, stream.read_byte, stream.read_sequence):
+        assert type(verb) is types.BuiltinMethodType, verb
+    assert type(stream._in).__mro__[1].__module__ == "sockstream._speedups"
+    stream.encoding = "utf-8"  # the text buffer: its byte verbs are still C
+    assert type(stream.read_byte) is types.BuiltinMethodType
+
+
+@pytest.mark.parametrize("impl", BUFFER_IMPLS)
+def test_argument_errors_are_the_same(impl: str, make: Make) -> None:
+    undo = use_buffers(impl)
+    try:
+        s, b = make("unsigned-byte-8", read_timeout=0.05)
+        b.sendall(b"line\nmore")
+        with pytest.raises(TypeError, match="'x'"):
+            s.readline("x")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            s.read_char(1, 2, 3)  # type: ignore[call-overload]
+        with pytest.raises(TypeError):
+            s.read_char(bogus=1)  # type: ignore[call-overload]
+        with pytest.raises(TypeError):
+            s.read_sequence(b"immutable")
+        assert s.read_char(eof_error=False) == "l"
+        assert s.read_byte(eof_value=None) == ord("i")
+        assert s.readline(size=-1) == b"ne\n"
+        seq = bytearray(2)
+        assert s.read_sequence(seq=seq) == 2
+        assert seq == b"mo"
+    finally:
+        undo()
+
+
+# ---- C against Python ------------------------------------------------------------------------
+
+_UNSIGNED = tuple(range(256))
+_SIGNED = tuple(b - 256 if b > 127 else b for b in range(256))
+_DELIMS = [b"\n", b"\r\n", b"\r\n\r\n", b"ab", b"a", b"\xff\xfe"]
+
+_data = st.binary(max_size=24) | st.sampled_from(
+    [b"\n", b"\r\n", b"abc\r\n\r\nx", "é😀\n".encode(), b"\xff\n", b"aab", b"\r"]
+)
+_op = st.one_of(
+    st.tuples(st.just("feed"), _data),
+    st.tuples(st.just("commit"), _data),
+    st.tuples(st.just("read_char"), st.none()),
+    st.tuples(st.just("read_byte"), st.none()),
+    st.tuples(st.just("readline"), st.sampled_from([-1, -1, 0, 3, None])),
+    st.tuples(st.just("read_sequence"), st.tuples(st.integers(0, 12), st.sampled_from([0, 1]))),
+    st.tuples(st.just("maybe_take_char"), st.booleans()),
+    st.tuples(st.just("maybe_take_byte"), st.none()),
+    st.tuples(st.just("peek_char"), st.none()),
+    st.tuples(st.just("has_char"), st.none()),
+    st.tuples(
+        st.just("maybe_take_line"),
+        st.tuples(st.sampled_from([STR_LINE, STR_LINE_NL, BYTES_LINE_NL]), st.integers(-1, 6)),
+    ),
+    st.tuples(
+        st.just("maybe_take_until"),
+        st.tuples(st.sampled_from(_DELIMS), st.booleans(), st.sampled_from([-1, None, 0, 2, 7])),
+    ),
+    st.tuples(st.just("unread_char"), st.sampled_from(["a", "\n", "é", "😀", "x", "\udcff"])),
+    st.tuples(st.just("unread_byte"), st.integers(0, 255)),
+    st.tuples(st.just("forbid_unread"), st.none()),
+    st.tuples(st.just("take"), st.integers(0, 30)),
+    st.tuples(st.just("take_into"), st.integers(0, 30)),
+    st.tuples(st.just("maybe_take"), st.integers(0, 30)),
+    st.tuples(st.just("unread_bytes"), st.binary(max_size=6)),
+    st.tuples(st.just("clear"), st.none()),
+    st.tuples(st.just("len"), st.none()),
+    st.tuples(st.just("set_max_line"), st.none() | st.integers(0, 10)),
+)
+
+
+def _run(ib: Any, op: str, arg: Any, table: tuple[int, ...], kind: int) -> Any:
+    """One operation; its result, or the exception it raised (type and message)."""
+    try:
+        if op == "feed":
+            return ib.feed(arg)
+        if op == "commit":
+            view = ib.writable(max(1, len(arg)))
+            view[: len(arg)] = arg
+            view.release()
+            return ib.commit(len(arg))
+        if op == "read_char":
+            return ib.read_char()
+        if op == "read_byte":
+            return ib.read_byte(False, "eof")
+        if op == "readline":
+            return ib.readline() if arg == -1 else ib.readline(arg)
+        if op == "read_sequence":
+            n, start = arg
+            seq = bytearray(n)
+            got = ib.read_sequence(seq) if start == 0 else ib.read_sequence(seq, start)
+            return got, bytes(seq)
+        if op == "maybe_take_char":
+            return ib.maybe_take_char(arg)
+        if op == "maybe_take_byte":
+            return ib.maybe_take_byte(table)
+        if op == "peek_char":
+            return ib.peek_char()
+        if op == "has_char":
+            return ib.has_char()
+        if op == "maybe_take_line":
+            return ib.maybe_take_line(*arg)
+        if op == "maybe_take_until":
+            return ib.maybe_take_until(*arg)
+        if op == "unread_char":
+            return ib.unread_char(arg)
+        if op == "unread_byte":
+            return ib.unread_byte(arg)
+        if op == "forbid_unread":
+            return ib.forbid_unread()
+        if op == "take":
+            return ib.take(arg)
+        if op == "take_into":
+            buf = bytearray(arg)
+            return ib.take_into(memoryview(buf)), bytes(buf)
+        if op == "maybe_take":
+            return ib.maybe_take(arg)
+        if op == "unread_bytes":
+            return ib.unread_bytes(arg)
+        if op == "clear":
+            return ib.clear()
+        if op == "len":
+            return len(ib)
+        if op == "set_max_line":
+            ib.settle()
+            ib._max_line = arg
+            return None
+        raise AssertionError(op)  # pragma: no cover
+    except Exception as exc:
+        return ("raised", type(exc), str(exc))
+
+
+def _served(ib: Any, table: tuple[int, ...], kind: int) -> None:
+    """The stream's slow paths, as markers: the verbs' fallbacks are compared too."""
+
+    def slow_char(eof_error: Any, eof_value: Any) -> Any:
+        return ("slow_char", eof_error, eof_value)
+
+    def slow_byte(eof_error: Any, eof_value: Any) -> Any:
+        return ("slow_byte", eof_error, eof_value)
+
+    def slow_line(size: Any) -> Any:
+        return ("slow_line", size)
+
+    def slow_seq(seq: Any, start: Any, end: Any) -> Any:
+        return ("slow_seq", len(seq), start, end)
+
+    ib.serve_elements(slow_char, slow_byte, table, slow_line, kind, slow_seq)
+
+
+_SETTINGS = [
+    ("latin-1", "\n"),
+    ("utf-8", "\n"),
+    ("utf-8", "\r\n"),
+    ("utf-8", None),
+    ("ascii", "\n"),
+    ("latin-1", "\r\n"),
+]
+
+
+@accelerated
+@settings(
+    max_examples=int(os.environ.get("SOCKSTREAM_SPEEDUPS_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    ops=st.lists(_op, max_size=50),
+    size=st.sampled_from([1, 4, 16, 65536]),
+    mll=st.none() | st.integers(0, 12),
+    text=st.sampled_from(_SETTINGS),
+    signed=st.booleans(),
+    bytes_kind=st.booleans(),
+)
+def test_twin_matches_pure(
+    ops: list[tuple[str, Any]],
+    size: int,
+    mll: int | None,
+    text: tuple[str, str | None],
+    signed: bool,
+    bytes_kind: bool,
+) -> None:
+    table = _SIGNED if signed else _UNSIGNED
+    kind = BYTES_LINE_NL if bytes_kind else STR_LINE_NL
+    enc, newline = text
+    plain, text_cls = _impl.AccelInputBuffer, _impl.AccelTextInputBuffer
+    assert plain is not None
+    assert text_cls is not None
+    retype = _impl.make_retype(plain, text_cls)
+    codec = Codec(enc, "strict")
+    pure = _impl.PureInputBuffer(size, mll)
+    twin = plain(size, mll)
+
+    pure = pure_retype(pure, codec, newline)
+    twin = retype(twin, codec, newline)
+    for ib in (pure, twin):
+        _served(ib, table, kind)
+    for i, (op, arg) in enumerate(ops):
+        want = _run(pure, op, arg, table, kind)
+        got = _run(twin, op, arg, table, kind)
+        assert got == want, (i, op, arg)
+    pure.settle()
+    twin.settle()
+    assert twin.take_all() == pure.take_all()
