@@ -109,7 +109,25 @@ _SIGNED = tuple(b - 256 if b > 127 else b for b in range(256))
 _DELIMS = [b"\n", b"\r\n", b"\r\n\r\n", b"ab", b"a", b"\xff\xfe"]
 
 _data = st.binary(max_size=24) | st.sampled_from(
-    [b"\n", b"\r\n", b"abc\r\n\r\nx", "é😀\n".encode(), b"\xff\n", b"aab", b"\r"]
+    [
+        b"\n",
+        b"\r\n",
+        b"abc\r\n\r\nx",
+        "é😀\n".encode(),
+        "ü€\r\n".encode(),
+        b"\xff\n",
+        b"aab",
+        b"\r",
+        b"\xc3",  # UTF-8: incomplete, then invalid ones
+        b"\xa9",
+        b"\xed\xa0\x80",  # a surrogate
+        b"\xf4\x90\x80\x80",  # past U+10FFFF
+        b"\xc0\xaf",  # overlong
+        b"\xe0\x80\xaf",
+        b"\xf0\x9f",
+        b"\x98\x80",
+        "日本\n".encode("shift_jis"),
+    ]
 )
 _op = st.one_of(
     st.tuples(st.just("feed"), _data),
@@ -223,12 +241,20 @@ def _served(ib: Any, table: tuple[int, ...], kind: int) -> None:
 
 
 _SETTINGS = [
-    ("latin-1", "\n"),
-    ("utf-8", "\n"),
-    ("utf-8", "\r\n"),
-    ("utf-8", None),
-    ("ascii", "\n"),
-    ("latin-1", "\r\n"),
+    ("latin-1", "\n", "strict"),
+    ("utf-8", "\n", "strict"),
+    ("utf-8", "\r\n", "strict"),
+    ("utf-8", None, "strict"),
+    ("utf-8", "\n", "replace"),
+    ("utf-8", "\r\n", "surrogateescape"),
+    ("utf-8", None, "ignore"),
+    ("utf-8", "\n", "backslashreplace"),
+    ("ascii", "\n", "strict"),
+    ("ascii", "\r\n", "replace"),
+    ("latin-1", "\r\n", "strict"),
+    ("latin-1", None, "strict"),
+    ("cp1252", "\n", "replace"),
+    ("shift_jis", "\r\n", "strict"),
 ]
 
 
@@ -250,18 +276,18 @@ def test_twin_matches_pure(
     ops: list[tuple[str, Any]],
     size: int,
     mll: int | None,
-    text: tuple[str, str | None],
+    text: tuple[str, str | None, str],
     signed: bool,
     bytes_kind: bool,
 ) -> None:
     table = _SIGNED if signed else _UNSIGNED
     kind = BYTES_LINE_NL if bytes_kind else STR_LINE_NL
-    enc, newline = text
+    enc, newline, errors = text
     plain, text_cls = _impl.AccelInputBuffer, _impl.AccelTextInputBuffer
     assert plain is not None
     assert text_cls is not None
     retype = _impl.make_retype(plain, text_cls)
-    codec = Codec(enc, "strict")
+    codec = Codec(enc, errors)
     pure = _impl.PureInputBuffer(size, mll)
     twin = plain(size, mll)
 

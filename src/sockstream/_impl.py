@@ -26,8 +26,9 @@ from ._text import Codec
 PureInputBuffer: Final = _buffer.InputBuffer
 PureTextInputBuffer: Final = _textbuffer.TextInputBuffer
 
-#: The C verbs of the plain (Latin-1, LF) buffer.
-C_PLAIN: Final = (
+#: The verbs in C, for both buffers (the text buffer's decode with its codec in C, and call the
+#: pure method, kept as ``_py_<verb>``, for what they do not handle).
+C_VERBS: Final = (
     "read_char",
     "read_byte",
     "readline",
@@ -39,8 +40,6 @@ C_PLAIN: Final = (
     "maybe_take_line",
     "maybe_take_until",
 )
-#: The C verbs that do not depend on the encoding (the text buffer keeps the rest in Python).
-C_TEXT: Final = ("read_byte", "read_sequence", "maybe_take_byte")
 
 _SKIP: Final = frozenset({"__slots__", "__dict__", "__weakref__", "__module__", "__qualname__"})
 
@@ -50,29 +49,49 @@ def _no_batch(self: Any, *args: Any) -> bool:
     return False
 
 
-def _twin(pure: type, base: type, c_names: tuple[str, ...], batches: bool) -> type:
-    """A class on ``base`` with ``pure``'s namespace, the ``c_names`` it inherits from
-    ``_buffer.InputBuffer`` resolving to ``base``'s C methods."""
+def _rebound(value: Any, cls: type) -> Any:
+    """``value`` itself, or, for a function whose zero-argument ``super()`` names its class, a
+    copy that names ``cls`` (the twin) instead."""
+    if not isinstance(value, types.FunctionType) or "__class__" not in value.__code__.co_freevars:
+        return value
+    cells = tuple(
+        types.CellType(cls) if name == "__class__" else cell
+        for name, cell in zip(value.__code__.co_freevars, value.__closure__ or (), strict=True)
+    )
+    fn = types.FunctionType(
+        value.__code__, value.__globals__, value.__name__, value.__defaults__, cells
+    )
+    fn.__kwdefaults__ = value.__kwdefaults__
+    fn.__qualname__ = value.__qualname__
+    fn.__doc__ = value.__doc__
+    fn.__dict__.update(value.__dict__)
+    return fn
+
+
+def _twin(pure: type, base: type, c_names: tuple[str, ...]) -> type:
+    """A class on ``base`` (the C type, or the plain twin) with ``pure``'s own namespace; those
+    of ``c_names`` that ``pure`` defines are kept as ``_py_<name>``, so the names resolve to the
+    C methods of the base.  ``TextInputBuffer`` is twinned on the plain twin, so the classes
+    mirror the pure ones and ``super()`` goes where it does there."""
     ns: dict[str, Any] = {}
-    slots: list[str] = []
-    for klass in reversed(pure.__mro__[:-1]):
-        for name, value in vars(klass).items():
-            if name in _SKIP or isinstance(value, types.MemberDescriptorType):
-                continue
-            ns[name] = value
-        for name in getattr(klass, "__slots__", ()):
-            if not hasattr(base, name) and name not in slots:
-                slots.append(name)  # state the C base does not hold (the text settings)
+    for name, value in vars(pure).items():
+        if name in _SKIP or isinstance(value, types.MemberDescriptorType):
+            continue
+        ns[name] = value
     for name in c_names:
-        owner = next(k for k in pure.__mro__ if name in vars(k))
-        if owner is PureInputBuffer:
-            del ns[name]  # the C method of the base
-    if not batches:
-        ns["_start_batch"] = ns["_start_until_batch"] = _no_batch
-    ns["__slots__"] = tuple(slots)
+        if name in ns:
+            ns["_py_" + name] = ns.pop(name)
+    # State the C base does not hold (the text buffer's _term, _batch_end).
+    ns["__slots__"] = tuple(n for n in vars(pure).get("__slots__", ()) if not hasattr(base, n))
+    ns["_start_batch"] = ns["_start_until_batch"] = _no_batch
     ns["__module__"] = __name__
     ns["__qualname__"] = pure.__qualname__
-    return type(pure.__name__, (base,), ns)
+    cls = type(pure.__name__, (base,), ns)
+    for name, value in list(vars(cls).items()):
+        fixed = _rebound(value, cls)
+        if fixed is not value:
+            setattr(cls, name, fixed)
+    return cls
 
 
 def _load() -> Any:
@@ -90,17 +109,14 @@ _speedups: Final = _load()
 #: True when the compiled twin is in use.
 ACCELERATED: Final = _speedups is not None
 
+AccelInputBuffer: type[_buffer.InputBuffer] | None = None
+AccelTextInputBuffer: type[_textbuffer.TextInputBuffer] | None = None
 if _speedups is not None:
-    AccelInputBuffer: type[_buffer.InputBuffer] | None = cast(
-        "type[_buffer.InputBuffer]",
-        _twin(PureInputBuffer, _speedups.InputBufferBase, C_PLAIN, batches=False),
+    _plain = _twin(PureInputBuffer, _speedups.InputBufferBase, C_VERBS)
+    AccelInputBuffer = cast("type[_buffer.InputBuffer]", _plain)
+    AccelTextInputBuffer = cast(
+        "type[_textbuffer.TextInputBuffer]", _twin(PureTextInputBuffer, _plain, C_VERBS)
     )
-    AccelTextInputBuffer: type[_textbuffer.TextInputBuffer] | None = cast(
-        "type[_textbuffer.TextInputBuffer]",
-        _twin(PureTextInputBuffer, _speedups.InputBufferBase, C_TEXT, batches=True),
-    )
-else:
-    AccelInputBuffer = AccelTextInputBuffer = None
 
 
 def make_retype(plain: type[_buffer.InputBuffer], text: type[_textbuffer.TextInputBuffer]) -> Any:

@@ -49,9 +49,25 @@ typedef struct {
     PyObject *batch, *settling, *until;
     PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *table;
     PyObject *next_line, *next_line_tuple, *next_until, *until_delimiter;
+    /* The text buffer's settings (NULL codec: a plain buffer, Latin-1 and LF). */
+    PyObject *codec, *newline, *last;
+    PyObject *canonical, *errors; /* str, from the codec */
+    int codec_kind;               /* _text's LATIN1 .. MULTI; -1: the Python paths decide */
+    int nl_mode;                  /* NL_LF, NL_CRLF, NL_LENIENT; -1: the Python paths */
 } Buf;
 
+/* Codec kinds (as _text). */
+#define K_LATIN1 0
+#define K_ASCII 1
+#define K_UTF8 2
+/* Newline modes. */
+#define NL_LF 0
+#define NL_CRLF 1
+#define NL_LENIENT 2
+
 static PyObject *str_settle, *str_take_line, *str_take_until, *str_maybe_take_line;
+static PyObject *str_py_maybe_take_line, *str_py_maybe_take_char, *str_py_peek_char;
+static PyObject *str_py_has_char, *str_canonical, *str_errors, *str_kind;
 static PyObject *int_minus_one, *int_zero;
 #define NO_BATCH ((PyObject *)Py_TYPE(Py_None))
 
@@ -153,6 +169,18 @@ settle_if_batch(Buf *self)
     return 0;
 }
 
+static PyObject *text_take_char_fast(Buf *self);
+static PyObject *text_peek_char_fast(Buf *self);
+static PyObject *text_take_line_fast(Buf *self, Py_ssize_t kind);
+static PyObject *text_decode(Buf *self, PyObject *buf, Py_ssize_t pos, Py_ssize_t n);
+
+/* A text buffer's verb after its fast path failed: the pure method (saved as ``_py_<verb>``). */
+static PyObject *
+call_py(Buf *self, PyObject *name, PyObject *arg)
+{
+    return call_method(self, name, &arg, arg == NULL ? 0 : 1);
+}
+
 /* ---- characters and bytes ---------------------------------------------------------------- */
 
 static const char *const eof_names[] = {"eof_error", "eof_value"};
@@ -172,7 +200,20 @@ Buf_read_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         if (nargs > 1)
             a[1] = args[1];
     }
-    if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
+    if (self->codec != NULL) {
+        /* The text buffer: maybe_take_char, else the slow path. */
+        PyObject *c;
+        if (settle_if_batch(self) < 0)
+            return NULL;
+        c = text_take_char_fast(self);
+        if (c != NULL || PyErr_Occurred())
+            return c;
+        c = call_py(self, str_py_maybe_take_char, NULL);
+        if (c == NULL || c != Py_None)
+            return c;
+        Py_DECREF(c);
+    }
+    else if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
         Py_ssize_t pos = self->pos;
         if (pos < self->end) {
             PyObject *c = PyUnicode_FromOrdinal((unsigned char)b[pos]);
@@ -247,6 +288,12 @@ Buf_maybe_take_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject
         return NULL;
     if (settle_if_batch(self) < 0)
         return NULL;
+    if (self->codec != NULL) {
+        PyObject *c = text_take_char_fast(self);
+        if (c != NULL || PyErr_Occurred())
+            return c;
+        return call_py(self, str_py_maybe_take_char, a[0]);
+    }
     if (self->batch == Py_None && (b = valid_bytes(self)) != NULL) {
         Py_ssize_t pos = self->pos;
         if (pos < self->end) {
@@ -274,6 +321,12 @@ Buf_peek_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
         return NULL;
     if (settle_if_batch(self) < 0)
         return NULL;
+    if (self->codec != NULL) {
+        PyObject *c = text_peek_char_fast(self);
+        if (c != NULL || PyErr_Occurred())
+            return c;
+        return call_py(self, str_py_peek_char, a[0]);
+    }
     b = valid_bytes(self);
     if (b == NULL) {
         PyErr_SetString(PyExc_SystemError, "sockstream input buffer: inconsistent state");
@@ -289,6 +342,16 @@ Buf_has_char(Buf *self, PyObject *Py_UNUSED(ignored))
 {
     if (settle_if_batch(self) < 0)
         return NULL;
+    if (self->codec != NULL) {
+        PyObject *c = text_peek_char_fast(self);
+        if (c != NULL) {
+            Py_DECREF(c);
+            Py_RETURN_TRUE;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+        return call_py(self, str_py_has_char, NULL);
+    }
     return PyBool_FromLong(self->pos < self->end);
 }
 
@@ -334,6 +397,8 @@ Buf_maybe_take_byte(Buf *self, PyObject *table)
 static PyObject *
 take_line_fast(Buf *self, Py_ssize_t kind)
 {
+    if (self->codec != NULL)
+        return text_take_line_fast(self, kind);
     for (;;) {
         const char *b, *p;
         PyObject *buf, *line;
@@ -452,7 +517,8 @@ Buf_maybe_take_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject
     /* Every other case: the Python path (which also validates). */
     stack[0] = a[0];
     stack[1] = a[1] ? a[1] : int_minus_one;
-    return call_method(self, str_take_line, stack, 2);
+    return call_method(self, self->codec != NULL ? str_py_maybe_take_line : str_take_line, stack,
+                       2);
 }
 
 /* ---- read_until ------------------------------------------------------------------------ */
@@ -471,6 +537,223 @@ find_bytes(const char *hay, Py_ssize_t start, Py_ssize_t end, const char *needle
         i++;
     }
     return -1;
+}
+
+/* ---- the text buffer ------------------------------------------------------------------ */
+
+/* buf[pos:pos+n] decoded exactly as Codec.decode does (str(data, canonical, errors)).  The
+ * bytearray is pinned (a buffer export) and the codec's names held while a codec or an error
+ * handler written in Python may run, so no memory used here can move or go away. */
+static PyObject *
+text_decode(Buf *self, PyObject *buf, Py_ssize_t pos, Py_ssize_t n)
+{
+    Py_buffer view;
+    PyObject *canonical, *errors, *r = NULL;
+    int kind = self->codec_kind;
+    if (kind == K_LATIN1)
+        return PyUnicode_DecodeLatin1(PyByteArray_AS_STRING(buf) + pos, n, NULL);
+    canonical = self->canonical;
+    errors = self->errors;
+    if (canonical == NULL || errors == NULL) {
+        PyErr_SetString(PyExc_SystemError, "sockstream input buffer: no codec");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0)
+        return NULL;
+    Py_INCREF(canonical);
+    Py_INCREF(errors);
+    if (pos < 0 || n < 0 || pos + n > view.len)
+        PyErr_SetString(PyExc_SystemError, "sockstream input buffer: inconsistent state");
+    else {
+        const char *p = (const char *)view.buf + pos;
+        const char *e = PyUnicode_AsUTF8(errors);
+        if (e == NULL)
+            ;
+        else if (kind == K_UTF8)
+            r = PyUnicode_DecodeUTF8(p, n, e);
+        else if (kind == K_ASCII)
+            r = PyUnicode_DecodeASCII(p, n, e);
+        else {
+            const char *c = PyUnicode_AsUTF8(canonical);
+            if (c != NULL)
+                r = PyUnicode_Decode(p, n, c, e);
+        }
+    }
+    PyBuffer_Release(&view);
+    Py_DECREF(canonical);
+    Py_DECREF(errors);
+    return r;
+}
+
+/* The whole, valid character at b[pos:end] for Latin-1, ASCII and UTF-8 (the strict table of
+ * well-formed UTF-8: no overlongs, no surrogates, nothing past U+10FFFF), and its size; NULL
+ * with no error set otherwise (incomplete, invalid, another codec): the Python path decides. */
+static PyObject *
+text_char_at(Buf *self, const unsigned char *b, Py_ssize_t pos, Py_ssize_t end, Py_ssize_t *size)
+{
+    unsigned char c0 = b[pos], c1, c2, c3;
+    int kind = self->codec_kind;
+    if (kind == K_LATIN1 || (c0 < 0x80 && (kind == K_ASCII || kind == K_UTF8))) {
+        *size = 1;
+        return PyUnicode_FromOrdinal(c0);
+    }
+    if (kind != K_UTF8)
+        return NULL;
+    if (c0 >= 0xC2 && c0 <= 0xDF) {
+        if (end - pos < 2)
+            return NULL;
+        c1 = b[pos + 1];
+        if (c1 < 0x80 || c1 > 0xBF)
+            return NULL;
+        *size = 2;
+        return PyUnicode_FromOrdinal(((c0 & 0x1F) << 6) | (c1 & 0x3F));
+    }
+    if (c0 >= 0xE0 && c0 <= 0xEF) {
+        unsigned char lo = c0 == 0xE0 ? 0xA0 : 0x80, hi = c0 == 0xED ? 0x9F : 0xBF;
+        if (end - pos < 3)
+            return NULL;
+        c1 = b[pos + 1];
+        c2 = b[pos + 2];
+        if (c1 < lo || c1 > hi || c2 < 0x80 || c2 > 0xBF)
+            return NULL;
+        *size = 3;
+        return PyUnicode_FromOrdinal(((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F));
+    }
+    if (c0 >= 0xF0 && c0 <= 0xF4) {
+        unsigned char lo = c0 == 0xF0 ? 0x90 : 0x80, hi = c0 == 0xF4 ? 0x8F : 0xBF;
+        if (end - pos < 4)
+            return NULL;
+        c1 = b[pos + 1];
+        c2 = b[pos + 2];
+        c3 = b[pos + 3];
+        if (c1 < lo || c1 > hi || c2 < 0x80 || c2 > 0xBF || c3 < 0x80 || c3 > 0xBF)
+            return NULL;
+        *size = 4;
+        return PyUnicode_FromOrdinal(((c0 & 0x07) << 18) | ((c1 & 0x3F) << 12)
+                                     | ((c2 & 0x3F) << 6) | (c3 & 0x3F));
+    }
+    return NULL;
+}
+
+/* Take the next character (text buffer), recording it for unread_char (``_last``), committed;
+ * NULL with no error set if the Python path must decide. */
+static PyObject *
+text_take_char_fast(Buf *self)
+{
+    for (;;) {
+        const char *b;
+        PyObject *buf, *c, *last;
+        Py_ssize_t pos, epoch, size = 0;
+        if (self->batch != Py_None || self->codec_kind < 0)
+            return NULL;
+        b = valid_bytes(self);
+        if (b == NULL || self->pos >= self->end)
+            return NULL;
+        buf = self->buf;
+        pos = self->pos;
+        epoch = self->epoch;
+        c = text_char_at(self, (const unsigned char *)b, pos, self->end, &size);
+        if (c == NULL)
+            return NULL;
+        Py_INCREF(buf);
+        last = Py_BuildValue("(nnnO)", pos + size, epoch, size, c);
+        if (last == NULL) {
+            Py_DECREF(buf);
+            Py_DECREF(c);
+            return NULL;
+        }
+        if (UNCHANGED(self, pos, epoch, buf)) {
+            Py_DECREF(buf);
+            self->pos = pos + size;
+            self->run = 0;
+            Py_XSETREF(self->last, last);
+            return c;
+        }
+        Py_DECREF(buf);
+        Py_DECREF(c);
+        Py_DECREF(last);
+    }
+}
+
+/* The next character, not consumed (text buffer); NULL with no error: the Python path. */
+static PyObject *
+text_peek_char_fast(Buf *self)
+{
+    const char *b;
+    Py_ssize_t size;
+    if (self->batch != Py_None || self->codec_kind < 0)
+        return NULL;
+    b = valid_bytes(self);
+    if (b == NULL || self->pos >= self->end)
+        return NULL;
+    return text_char_at(self, (const unsigned char *)b, self->pos, self->end, &size);
+}
+
+/* A whole line (text buffer: its terminator, its codec) in ``kind``'s form, committed; NULL
+ * with no error set if there is none or the Python path must decide (a decoding error is
+ * raised, with nothing consumed, as the Python path raises it). */
+static PyObject *
+text_take_line_fast(Buf *self, Py_ssize_t kind)
+{
+    for (;;) {
+        const char *b;
+        PyObject *buf, *line;
+        Py_ssize_t pos, epoch, end, start, i, dend, lend;
+        if (self->batch != Py_None || self->mll_state == MLL_OTHER || self->codec_kind < 0
+            || self->nl_mode < 0)
+            return NULL;
+        b = valid_bytes(self);
+        if (b == NULL)
+            return NULL;
+        buf = self->buf;
+        pos = self->pos;
+        epoch = self->epoch;
+        end = self->end;
+        start = self->scan > pos ? self->scan : pos;
+        if (start >= end)
+            return NULL;
+        if (self->nl_mode == NL_CRLF) {
+            i = find_bytes(b, start, end, "\r\n", 2);
+            if (i < 0)
+                return NULL;
+            dend = i;
+            lend = i + 2;
+        }
+        else {
+            const char *p = memchr(b + start, '\n', (size_t)(end - start));
+            if (p == NULL)
+                return NULL;
+            i = p - b;
+            dend = i;
+            lend = i + 1;
+            if (self->nl_mode == NL_LENIENT && i > pos && b[i - 1] == '\r')
+                dend = i - 1;
+        }
+        if (self->mll_state == MLL_INT && dend - pos > self->mll)
+            return NULL;
+        Py_INCREF(buf);
+        if (kind == BYTES_LINE_NL)
+            line = PyBytes_FromStringAndSize(b + pos, lend - pos);
+        else if (kind == STR_LINE) {
+            PyObject *s = text_decode(self, buf, pos, dend - pos);
+            line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
+            Py_XDECREF(s);
+        }
+        else
+            line = text_decode(self, buf, pos, lend - pos);
+        if (line == NULL) {
+            Py_DECREF(buf);
+            return NULL;
+        }
+        if (UNCHANGED(self, pos, epoch, buf)) {
+            Py_DECREF(buf);
+            self->pos = lend;
+            self->run += 1;
+            return line;
+        }
+        Py_DECREF(buf);
+        Py_DECREF(line);
+    }
 }
 
 static const char *const until_names[] = {"delimiter", "text", "limit"};
@@ -539,8 +822,12 @@ Buf_maybe_take_until(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
                 break;
             buf = self->buf;
             Py_INCREF(buf);
-            data = text ? PyUnicode_DecodeLatin1(b + pos, i - pos, NULL)
-                        : PyBytes_FromStringAndSize(b + pos, i - pos);
+            if (!text)
+                data = PyBytes_FromStringAndSize(b + pos, i - pos);
+            else if (self->codec != NULL)
+                data = text_decode(self, buf, pos, i - pos);
+            else
+                data = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
             if (data == NULL) {
                 Py_DECREF(buf);
                 Py_DECREF(limit);
@@ -635,6 +922,10 @@ Buf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     NONE(table);
     NONE(until_delimiter);
 #undef NONE
+    self->codec_kind = -1;
+    self->nl_mode = -1;
+    Py_INCREF(Py_None);
+    self->last = Py_None;
     Py_INCREF(NO_BATCH);
     self->next_line = NO_BATCH;
     Py_INCREF(NO_BATCH);
@@ -661,6 +952,11 @@ Buf_traverse(Buf *self, visitproc visit, void *arg)
     Py_VISIT(self->next_line_tuple);
     Py_VISIT(self->next_until);
     Py_VISIT(self->until_delimiter);
+    Py_VISIT(self->codec);
+    Py_VISIT(self->newline);
+    Py_VISIT(self->last);
+    Py_VISIT(self->canonical);
+    Py_VISIT(self->errors);
     return 0;
 }
 
@@ -681,6 +977,11 @@ Buf_clear(Buf *self)
     Py_CLEAR(self->next_line_tuple);
     Py_CLEAR(self->next_until);
     Py_CLEAR(self->until_delimiter);
+    Py_CLEAR(self->codec);
+    Py_CLEAR(self->newline);
+    Py_CLEAR(self->last);
+    Py_CLEAR(self->canonical);
+    Py_CLEAR(self->errors);
     return 0;
 }
 
@@ -731,7 +1032,89 @@ Buf_set_max_line(Buf *self, PyObject *value, void *closure)
     return 0;
 }
 
+static PyObject *
+Buf_get_codec(Buf *self, void *closure)
+{
+    if (self->codec == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_codec");
+        return NULL;
+    }
+    Py_INCREF(self->codec);
+    return self->codec;
+}
+
+/* The text buffer's codec: its canonical name, error handler and kind are kept for C. */
+static int
+Buf_set_codec(Buf *self, PyObject *value, void *closure)
+{
+    PyObject *canonical = NULL, *errors = NULL, *kind = NULL;
+    int ckind = -1;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _codec");
+        return -1;
+    }
+    canonical = PyObject_GetAttr(value, str_canonical);
+    errors = canonical ? PyObject_GetAttr(value, str_errors) : NULL;
+    kind = errors ? PyObject_GetAttr(value, str_kind) : NULL;
+    if (kind == NULL) {
+        Py_XDECREF(canonical);
+        Py_XDECREF(errors);
+        return -1;
+    }
+    if (PyUnicode_CheckExact(canonical) && PyUnicode_CheckExact(errors) && PyLong_CheckExact(kind)
+        && PyUnicode_AsUTF8(canonical) != NULL && PyUnicode_AsUTF8(errors) != NULL) {
+        long k = PyLong_AsLong(kind);
+        if (k >= 0 && k <= 4)
+            ckind = (int)k;
+    }
+    if (PyErr_Occurred())
+        PyErr_Clear(); /* an odd codec: the Python paths judge it */
+    Py_DECREF(kind);
+    Py_INCREF(value);
+    Py_XSETREF(self->codec, value);
+    Py_XSETREF(self->canonical, canonical);
+    Py_XSETREF(self->errors, errors);
+    self->codec_kind = ckind;
+    return 0;
+}
+
+static PyObject *
+Buf_get_newline(Buf *self, void *closure)
+{
+    if (self->newline == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_newline");
+        return NULL;
+    }
+    Py_INCREF(self->newline);
+    return self->newline;
+}
+
+static int
+Buf_set_newline(Buf *self, PyObject *value, void *closure)
+{
+    int mode = -1;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _newline");
+        return -1;
+    }
+    if (value == Py_None)
+        mode = NL_LENIENT;
+    else if (PyUnicode_CheckExact(value)) {
+        if (PyUnicode_CompareWithASCIIString(value, "\n") == 0)
+            mode = NL_LF;
+        else if (PyUnicode_CompareWithASCIIString(value, "\r\n") == 0)
+            mode = NL_CRLF;
+    }
+    Py_INCREF(value);
+    Py_XSETREF(self->newline, value);
+    self->nl_mode = mode;
+    return 0;
+}
+
 static PyGetSetDef Buf_getset[] = {
+    {"_codec", (getter)Buf_get_codec, (setter)Buf_set_codec, "The text buffer's Codec.", NULL},
+    {"_newline", (getter)Buf_get_newline, (setter)Buf_set_newline,
+     "The text buffer's newline setting.", NULL},
     {"_max_line", (getter)Buf_get_max_line, (setter)Buf_set_max_line,
      "The line-length limit (bytes, without the newline), or None.", NULL},
     {NULL},
@@ -762,6 +1145,7 @@ static PyMemberDef Buf_members[] = {
     OBJ("next_line_tuple", next_line_tuple),
     OBJ("next_until", next_until),
     OBJ("until_delimiter", until_delimiter),
+    OBJ("_last", last),
     {NULL},
 };
 #undef OBJ
@@ -826,6 +1210,13 @@ PyInit__speedups(void)
     INTERN(str_take_line, "_take_line");
     INTERN(str_take_until, "_take_until");
     INTERN(str_maybe_take_line, "maybe_take_line");
+    INTERN(str_py_maybe_take_line, "_py_maybe_take_line");
+    INTERN(str_py_maybe_take_char, "_py_maybe_take_char");
+    INTERN(str_py_peek_char, "_py_peek_char");
+    INTERN(str_py_has_char, "_py_has_char");
+    INTERN(str_canonical, "canonical");
+    INTERN(str_errors, "errors");
+    INTERN(str_kind, "kind");
 #undef INTERN
     /* Small ints are cached singletons: the Python code's ``size is _WHOLE`` is identity. */
     int_minus_one = PyLong_FromLong(-1);
