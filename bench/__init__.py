@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         if env.sockstream is None:
             sys.stderr.write(f"note: {env.sockstream_missing}; sockstream cases are skipped\n")
+        else:
+            sys.stderr.write(f"sockstream implementation: {rep.implementation()}\n")
         progress = h.Progress(total)
         try:
             results = h.run_cases(env, plan, progress)

@@ -16,6 +16,19 @@ from typing import Any
 from ._harness import ROOT, Case, Env, Ratio, Result, fmt_rate, fmt_value
 
 
+def implementation() -> str:
+    """Which sockstream core the run measures: the compiled twin or pure Python."""
+    try:
+        import sockstream
+    except ImportError:
+        return "not importable"
+    if getattr(sockstream, "ACCELERATED", False):
+        return "accelerated (the C extension sockstream._speedups)"
+    if os.environ.get("SOCKSTREAM_PUREPYTHON", "") not in ("", "0"):
+        return "pure Python (SOCKSTREAM_PUREPYTHON set)"
+    return "pure Python (the C extension is not built)"
+
+
 def machine_facts() -> dict[str, Any]:
     cpu = platform.processor() or platform.machine()
     try:
@@ -62,6 +75,7 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "libraries": versions,
         "git_commit": commit,
+        "implementation": implementation(),
         "load_average": " ".join(f"{x:.2f}" for x in os.getloadavg()),
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
@@ -184,6 +198,7 @@ def markdown(data: dict[str, Any], titles: dict[str, str], notes: list[str]) -> 
         f"- {m['python']}, {m['openssl']}",
         f"- {m['platform']}",
         f"- Libraries: {libs}",
+        f"- sockstream implementation: {m.get('implementation', 'pure Python')}",
         f"- Date: {m['date']}; commit {m['git_commit'] or 'unknown'}; load average at the end "
         f"{m.get('load_average', '?')} (other work on the machine blurs the numbers)",
         f"- Run: mode `{cfg['mode']}`, median of {cfg['repeat']} repeats; "

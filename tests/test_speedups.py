@@ -71,7 +71,8 @@ def test_public_verbs_are_c_callables(make: Make) -> None:
     if not sockstream.ACCELERATED:
         pytest.skip("this run uses the pure core")
     stream, _peer = make("unsigned-byte-8")
-    for verb in (stream.read_char, stream.readline, stream.read_byte, stream.read_sequence):
+    verbs = (stream.read_char, stream.readline, stream.read_line, stream.read_byte)
+    for verb in (*verbs, stream.read_sequence):
         assert type(verb) is types.BuiltinMethodType, verb
     assert type(stream._in).__mro__[1].__module__ == "sockstream._speedups"
     stream.encoding = "utf-8"  # the text buffer: its byte verbs are still C
@@ -134,6 +135,7 @@ _op = st.one_of(
     st.tuples(st.just("commit"), _data),
     st.tuples(st.just("read_char"), st.none()),
     st.tuples(st.just("read_byte"), st.none()),
+    st.tuples(st.just("read_line"), st.none()),
     st.tuples(st.just("readline"), st.sampled_from([-1, -1, 0, 3, None])),
     st.tuples(st.just("read_sequence"), st.tuples(st.integers(0, 12), st.sampled_from([0, 1]))),
     st.tuples(st.just("maybe_take_char"), st.booleans()),
@@ -175,6 +177,8 @@ def _run(ib: Any, op: str, arg: Any, table: tuple[int, ...], kind: int) -> Any:
             return ib.read_char()
         if op == "read_byte":
             return ib.read_byte(False, "eof")
+        if op == "read_line":
+            return ib.read_line(False, "eof")
         if op == "readline":
             return ib.readline() if arg == -1 else ib.readline(arg)
         if op == "read_sequence":
@@ -237,7 +241,10 @@ def _served(ib: Any, table: tuple[int, ...], kind: int) -> None:
     def slow_seq(seq: Any, start: Any, end: Any) -> Any:
         return ("slow_seq", len(seq), start, end)
 
-    ib.serve_elements(slow_char, slow_byte, table, slow_line, kind, slow_seq)
+    def slow_read_line(eof_error: Any, eof_value: Any) -> Any:
+        return ("slow_read_line", eof_error, eof_value)
+
+    ib.serve_elements(slow_char, slow_byte, table, slow_line, kind, slow_seq, slow_read_line)
 
 
 _SETTINGS = [

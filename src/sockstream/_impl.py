@@ -32,6 +32,7 @@ C_VERBS: Final = (
     "read_char",
     "read_byte",
     "readline",
+    "read_line",
     "read_sequence",
     "maybe_take_char",
     "maybe_take_byte",
@@ -83,7 +84,11 @@ def _twin(pure: type, base: type, c_names: tuple[str, ...]) -> type:
             ns["_py_" + name] = ns.pop(name)
     # State the C base does not hold (the text buffer's _term, _batch_end).
     ns["__slots__"] = tuple(n for n in vars(pure).get("__slots__", ()) if not hasattr(base, n))
-    ns["_start_batch"] = ns["_start_until_batch"] = _no_batch
+    # The twin serves every piece in C: whatever cuts a batch (of lines, pieces, characters, a
+    # byte window) cuts none.
+    for name in list(ns):
+        if name.startswith("_start_") and callable(ns[name]):
+            ns[name] = _no_batch
     ns["__module__"] = __name__
     ns["__qualname__"] = pure.__qualname__
     cls = type(pure.__name__, (base,), ns)

@@ -47,7 +47,7 @@ typedef struct {
     Py_ssize_t mll;
     int mll_state;
     PyObject *batch, *settling, *until;
-    PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *table;
+    PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *slow_read_line, *table;
     PyObject *next_line, *next_line_tuple, *next_until, *until_delimiter;
     /* The text buffer's settings (NULL codec: a plain buffer, Latin-1 and LF). */
     PyObject *codec, *newline, *last;
@@ -68,6 +68,7 @@ typedef struct {
 static PyObject *str_settle, *str_take_line, *str_take_until, *str_maybe_take_line;
 static PyObject *str_py_maybe_take_line, *str_py_maybe_take_char, *str_py_peek_char;
 static PyObject *str_py_has_char, *str_canonical, *str_errors, *str_kind;
+static PyObject *str_py_read_char, *str_py_readline, *str_py_read_line, *str_py_read_sequence;
 static PyObject *int_minus_one, *int_zero;
 #define NO_BATCH ((PyObject *)Py_TYPE(Py_None))
 
@@ -181,6 +182,23 @@ call_py(Buf *self, PyObject *name, PyObject *arg)
     return call_method(self, name, &arg, arg == NULL ? 0 : 1);
 }
 
+/* A batch is being served (the twin cuts none, but a state handed over may hold one): the
+ * pure verb, saved as ``_py_<verb>``, with the same arguments. */
+static PyObject *
+defer(Buf *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *stack[8];
+    Py_ssize_t i, total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (total > 7) {
+        PyErr_SetString(PyExc_TypeError, "too many arguments");
+        return NULL;
+    }
+    stack[0] = (PyObject *)self;
+    for (i = 0; i < total; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), kwnames);
+}
+
 /* ---- characters and bytes ---------------------------------------------------------------- */
 
 static const char *const eof_names[] = {"eof_error", "eof_value"};
@@ -191,6 +209,8 @@ Buf_read_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     PyObject *a[2] = {NULL, NULL};
     PyObject *stack[2];
     const char *b;
+    if (self->batch != Py_None)
+        return defer(self, str_py_read_char, args, nargs, kwnames);
     if ((nargs > 2 || kwnames != NULL)
         && parse_args("read_char", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
         return NULL;
@@ -465,18 +485,8 @@ Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     }
     if (size != int_minus_one)
         return call_slow(self->slow_line, &size, 1);
-    if (self->next_line != NULL && self->next_line != NO_BATCH) {
-        line = PyObject_CallNoArgs(self->next_line);
-        if (line == NULL) {
-            if (!PyErr_ExceptionMatches(PyExc_StopIteration))
-                return NULL;
-            PyErr_Clear();
-        }
-        else if (line != Py_None)
-            return line;
-        else
-            Py_DECREF(line);
-    }
+    if (self->batch != Py_None)
+        return defer(self, str_py_readline, args, nargs, kwnames);
     line = take_line_fast(self, self->kind);
     if (line != NULL || PyErr_Occurred())
         return line;
@@ -490,6 +500,37 @@ Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     Py_DECREF(line);
     r = call_slow(self->slow_line, &int_minus_one, 1);
     return r;
+}
+
+static PyObject *
+Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *a[2] = {NULL, NULL};
+    PyObject *line, *kindobj, *stack[2];
+    if (self->batch != Py_None)
+        return defer(self, str_py_read_line, args, nargs, kwnames);
+    if (nargs <= 2 && kwnames == NULL) {
+        if (nargs > 0)
+            a[0] = args[0];
+        if (nargs > 1)
+            a[1] = args[1];
+    }
+    else if (parse_args("read_line", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
+        return NULL;
+    line = take_line_fast(self, STR_LINE);
+    if (line != NULL || PyErr_Occurred())
+        return line;
+    kindobj = PyLong_FromLong(STR_LINE);
+    if (kindobj == NULL)
+        return NULL;
+    line = call_method(self, str_maybe_take_line, &kindobj, 1);
+    Py_DECREF(kindobj);
+    if (line == NULL || line != Py_None)
+        return line;
+    Py_DECREF(line);
+    stack[0] = a[0] ? a[0] : Py_True;
+    stack[1] = a[1] ? a[1] : Py_None;
+    return call_slow(self->slow_read_line, stack, 2);
 }
 
 static const char *const mtl_names[] = {"kind", "limit"};
@@ -871,6 +912,8 @@ Buf_read_sequence(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     }
     else if (parse_args("read_sequence", args, nargs, kwnames, seq_names, 3, 1, a) < 0)
         return NULL;
+    if (self->batch != Py_None)
+        return defer(self, str_py_read_sequence, args, nargs, kwnames);
     seq = a[0];
     start = a[1] ? a[1] : int_zero;
     end = a[2] ? a[2] : Py_None;
@@ -919,6 +962,7 @@ Buf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     NONE(slow_byte);
     NONE(slow_line);
     NONE(slow_seq);
+    NONE(slow_read_line);
     NONE(table);
     NONE(until_delimiter);
 #undef NONE
@@ -947,6 +991,7 @@ Buf_traverse(Buf *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_byte);
     Py_VISIT(self->slow_line);
     Py_VISIT(self->slow_seq);
+    Py_VISIT(self->slow_read_line);
     Py_VISIT(self->table);
     Py_VISIT(self->next_line);
     Py_VISIT(self->next_line_tuple);
@@ -972,6 +1017,7 @@ Buf_clear(Buf *self)
     Py_CLEAR(self->slow_byte);
     Py_CLEAR(self->slow_line);
     Py_CLEAR(self->slow_seq);
+    Py_CLEAR(self->slow_read_line);
     Py_CLEAR(self->table);
     Py_CLEAR(self->next_line);
     Py_CLEAR(self->next_line_tuple);
@@ -1140,6 +1186,7 @@ static PyMemberDef Buf_members[] = {
     OBJ("_slow_byte", slow_byte),
     OBJ("_slow_line", slow_line),
     OBJ("_slow_seq", slow_seq),
+    OBJ("_slow_read_line", slow_read_line),
     OBJ("_table", table),
     OBJ("next_line", next_line),
     OBJ("next_line_tuple", next_line_tuple),
@@ -1159,6 +1206,8 @@ static PyMethodDef Buf_methods[] = {
      "SocketStream.read_byte: a buffered byte, else the stream's slow path."},
     {"readline", (PyCFunction)(void (*)(void))Buf_readline, FK,
      "SocketStream.readline: a whole buffered line, else the stream's slow path."},
+    {"read_line", (PyCFunction)(void (*)(void))Buf_read_line, FK,
+     "SocketStream.read_line: (line, False) from a whole buffered line, else the slow path."},
     {"read_sequence", (PyCFunction)(void (*)(void))Buf_read_sequence, FK,
      "SocketStream.read_sequence: a whole bytearray filled from here, else the slow path."},
     {"maybe_take_char", (PyCFunction)(void (*)(void))Buf_maybe_take_char, FK,
@@ -1214,6 +1263,10 @@ PyInit__speedups(void)
     INTERN(str_py_maybe_take_char, "_py_maybe_take_char");
     INTERN(str_py_peek_char, "_py_peek_char");
     INTERN(str_py_has_char, "_py_has_char");
+    INTERN(str_py_read_char, "_py_read_char");
+    INTERN(str_py_readline, "_py_readline");
+    INTERN(str_py_read_line, "_py_read_line");
+    INTERN(str_py_read_sequence, "_py_read_sequence");
     INTERN(str_canonical, "canonical");
     INTERN(str_errors, "errors");
     INTERN(str_kind, "kind");
