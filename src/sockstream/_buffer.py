@@ -14,17 +14,23 @@ Goals
 
 Lines in bulk
     A Python call per line costs more than the line's bytes, so a reader of many lines gets a
-    *batch*: ``split_lines`` cuts the complete lines of a window once (one ``decode``, one
+    *batch*: ``_start_batch`` cuts the complete lines of a window once (one ``decode``, one
     ``split``, in C) and publishes the list's iterator as ``next_line``/``next_line_tuple``,
-    without moving ``pos``.  Any other method first ``settle``\\ s: it unpublishes the iterator,
-    then moves ``pos`` past the lines served.  Batches start only after two lines in a row, so
-    lines that alternate with byte reads (a header line, then a payload) never pay for one.
+    without moving ``pos``; on byte streams the batch is a *byte window*, a ``BytesIO`` over a
+    copy of the window's whole lines, whose ``readline`` and ``readinto`` (``next_into``) serve
+    lines and payloads alike.  Many ``read_char`` calls in a row get a batch of characters
+    (``next_char``, a ``str`` iterator).  Any other method first ``settle``\\ s: it unpublishes
+    the batch, then moves ``pos`` past what was served.  Batches of lines start only after two
+    lines in a row (a payload read between them does not break the row), characters after
+    16, so mixed reads never pay for one.
 
 The hottest verbs
-    ``read_char``, ``read_byte``, ``readline`` and ``read_sequence`` (a whole bytearray) are
-    methods of the buffer that the stream binds as its own (``serve_elements``): what is
-    buffered is answered in one Python call, the rest by the stream's slow path, which fills
-    and asks again.  A compiled twin of this class can then serve them from C.
+    ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence`` (a whole
+    bytearray) are methods of the buffer that the stream binds as its own
+    (``serve_elements``): one short Python call that asks the batch's C callable (a falsy
+    answer or ``StopIteration``: nothing there) and otherwise a ``*_more`` method, which takes
+    what is buffered or calls the stream's slow path, which fills and asks again.  A compiled
+    twin of this class can then serve them from C.
 
 Threads
     Every method that consumes commits in one run of bytecode without a call between reading

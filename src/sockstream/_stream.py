@@ -1153,6 +1153,8 @@ class SocketStream(FileObjectMixin):
             n = self._in.maybe_fill(seq)
             if n >= 0:
                 return n
+            with memoryview(seq) as whole:  # a bytearray's view: writable bytes, all of it
+                return self._read_into(whole)
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))
             if self._decoding and self._text:

@@ -35,6 +35,19 @@ from ._text import MAX_CHAR_BYTES, Codec, find_line_end
 _CR_LF: Final = re.compile("\r?\n")
 
 
+def _split_crlf(text: str) -> list[str]:
+    """``text.split("\\r\\n")``, faster where CRLF is the only line break in ``text``.
+
+    ``splitlines`` (in C, a third faster than a split at two characters) also breaks at a lone
+    CR or LF and at the other breaks of Unicode, all one character long: each would make the
+    pieces and their terminators one character shorter than ``text``, so the lengths tell.
+    """
+    lines = (text + "\r\n").splitlines()
+    if len("".join(lines)) + 2 * len(lines) == len(text) + 2:
+        return lines
+    return text.split("\r\n")
+
+
 def is_plain(codec: Codec, newline: str | None) -> bool:
     """True for the settings a plain ``InputBuffer`` serves (Latin-1 and LF lines)."""
     return codec.latin1 and newline == "\n"
@@ -405,7 +418,7 @@ class TextInputBuffer(InputBuffer):
             except UnicodeDecodeError:
                 return False
             if newline == "\r\n":
-                lines = text.split("\r\n")
+                lines = _split_crlf(text)
                 if kind == STR_LINE_NL:
                     lines = [line + "\r\n" for line in lines]
             elif kind == STR_LINE:
