@@ -163,6 +163,23 @@ _op = st.one_of(
 )
 
 
+#: Mostly lines in a row (the text window), with everything else in between.
+_lines_op = st.one_of(
+    st.tuples(st.just("read_line"), st.none()),
+    st.tuples(st.just("readline"), st.just(-1)),
+    st.tuples(
+        st.just("maybe_take_line"), st.tuples(st.sampled_from([STR_LINE, STR_LINE_NL]), st.just(-1))
+    ),
+    st.tuples(
+        st.just("feed"),
+        st.lists(st.sampled_from(["ab", "é€", "😀", "\r", "x" * 9, "\udcff"]), max_size=5).map(
+            lambda parts: ("".join(parts) + "\n").encode("utf-8", "surrogatepass") * 3
+        )
+        | st.sampled_from([b"a\r\n" * 4, b"\xff\n", "ü\r\nü\n".encode() * 3]),
+    ),
+)
+
+
 def _run(ib: Any, op: str, arg: Any, table: tuple[int, ...], kind: int) -> Any:
     """One operation; its result, or the exception it raised (type and message)."""
     try:
@@ -227,22 +244,37 @@ def _run(ib: Any, op: str, arg: Any, table: tuple[int, ...], kind: int) -> Any:
 
 
 def _served(ib: Any, table: tuple[int, ...], kind: int) -> None:
-    """The stream's slow paths, as markers: the verbs' fallbacks are compared too."""
+    """The stream's slow paths, without the socket: what the buffer holds (the pure verbs hand
+    a batch to them), else a marker, so the verbs' fallbacks are compared too."""
 
     def slow_char(eof_error: Any, eof_value: Any) -> Any:
-        return ("slow_char", eof_error, eof_value)
+        got = ib.maybe_take_char()
+        return ("slow_char", eof_error, eof_value) if got is None else got
 
     def slow_byte(eof_error: Any, eof_value: Any) -> Any:
-        return ("slow_byte", eof_error, eof_value)
+        got = ib.maybe_take_byte(table)
+        return ("slow_byte", eof_error, eof_value) if got is None else got
 
     def slow_line(size: Any) -> Any:
-        return ("slow_line", size)
+        got = None
+        if size is None or size == -1:
+            got = ib.maybe_take_line(kind)
+        elif type(size) is int and size >= 0:
+            got = ib.maybe_take_line(kind, size)
+        if got is None:
+            return ("slow_line", size)
+        return got.decode("latin-1") if kind != BYTES_LINE_NL and type(got) is bytes else got
 
     def slow_seq(seq: Any, start: Any, end: Any) -> Any:
+        if type(seq) is bytearray and start == 0 and end is None:
+            n = ib.maybe_fill(seq)
+            if n >= 0:
+                return n
         return ("slow_seq", len(seq), start, end)
 
     def slow_read_line(eof_error: Any, eof_value: Any) -> Any:
-        return ("slow_read_line", eof_error, eof_value)
+        got = ib.maybe_take_line(STR_LINE)
+        return ("slow_read_line", eof_error, eof_value) if got is None else got
 
     ib.serve_elements(slow_char, slow_byte, table, slow_line, kind, slow_seq, slow_read_line)
 
@@ -309,3 +341,23 @@ def test_twin_matches_pure(
     pure.settle()
     twin.settle()
     assert twin.take_all() == pure.take_all()
+
+
+@accelerated
+@settings(
+    max_examples=int(os.environ.get("SOCKSTREAM_SPEEDUPS_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    ops=st.lists(_lines_op | _lines_op | _op, max_size=80),
+    mll=st.none() | st.integers(0, 12),
+    text=st.sampled_from(_SETTINGS),
+)
+def test_twin_matches_pure_on_runs_of_lines(
+    ops: list[tuple[str, Any]], mll: int | None, text: tuple[str, str | None, str]
+) -> None:
+    """Lines in a row (served from the twin's decoded window), interrupted by everything."""
+    test_twin_matches_pure.hypothesis.inner_test(
+        ops=ops, size=16, mll=mll, text=text, signed=False, bytes_kind=False
+    )

@@ -54,7 +54,19 @@ typedef struct {
     PyObject *canonical, *errors; /* str, from the codec */
     int codec_kind;               /* _text's LATIN1 .. MULTI; -1: the Python paths decide */
     int nl_mode;                  /* NL_LF, NL_CRLF, NL_LENIENT; -1: the Python paths */
+    int strict;                   /* errors == "strict" */
+    /* The text window: whole lines of buf[wstart:wend] decoded once (strict UTF-8, ASCII or
+     * Latin-1), served as substrings; valid while nothing but the window moved pos (every
+     * other commit, in C or from Python through the _pos/_buf/_epoch setters, clears wvalid)
+     * and the bytearray and epoch are the ones it was cut from. */
+    PyObject *wtext, *wbuf;
+    Py_ssize_t wepoch, wbyte, wend, wchar;
+    int wvalid;
 } Buf;
+
+#define SET_POS(self, v) ((self)->wvalid = 0, (self)->pos = (v))
+/* A window's size in bytes (at most; it ends at its last whole line). */
+#define WINDOW_BYTES 32768
 
 /* Codec kinds (as _text). */
 #define K_LATIN1 0
@@ -69,7 +81,7 @@ static PyObject *str_settle, *str_take_line, *str_take_until, *str_maybe_take_li
 static PyObject *str_py_maybe_take_line, *str_py_maybe_take_char, *str_py_peek_char;
 static PyObject *str_py_has_char, *str_canonical, *str_errors, *str_kind;
 static PyObject *str_py_read_char, *str_py_readline, *str_py_read_line, *str_py_read_sequence;
-static PyObject *int_minus_one, *int_zero;
+static PyObject *int_minus_one, *int_zero, *str_crlf;
 #define NO_BATCH ((PyObject *)Py_TYPE(Py_None))
 
 /* The bytes, if the state holds the invariants: 0 <= pos <= end <= len(buf). */
@@ -239,7 +251,7 @@ Buf_read_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
             PyObject *c = PyUnicode_FromOrdinal((unsigned char)b[pos]);
             if (c == NULL)
                 return NULL;
-            self->pos = pos + 1;
+            SET_POS(self, pos + 1);
             self->run = 0;
             return c;
         }
@@ -272,7 +284,7 @@ Buf_read_byte(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
             if (PyTuple_CheckExact(table) && byte < PyTuple_GET_SIZE(table)) {
                 PyObject *r = PyTuple_GET_ITEM(table, byte);
                 Py_INCREF(r);
-                self->pos = pos + 1;
+                SET_POS(self, pos + 1);
                 self->run = 0;
                 return r;
             }
@@ -282,7 +294,7 @@ Buf_read_byte(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
                 PyObject *r;
                 if (key == NULL)
                     return NULL;
-                self->pos = pos + 1;
+                SET_POS(self, pos + 1);
                 self->run = 0;
                 Py_INCREF(table);
                 r = PyObject_GetItem(table, key);
@@ -320,7 +332,7 @@ Buf_maybe_take_char(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject
             PyObject *c = PyUnicode_FromOrdinal((unsigned char)b[pos]);
             if (c == NULL)
                 return NULL;
-            self->pos = pos + 1;
+            SET_POS(self, pos + 1);
             self->run = 0;
             return c;
         }
@@ -389,14 +401,14 @@ Buf_maybe_take_byte(Buf *self, PyObject *table)
             if (PyTuple_CheckExact(table) && byte < PyTuple_GET_SIZE(table)) {
                 r = PyTuple_GET_ITEM(table, byte);
                 Py_INCREF(r);
-                self->pos = pos + 1;
+                SET_POS(self, pos + 1);
                 self->run = 0;
                 return r;
             }
             key = PyLong_FromLong(byte);
             if (key == NULL)
                 return NULL;
-            self->pos = pos + 1;
+            SET_POS(self, pos + 1);
             self->run = 0;
             r = PyObject_GetItem(table, key);
             Py_DECREF(key);
@@ -457,7 +469,7 @@ take_line_fast(Buf *self, Py_ssize_t kind)
         }
         if (UNCHANGED(self, pos, epoch, buf)) {
             Py_DECREF(buf);
-            self->pos = i + 1;
+            SET_POS(self, i + 1);
             self->run += 1;
             return line;
         }
@@ -567,17 +579,29 @@ Buf_maybe_take_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 static Py_ssize_t
 find_bytes(const char *hay, Py_ssize_t start, Py_ssize_t end, const char *needle, Py_ssize_t n)
 {
-    Py_ssize_t i = start;
-    while (end - i >= n) {
-        const char *p = memchr(hay + i, needle[0], (size_t)(end - i - n + 1));
-        if (p == NULL)
-            return -1;
-        i = p - hay;
-        if (memcmp(p, needle, (size_t)n) == 0)
-            return i;
-        i++;
+    if (n <= 0 || end - start < n)
+        return -1;
+#if defined(__GLIBC__) || defined(__APPLE__) || defined(__FreeBSD__)
+    {
+        /* The C library's two-way search (as bytes.find's, no false starts on each CR). */
+        const char *p = memmem(hay + start, (size_t)(end - start), needle, (size_t)n);
+        return p == NULL ? -1 : p - hay;
     }
-    return -1;
+#else
+    {
+        Py_ssize_t i = start;
+        while (end - i >= n) {
+            const char *p = memchr(hay + i, needle[0], (size_t)(end - i - n + 1));
+            if (p == NULL)
+                return -1;
+            i = p - hay;
+            if (memcmp(p, needle, (size_t)n) == 0)
+                return i;
+            i++;
+        }
+        return -1;
+    }
+#endif
 }
 
 /* ---- the text buffer ------------------------------------------------------------------ */
@@ -705,7 +729,7 @@ text_take_char_fast(Buf *self)
         }
         if (UNCHANGED(self, pos, epoch, buf)) {
             Py_DECREF(buf);
-            self->pos = pos + size;
+            SET_POS(self, pos + size);
             self->run = 0;
             Py_XSETREF(self->last, last);
             return c;
@@ -730,12 +754,165 @@ text_peek_char_fast(Buf *self)
     return text_char_at(self, (const unsigned char *)b, self->pos, self->end, &size);
 }
 
+/* ---- the text window -------------------------------------------------------------------- */
+
+/* Decode the whole lines of buf[pos:pos + WINDOW_BYTES] once (strict: all of it decodes, or no
+ * window: a valid UTF-8 text cut at its newlines decodes piece by piece to the same strings).
+ * 1: a window is there; 0: none (no whole line in reach, a decoding error); -1: error. */
+static int
+window_cut(Buf *self, const char *b)
+{
+    Py_ssize_t pos = self->pos, stop, last = -1, i, epoch;
+    PyObject *text, *buf;
+    Py_buffer view;
+    int changed;
+    stop = self->end - pos > WINDOW_BYTES ? pos + WINDOW_BYTES : self->end;
+    /* The last terminator in reach (a CRLF's LF for CRLF lines). */
+    for (i = stop - 1; i >= pos; i--) {
+        if (b[i] == '\n' && (self->nl_mode != NL_CRLF || (i > pos && b[i - 1] == '\r'))) {
+            last = i;
+            break;
+        }
+    }
+    if (last < 0)
+        return 0;
+    buf = self->buf;
+    epoch = self->epoch;
+    /* Pinned while decoding (an error handler is called on a bad byte). */
+    if (PyObject_GetBuffer(buf, &view, PyBUF_SIMPLE) < 0)
+        return -1;
+    Py_INCREF(buf);
+    if (self->codec_kind == K_LATIN1)
+        text = PyUnicode_DecodeLatin1((const char *)view.buf + pos, last + 1 - pos, NULL);
+    else if (self->codec_kind == K_ASCII)
+        text = PyUnicode_DecodeASCII((const char *)view.buf + pos, last + 1 - pos, "strict");
+    else
+        text = PyUnicode_DecodeUTF8((const char *)view.buf + pos, last + 1 - pos, "strict");
+    PyBuffer_Release(&view);
+    changed = self->pos != pos || self->buf != buf || self->epoch != epoch;
+    Py_DECREF(buf);
+    if (text == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_UnicodeDecodeError))
+            return -1;
+        PyErr_Clear(); /* the lines one by one: the bad one raises as the pure path does */
+        return 0;
+    }
+    if (changed) { /* an error handler ran and the state moved: no window */
+        Py_DECREF(text);
+        return 0;
+    }
+    Py_XSETREF(self->wtext, text);
+    Py_INCREF(self->buf);
+    Py_XSETREF(self->wbuf, self->buf);
+    self->wepoch = self->epoch;
+    self->wbyte = pos;
+    self->wend = last + 1;
+    self->wchar = 0;
+    self->wvalid = 1;
+    return 1;
+}
+
+/* The next line from the window (STR_LINE or STR_LINE_NL), committed; NULL with no error set
+ * if the window cannot serve it (then the line-by-line path does). */
+static PyObject *
+window_line(Buf *self, Py_ssize_t kind)
+{
+    const char *b;
+    PyObject *buf, *line, *s;
+    Py_ssize_t pos, epoch, i, j, dend, lend, dj, lj;
+    if (self->batch != Py_None || !self->strict || self->nl_mode < 0
+        || (self->codec_kind != K_UTF8 && self->codec_kind != K_ASCII
+            && self->codec_kind != K_LATIN1))
+        return NULL;
+    b = valid_bytes(self);
+    if (b == NULL)
+        return NULL;
+    pos = self->pos;
+    if (!(self->wvalid && self->wbuf == self->buf && self->wepoch == self->epoch
+          && self->wbyte == pos && pos < self->wend && self->wend <= self->end)) {
+        int r;
+        self->wvalid = 0;
+        if (self->run < 2)
+            return NULL; /* a window after a few lines in a row only */
+        r = window_cut(self, b);
+        if (r <= 0)
+            return NULL;
+    }
+    buf = self->buf;
+    epoch = self->epoch;
+    /* The line's end, in the bytes and in the text (the same terminator: one byte or two
+     * bytes are one or two characters). */
+    if (self->nl_mode == NL_CRLF) {
+        i = find_bytes(b, pos, self->wend, "\r\n", 2);
+        j = PyUnicode_Find(self->wtext, str_crlf, self->wchar, PY_SSIZE_T_MAX, 1);
+        if (i < 0 || j < 0) {
+            if (j == -2)
+                return NULL;
+            self->wvalid = 0;
+            return NULL;
+        }
+        dend = i;
+        lend = i + 2;
+        dj = j;
+        lj = j + 2;
+    }
+    else {
+        const char *p = memchr(b + pos, '\n', (size_t)(self->wend - pos));
+        j = PyUnicode_FindChar(self->wtext, '\n', self->wchar, PY_SSIZE_T_MAX, 1);
+        if (p == NULL || j < 0) {
+            if (j == -2)
+                return NULL;
+            self->wvalid = 0;
+            return NULL;
+        }
+        i = p - b;
+        dend = i;
+        lend = i + 1;
+        dj = j;
+        lj = j + 1;
+        if (self->nl_mode == NL_LENIENT && i > pos && b[i - 1] == '\r') {
+            dend = i - 1;
+            dj = j - 1;
+        }
+    }
+    if (self->mll_state == MLL_INT && dend - pos > self->mll)
+        return NULL; /* the line-by-line path (and the pure one) judges it */
+    Py_INCREF(buf);
+    if (kind == STR_LINE) {
+        s = PyUnicode_Substring(self->wtext, self->wchar, dj);
+        line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
+        Py_XDECREF(s);
+    }
+    else
+        line = PyUnicode_Substring(self->wtext, self->wchar, lj);
+    if (line == NULL) {
+        Py_DECREF(buf);
+        return NULL;
+    }
+    if (UNCHANGED(self, pos, epoch, buf) && self->wvalid && self->wbyte == pos) {
+        Py_DECREF(buf);
+        self->pos = lend; /* (the window's own commit: it stays valid) */
+        self->run += 1;
+        self->wbyte = lend;
+        self->wchar = lj;
+        return line;
+    }
+    Py_DECREF(buf);
+    Py_DECREF(line);
+    return NULL;
+}
+
 /* A whole line (text buffer: its terminator, its codec) in ``kind``'s form, committed; NULL
  * with no error set if there is none or the Python path must decide (a decoding error is
  * raised, with nothing consumed, as the Python path raises it). */
 static PyObject *
 text_take_line_fast(Buf *self, Py_ssize_t kind)
 {
+    if (kind != BYTES_LINE_NL) {
+        PyObject *line = window_line(self, kind);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+    }
     for (;;) {
         const char *b;
         PyObject *buf, *line;
@@ -788,7 +965,7 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
         }
         if (UNCHANGED(self, pos, epoch, buf)) {
             Py_DECREF(buf);
-            self->pos = lend;
+            SET_POS(self, lend);
             self->run += 1;
             return line;
         }
@@ -877,7 +1054,7 @@ Buf_maybe_take_until(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
             if (UNCHANGED(self, pos, epoch, buf)) {
                 Py_DECREF(buf);
                 Py_DECREF(limit);
-                self->pos = i + n;
+                SET_POS(self, i + n);
                 self->run += 1;
                 return data;
             }
@@ -925,7 +1102,7 @@ Buf_read_sequence(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
         if (b != NULL && n > 0 && n <= self->end - pos) {
             /* One run without a call: the copy and the commit (memmove: seq may be _buf). */
             memmove(PyByteArray_AS_STRING(seq), b + pos, (size_t)n);
-            self->pos = pos + n;
+            SET_POS(self, pos + n);
             self->run = 0;
             return PyLong_FromSsize_t(n);
         }
@@ -1002,6 +1179,8 @@ Buf_traverse(Buf *self, visitproc visit, void *arg)
     Py_VISIT(self->last);
     Py_VISIT(self->canonical);
     Py_VISIT(self->errors);
+    Py_VISIT(self->wtext);
+    Py_VISIT(self->wbuf);
     return 0;
 }
 
@@ -1028,6 +1207,9 @@ Buf_clear(Buf *self)
     Py_CLEAR(self->last);
     Py_CLEAR(self->canonical);
     Py_CLEAR(self->errors);
+    Py_CLEAR(self->wtext);
+    Py_CLEAR(self->wbuf);
+    self->wvalid = 0;
     return 0;
 }
 
@@ -1121,6 +1303,8 @@ Buf_set_codec(Buf *self, PyObject *value, void *closure)
     Py_XSETREF(self->canonical, canonical);
     Py_XSETREF(self->errors, errors);
     self->codec_kind = ckind;
+    self->strict = PyUnicode_CheckExact(errors) && PyUnicode_CompareWithASCIIString(errors, "strict") == 0;
+    self->wvalid = 0;
     return 0;
 }
 
@@ -1154,10 +1338,84 @@ Buf_set_newline(Buf *self, PyObject *value, void *closure)
     Py_INCREF(value);
     Py_XSETREF(self->newline, value);
     self->nl_mode = mode;
+    self->wvalid = 0;
+    return 0;
+}
+
+/* _pos, _epoch and _buf: a write from Python (any pure method) ends the text window. */
+static PyObject *
+Buf_get_pos(Buf *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->pos);
+}
+
+static PyObject *
+Buf_get_epoch(Buf *self, void *closure)
+{
+    return PyLong_FromSsize_t(self->epoch);
+}
+
+static int
+set_ssize(Py_ssize_t *field, PyObject *value, const char *name)
+{
+    Py_ssize_t v;
+    if (value == NULL) {
+        PyErr_Format(PyExc_AttributeError, "cannot delete %s", name);
+        return -1;
+    }
+    if (!PyLong_Check(value)) {
+        PyErr_Format(PyExc_TypeError, "%s must be an int, not %R", name, value);
+        return -1;
+    }
+    v = PyLong_AsSsize_t(value);
+    if (v == -1 && PyErr_Occurred())
+        return -1;
+    *field = v;
+    return 0;
+}
+
+static int
+Buf_set_pos(Buf *self, PyObject *value, void *closure)
+{
+    self->wvalid = 0;
+    return set_ssize(&self->pos, value, "_pos");
+}
+
+static int
+Buf_set_epoch(Buf *self, PyObject *value, void *closure)
+{
+    self->wvalid = 0;
+    return set_ssize(&self->epoch, value, "_epoch");
+}
+
+static PyObject *
+Buf_get_buf(Buf *self, void *closure)
+{
+    if (self->buf == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "_buf");
+        return NULL;
+    }
+    Py_INCREF(self->buf);
+    return self->buf;
+}
+
+static int
+Buf_set_buf(Buf *self, PyObject *value, void *closure)
+{
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "cannot delete _buf");
+        return -1;
+    }
+    self->wvalid = 0;
+    Py_INCREF(value);
+    Py_XSETREF(self->buf, value);
     return 0;
 }
 
 static PyGetSetDef Buf_getset[] = {
+    {"_pos", (getter)Buf_get_pos, (setter)Buf_set_pos, "Where the unconsumed bytes begin.", NULL},
+    {"_epoch", (getter)Buf_get_epoch, (setter)Buf_set_epoch, "Bumped when bytes move.", NULL},
+    {"_buf", (getter)Buf_get_buf, (setter)Buf_set_buf, "The bytes (a bytearray).", NULL},
     {"_codec", (getter)Buf_get_codec, (setter)Buf_set_codec, "The text buffer's Codec.", NULL},
     {"_newline", (getter)Buf_get_newline, (setter)Buf_set_newline,
      "The text buffer's newline setting.", NULL},
@@ -1169,10 +1427,7 @@ static PyGetSetDef Buf_getset[] = {
 #define OBJ(name, field) {name, SS_T_OBJECT_EX, offsetof(Buf, field), 0, NULL}
 #define SSZ(name, field) {name, SS_T_PYSSIZET, offsetof(Buf, field), 0, NULL}
 static PyMemberDef Buf_members[] = {
-    OBJ("_buf", buf),
-    SSZ("_pos", pos),
     SSZ("_end", end),
-    SSZ("_epoch", epoch),
     SSZ("_scan", scan),
     SSZ("_mark", mark),
     SSZ("_run", run),
@@ -1274,7 +1529,8 @@ PyInit__speedups(void)
     /* Small ints are cached singletons: the Python code's ``size is _WHOLE`` is identity. */
     int_minus_one = PyLong_FromLong(-1);
     int_zero = PyLong_FromLong(0);
-    if (int_minus_one == NULL || int_zero == NULL)
+    str_crlf = PyUnicode_InternFromString("\r\n");
+    if (int_minus_one == NULL || int_zero == NULL || str_crlf == NULL)
         return NULL;
     m = PyModule_Create(&speedups_module);
     if (m == NULL)
