@@ -39,7 +39,6 @@ Decisions where API.md is silent (also in docs/waiting.md)
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,8 +46,10 @@ from operator import methodcaller
 from typing import Any, Final
 
 from ._stream import SocketStream
-from ._wait import MAX_WAIT, poll_ready
-from ._waiter import _HAS_EPOLL, StreamWaiter, _Wakeup, check_stream, check_timeout, probe
+from ._wait import HAS_EPOLL as _HAS_EPOLL
+from ._wait import MAX_WAIT, POLL_READ, poll_ready, read_poller
+from ._wait import Wakeup as _Wakeup
+from ._waiter import StreamWaiter, check_stream, check_timeout, probe
 
 monotonic = time.monotonic
 
@@ -60,8 +61,6 @@ WAIT_FUNCTION_INTERVAL: Final = 0.05
 #: leaves no descriptor open between calls.
 CACHE_MIN_STREAMS: Final = 64
 
-_HAS_POLL: Final = hasattr(select, "poll")
-_POLL_MASK: Final = (select.POLLIN | select.POLLPRI) if _HAS_POLL else 0
 
 _buffered = methodcaller("_buffered_input")
 _local = threading.local()
@@ -212,9 +211,7 @@ def _wait_oneshot(
             ready.add(i)
             continue
         by_fd.setdefault(fd, []).append(i)
-    poll = select.poll()
-    for fd in by_fd:
-        poll.register(fd, _POLL_MASK)
+    poll = read_poller(by_fd)
 
     def scan() -> None:
         try:
@@ -240,7 +237,7 @@ def _wait_oneshot(
     # before we subscribed.
     wakeup = _Wakeup()
     watcher = _OneShotWatcher(wakeup)
-    poll.register(wakeup.fd, _POLL_MASK)
+    poll.register(wakeup.fd, POLL_READ)
     watched = list(dict.fromkeys(items))
     for s in watched:
         s._watch(watcher)

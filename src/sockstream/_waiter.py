@@ -43,10 +43,6 @@ Closing
 from __future__ import annotations
 
 import io
-import math
-import os
-import select
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -54,18 +50,12 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._stream import SocketStream
+from ._wait import MAX_WAIT as _MAX_WAIT
+from ._wait import Poller as _Poller
+from ._wait import Wakeup as _Wakeup
 from ._wait import check_timeout as _check_timeout
 
 monotonic = time.monotonic
-
-_HAS_EPOLL: Final = hasattr(select, "epoll")
-_HAS_EVENTFD: Final = hasattr(os, "eventfd")
-_ONE: Final = (1).to_bytes(8, sys.byteorder) if _HAS_EVENTFD else b"\x01"
-_EPOLL_MASK: Final = (select.EPOLLIN | select.EPOLLPRI) if _HAS_EPOLL else 0
-_POLL_MASK: Final = select.POLLIN | select.POLLPRI
-#: The longest single kernel wait, in seconds (epoll/poll take a C int of milliseconds); a
-#: longer timeout goes round again, so no timeout is ever an OverflowError.
-_MAX_WAIT: Final = (2**31 - 1) / 1000 - 1
 
 #: Guards every probe, in every waiter and in ``wait_for_input_streams``: two waits that share a
 #: stream never extract from it at the same time.  Probes never block, so it is held briefly.
@@ -102,87 +92,6 @@ def _buffered(stream: SocketStream) -> bool:
         return stream._buffered_input()
     except ValueError:  # closed by another thread just now: a read would not block
         return True
-
-
-class _Wakeup:
-    """A descriptor that another thread can make readable: an eventfd, or a pipe elsewhere."""
-
-    __slots__ = ("_wfd", "fd")
-
-    def __init__(self) -> None:
-        if _HAS_EVENTFD:
-            self.fd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # pragma: no cover - not Linux
-            self.fd, self._wfd = os.pipe()
-            os.set_blocking(self.fd, False)
-            os.set_blocking(self._wfd, False)
-
-    def signal(self) -> None:
-        try:
-            os.write(self._wfd, _ONE)
-        except OSError:  # full (still readable, which is the point) or closed
-            pass
-
-    def drain(self) -> None:
-        try:
-            os.read(self.fd, 4096)
-        except OSError:  # nothing to drain
-            pass
-
-    def close(self) -> None:
-        fd, wfd, self.fd, self._wfd = self.fd, self._wfd, -1, -1
-        if fd >= 0:
-            os.close(fd)
-        if wfd >= 0 and wfd != fd:
-            os.close(wfd)
-
-
-class _Poller:
-    """epoll where there is one, else poll(2): register, unregister, wait in seconds."""
-
-    __slots__ = ("_ep", "_poll", "count", "poll")
-
-    def __init__(self) -> None:
-        self.count = 0
-        ep: Any = select.epoll() if _HAS_EPOLL else None
-        self._ep = ep
-        self._poll: Any = None if _HAS_EPOLL else select.poll()
-        #: ``poll(timeout, maxevents)``: epoll's own method (the fast path calls it directly).
-        self.poll: Any = ep.poll if ep is not None else self._poll_events
-
-    def _poll_events(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
-        return self.wait(None if timeout < 0 else timeout)  # pragma: no cover - not Linux
-
-    def register(self, fd: int) -> None:
-        if self._ep is not None:
-            self._ep.register(fd, _EPOLL_MASK)
-        else:  # pragma: no cover - not Linux
-            self._poll.register(fd, _POLL_MASK)
-        self.count += 1
-
-    def unregister(self, fd: int) -> None:
-        try:
-            if self._ep is not None:
-                self._ep.unregister(fd)
-            else:  # pragma: no cover - not Linux
-                self._poll.unregister(fd)
-        except (OSError, KeyError, ValueError):  # already gone (closed behind our back)
-            return
-        self.count -= 1
-
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        if self._ep is not None:
-            result: list[tuple[int, int]] = self._ep.poll(
-                -1 if timeout is None else timeout, self.count + 1
-            )
-            return result
-        ms = None if timeout is None else math.ceil(timeout * 1000)  # pragma: no cover
-        return list(self._poll.poll(ms))  # pragma: no cover
-
-    def close(self) -> None:
-        if self._ep is not None:
-            self._ep.close()
-        self._poll = self.poll = None
 
 
 class StreamWaiter:
