@@ -321,7 +321,7 @@ class StreamWaiter:
         deadline = None if seconds is None else monotonic() + seconds
         return self._wait(deadline, None, report_closed=False)
 
-    def _fast(self) -> list[SocketStream] | None:
+    def _fast(self, report_closed: bool = False) -> list[SocketStream] | None:
         """The common case in O(1), or None when the full wait is needed.
 
         Nothing new was told, and the one stream that held input at the last wait still does:
@@ -345,7 +345,7 @@ class StreamWaiter:
             if not found:
                 return [s]
             ready = {s}
-            self._confirm(found, ready)
+            self._confirm(found, ready, report_closed)
             return self._in_order(ready)
         finally:
             self._wait_lock.release()
@@ -363,10 +363,10 @@ class StreamWaiter:
                 raise ValueError("the StreamWaiter is closed")
             if self._left:
                 self._left = []
-            ready = self._scan()
+            ready = self._scan(report_closed)
             # One poll without waiting: with input buffered somewhere it finds every other
             # ready stream; otherwise it is the cheap answer before blocking.
-            self._confirm(poller.wait(0), ready)
+            self._confirm(poller.wait(0), ready, report_closed)
             if ready:
                 return self._in_order(ready)
             if deadline is None and wait_function is None and not self._members:
@@ -381,8 +381,8 @@ class StreamWaiter:
                 found = self._block(poller, deadline, wait_function, report_closed)
                 if found is None:
                     return []
-                ready = self._scan()
-                self._confirm(found, ready)
+                ready = self._scan(report_closed)
+                self._confirm(found, ready, report_closed)
                 if report_closed and self._left:
                     ready.update(self._left)
                 if ready:
@@ -390,14 +390,20 @@ class StreamWaiter:
         finally:
             self._wait_lock.release()
 
-    def _confirm(self, found: list[tuple[int, int]], ready: set[SocketStream]) -> None:
-        """Probe the streams behind the descriptors that fired; add the ready ones."""
+    def _confirm(
+        self, found: list[tuple[int, int]], ready: set[SocketStream], report_closed: bool
+    ) -> None:
+        """Probe the streams behind the descriptors that fired; add the ready ones.
+
+        A member closed by another thread that has not told us yet (its descriptor may fire
+        as it is shut down) counts only with ``report_closed``: for ``wait`` it has left.
+        """
         by_fd = self._by_fd
         for fd, _ in found:
             streams = by_fd.get(fd)
             if streams is not None:
                 for s in streams:
-                    if s not in ready and probe(s):
+                    if s not in ready and probe(s) and (report_closed or not s.closed):
                         ready.add(s)
 
     def _in_order(self, ready: set[SocketStream]) -> list[SocketStream]:
@@ -406,7 +412,7 @@ class StreamWaiter:
         order = self._members
         return sorted(ready, key=lambda s: order.get(s, -1))
 
-    def _scan(self) -> set[SocketStream]:
+    def _scan(self, report_closed: bool) -> set[SocketStream]:
         """Members ready without a system call: only the told and the holding are asked."""
         holding = self._holding
         if self._dirty:
@@ -423,7 +429,11 @@ class StreamWaiter:
         try:
             ready = {s for s in candidates if s._buffered_input() and s in members}
         except ValueError:  # one was closed by another thread just now
-            ready = {s for s in candidates if _buffered(s) and s in members}
+            ready = {
+                s
+                for s in candidates
+                if _buffered(s) and s in members and (report_closed or not s.closed)
+            }
         self._holding = tuple(ready)
         if len(ready) == 1:
             with self._lock:  # only if nothing was told meanwhile (see _fast_stream)
