@@ -535,7 +535,9 @@ def test_terminate_aborts_a_handler_that_replaced_its_socket() -> None:
     def handler(stream: SocketStream) -> None:
         a, b = socket.socketpair()
         kept.append(b)
-        kept.append(stream.replace_socket(a))  # the accepted socket: now the handler's own
+        old = stream.replace_socket(a)  # the accepted socket: now the handler's own
+        assert old is not None
+        kept.append(old)
         replaced.set()
         outcome.append(stream.read_line(eof_error=False))  # blocks on the socketpair
 
@@ -561,9 +563,10 @@ def test_terminate_leaves_a_socket_the_handler_took_alone() -> None:
     done = threading.Event()
 
     def handler(stream: SocketStream) -> None:
-        a, _ = socket.socketpair()
-        taken.append(stream.replace_socket(a))
-        taken.append(_)
+        a, b = socket.socketpair()
+        old = stream.replace_socket(a)
+        assert old is not None
+        taken.extend((old, b))
         done.set()
         stream.read_line(eof_error=False)
 

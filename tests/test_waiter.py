@@ -587,6 +587,7 @@ def test_wait_for_input_streams_knows_a_tuple_again(pairs: Any) -> None:
     peers[30].sendall(b"x")
     assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
     entry = _multiwait._local.entry
+    assert entry is not None
     assert entry.source is listed
     assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
     assert wait_for_input_streams(list(listed), timeout=LONG) == [streams[30]]  # same streams
