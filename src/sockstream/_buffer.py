@@ -14,17 +14,23 @@ Goals
 
 Lines in bulk
     A Python call per line costs more than the line's bytes, so a reader of many lines gets a
-    *batch*: ``split_lines`` cuts the complete lines of a window once (one ``decode``, one
+    *batch*: ``_start_batch`` cuts the complete lines of a window once (one ``decode``, one
     ``split``, in C) and publishes the list's iterator as ``next_line``/``next_line_tuple``,
-    without moving ``pos``.  Any other method first ``settle``\\ s: it unpublishes the iterator,
-    then moves ``pos`` past the lines served.  Batches start only after two lines in a row, so
-    lines that alternate with byte reads (a header line, then a payload) never pay for one.
+    without moving ``pos``; on byte streams the batch is a *byte window*, a ``BytesIO`` over a
+    copy of the window's whole lines, whose ``readline`` and ``readinto`` (``next_into``) serve
+    lines and payloads alike.  Many ``read_char`` calls in a row get a batch of characters
+    (``next_char``, a ``str`` iterator).  Any other method first ``settle``\\ s: it unpublishes
+    the batch, then moves ``pos`` past what was served.  Batches of lines start only after two
+    lines in a row (a payload read between them does not break the row), characters after
+    16, so mixed reads never pay for one.
 
 The hottest verbs
-    ``read_char``, ``read_byte``, ``readline`` and ``read_sequence`` (a whole bytearray) are
-    methods of the buffer that the stream binds as its own (``serve_elements``): what is
-    buffered is answered in one Python call, the rest by the stream's slow path, which fills
-    and asks again.  A compiled twin of this class can then serve them from C.
+    ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence`` (a whole
+    bytearray) are methods of the buffer that the stream binds as its own
+    (``serve_elements``): one short Python call that asks the batch's C callable (a falsy
+    answer or ``StopIteration``: nothing there) and otherwise a ``*_more`` method, which takes
+    what is buffered or calls the stream's slow path, which fills and asks again.  A compiled
+    twin of this class can then serve them from C.
 
 Threads
     Every method that consumes commits in one run of bytecode without a call between reading
@@ -37,7 +43,7 @@ Threads
 
 from __future__ import annotations
 
-import re
+import io
 import threading
 from collections.abc import Callable
 from itertools import repeat
@@ -53,8 +59,6 @@ INPUT_BUFFER_SIZE: Final = 65536
 MIN_FREE: Final = 8192
 #: Output is sent once this much has accumulated (as BufferedWriter's default, times 8).
 OUTPUT_BUFFER_SIZE: Final = 65536
-#: Where bytes.splitlines breaks besides "\n".
-_CR: Final = re.compile(b"\r")
 #: Batch window: from about three 80-column lines up to the whole buffer.
 LINE_WINDOW_MIN: Final = 256
 LINE_WINDOW_MAX: Final = INPUT_BUFFER_SIZE
@@ -76,8 +80,24 @@ _WHOLE: Final = -1  # readline's default size (a cached int: ``is`` is enough)
 _ZERO: Final = 0  # read_sequence's default start (likewise; a bool False is not it)
 
 
-#: What ``next_line``/``next_line_tuple`` are without a batch: a C callable returning None.
+#: What ``next_line``/``next_line_tuple``/``next_char`` are without a batch: a C callable
+#: returning None.
 _no_line: Final[Callable[[], None]] = type(None)
+#: What ``next_into`` is without a byte window: a C callable that fills nothing (returns 0).
+#: (An empty BytesIO that nothing ever writes to.)
+_no_into: Final[Callable[[Any], int]] = io.BytesIO().readinto
+
+#: Batch kinds besides the line kinds: characters (``read_char``) and a byte window (a
+#: BytesIO over a copy of whole lines, serving ``readline`` on byte streams and
+#: ``read_sequence``).
+_CHAR_BATCH: Final = 3
+_WINDOW: Final = 4
+#: Characters read one by one in a row before a batch of them is cut (a tokenizer that reads
+#: a few and unreads one never pays for one).
+_CHARS_BEFORE_BATCH: Final = 16
+#: Bytes that ``str.splitlines`` breaks at besides "\n" (Latin-1): where none is, it cuts a
+#: window of text in C with the newlines kept.
+_OTHER_BREAKS: Final = (13, 11, 12, 28, 29, 30, 133)
 
 
 class InputBuffer:
@@ -92,6 +112,8 @@ class InputBuffer:
     __slots__ = (
         "_batch",
         "_buf",
+        "_char_at",
+        "_chars",
         "_end",
         "_epoch",
         "_kind",
@@ -105,10 +127,13 @@ class InputBuffer:
         "_slow_byte",
         "_slow_char",
         "_slow_line",
+        "_slow_read_line",
         "_slow_seq",
         "_table",
         "_until",
         "_window",
+        "next_char",
+        "next_into",
         "next_line",
         "next_line_tuple",
         "next_until",
@@ -128,10 +153,11 @@ class InputBuffer:
         # pos at which unread is refused (after an unread, a clear, a hand-over); -1: none.
         self._mark = -1
         self._max_line = max_line
-        # The batch being served: (iterator, lines, start, kind), or None.
-        # The batch being served: (iterator, lines, start, kind, bytes after each line that
-        # are not in it: 1 for STR_LINE's newline, the delimiter's length for read_until).
-        self._batch: tuple[Any, list[Any], int, int, int] | None = None
+        # The batch being served, or None: (iterator, pieces, start, kind, bytes after each
+        # piece that are not in it (1 for STR_LINE's newline, the delimiter's length for
+        # read_until), where it ends when all is served).  Kind _WINDOW: (BytesIO, its bytes,
+        # start, _WINDOW, 0, end); _CHAR_BATCH: (str iterator, the str, start, _CHAR_BATCH, 0, end).
+        self._batch: tuple[Any, Any, int, int, int, int] | None = None
         self._settling = threading.Lock()
         self._window = LINE_WINDOW_MIN
         self._run = 0  # lines taken one by one in a row
@@ -142,6 +168,12 @@ class InputBuffer:
         #: when the batch is used up.
         self.next_line: Callable[[], Any] = _no_line
         self.next_line_tuple: Callable[[], Any] = _no_line
+        #: The published batch of characters (``read_char``), and the byte window's
+        #: ``readinto`` (``read_sequence``); see ``settle``.
+        self.next_char: Callable[[], Any] = _no_line
+        self.next_into: Callable[[Any], int] = _no_into
+        self._char_at = -1  # pos after the last character read one by one
+        self._chars = 0  # characters read one by one in a row
         #: The published batch of ``read_until`` pieces (``(data, False)``), and its delimiter.
         self.next_until: Callable[[], Any] = _no_line
         self.until_delimiter: bytes | None = None
@@ -151,6 +183,7 @@ class InputBuffer:
         self._table: tuple[int, ...] = ()
         self._slow_line: Callable[[Any], Any] = _need_more
         self._slow_seq: Callable[[Any, Any, Any], int] = _need_more
+        self._slow_read_line: Callable[[Any, Any], Any] = _need_more
         self._kind = BYTES_LINE_NL
 
     def serve_elements(
@@ -161,10 +194,11 @@ class InputBuffer:
         slow_line: Callable[[Any], Any],
         kind: int,
         slow_seq: Callable[[Any, Any, Any], int],
+        slow_read_line: Callable[[Any, Any], Any] = _need_more,
     ) -> None:
-        """Make ``read_char``, ``read_byte``, ``readline`` and ``read_sequence`` the stream's
-        verbs: what the buffer holds is answered here (one call, no wrapper), the rest by the
-        stream's ``slow_*`` (same arguments).
+        """Make ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence``
+        the stream's verbs: what the buffer holds is answered here (one call, no wrapper), the
+        rest by the stream's ``slow_*`` (same arguments).
 
         ``table`` maps a byte to the element read_byte returns (unsigned or signed); ``kind``
         is readline's line kind.
@@ -175,55 +209,75 @@ class InputBuffer:
         self._slow_line = slow_line
         self._kind = kind
         self._slow_seq = slow_seq
+        self._slow_read_line = slow_read_line
+
+    # The verbs below are as short as they can be: the published batch's C callable answers
+    # (a line, a tuple or a character: never empty), and a falsy answer or StopIteration (the
+    # batch is used up) sends the call to ``*_more``.
 
     def readline(self, size: Any = -1) -> Any:
         """``SocketStream.readline``: a line of the batch or a whole buffered line, else the
         stream's slow path (which also checks ``size``)."""
-        if size is not _WHOLE:
-            return self._slow_line(size)
-        try:
-            line = self.next_line()
-        except StopIteration:  # the batch is used up
-            line = None
-        if line is not None:
-            return line
-        kind = self._kind
-        if self._run < _LINES_BEFORE_BATCH and self._batch is None:
-            # maybe_take_line's short case, inline: the header line of a framed reply.
-            pos = self._pos
-            epoch = self._epoch
-            buf = self._buf
-            scan = self._scan
-            i = buf.find(10, scan if scan > pos else pos, self._end)
-            mll = self._max_line
-            if i >= 0 and (mll is None or i - pos <= mll):
-                if kind == BYTES_LINE_NL:
-                    line = bytes(buf[pos : i + 1])
-                else:
-                    line = buf[pos : i + 1].decode("latin-1")
-                if self._pos == pos and self._epoch == epoch and self._batch is None:
-                    self._pos = i + 1
-                    self._run += 1
-                    return line
-        line = self.maybe_take_line(kind)
+        if size is _WHOLE:
+            try:
+                return self.next_line() or self._line_more()
+            except StopIteration:  # the batch is used up
+                return self._line_more()
+        return self._slow_line(size)
+
+    def _line_more(self) -> Any:
+        """``readline`` when the batch has no line for it."""
+        line = self.maybe_take_line(self._kind)
         if line is not None:
             return line
         return self._slow_line(-1)
+
+    def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+        """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
+        line, else the stream's slow path."""
+        try:
+            return self.next_line_tuple() or self._read_line_more(eof_error, eof_value)
+        except StopIteration:  # the batch is used up
+            return self._read_line_more(eof_error, eof_value)
+
+    def _read_line_more(self, eof_error: Any, eof_value: Any) -> Any:
+        """``read_line`` when the batch has no line for it."""
+        line = self.maybe_take_line(STR_LINE)
+        if line is not None:
+            return line
+        return self._slow_read_line(eof_error, eof_value)
 
     def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int:
         """``SocketStream.read_sequence``: a whole bytearray filled from here when that much is
         buffered, else the stream's slow path."""
         if type(seq) is bytearray and start is _ZERO and end is None:
-            n = len(seq)
-            # One run without a call: the copy and the commit.
-            pos = self._pos
-            stop = pos + n
-            if n > 0 and stop <= self._end and self._batch is None:
-                seq[:] = self._buf[pos:stop]
-                self._pos = stop
-                self._run = 0
+            n = self.next_into(seq)  # the byte window's readinto (0 without one)
+            if n == len(seq) and n:
                 return n
+            return self._seq_more(seq, n)
         return self._slow_seq(seq, start, end)
+
+    def _seq_more(self, seq: bytearray, n: int) -> int:
+        """``read_sequence`` of a whole bytearray that the byte window did not fill.
+
+        ``n`` bytes of the window's end went into it: they are put back (the window settles
+        before them), so the whole read is one piece again, from the buffer.
+        """
+        if n and not self.settle(n):
+            # Another thread settled first, counting them as read: they go back in front.
+            self.unread_bytes(seq[:n])
+        elif self._batch is not None:
+            self.settle()
+        want = len(seq)
+        # One run without a call: the copy and the commit.  (Lines before and after keep
+        # counting as in a row: a header line, then its payload, then the next header.)
+        pos = self._pos
+        stop = pos + want
+        if want > 0 and stop <= self._end and self._batch is None:
+            seq[:] = self._buf[pos:stop]
+            self._pos = stop
+            return want
+        return self._slow_seq(seq, 0, None)
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -237,24 +291,43 @@ class InputBuffer:
         """The line-length limit (bytes, without the newline), or None."""
         return self._max_line
 
-    def settle(self) -> None:
-        """End the batch: move ``pos`` past the lines it served."""
+    def settle(self, back: int = 0) -> bool:
+        """End the batch: move ``pos`` past what it served; False if there was none.
+
+        ``back``: that many bytes at the end of what a byte window served are not taken after
+        all (``read_sequence`` found them too few).
+        """
         with self._settling:
             batch = self._batch
             if batch is None:
-                return
+                return False
             # Unpublish first: from here on no thread can take a line of this batch.
-            self.next_line = self.next_line_tuple = self.next_until = _no_line
+            self.next_line = self.next_line_tuple = self.next_until = self.next_char = _no_line
+            self.next_into = _no_into
             self.until_delimiter = None
-            it, lines, start, _kind, extra = batch
-            left = it.__length_hint__()
+            it, lines, start, kind, extra, full = batch
+            if kind == _WINDOW:
+                used = it.tell()
+                left = len(lines) - used
+                stop = start + used - back
+            else:
+                left = it.__length_hint__()
+                if left == 0:
+                    stop = full
+                elif kind == _CHAR_BATCH:
+                    stop = start + len(lines) - left
+                else:
+                    stop = self._batch_stop(lines, start, len(lines) - left, extra)
             if left == 0:
                 self._window = min(self._window * 2, LINE_WINDOW_MAX)
             else:
                 self._window = LINE_WINDOW_MIN
                 self._run = 0
-            self._pos = self._batch_stop(lines, start, len(lines) - left, extra)
+            if kind == _CHAR_BATCH:
+                self._char_at = stop  # the characters in a row go on
+            self._pos = stop
             self._batch = None
+            return True
 
     def _batch_stop(self, lines: list[Any], start: int, served: int, extra: int) -> int:
         """Where the first ``served`` pieces of a batch cut at ``start`` end, in bytes."""
@@ -429,14 +502,45 @@ class InputBuffer:
 
     # ---- characters -------------------------------------------------------------------------
 
-    def read_char(self, eof_error: bool = True, eof_value: Any = None) -> Any:
-        """``SocketStream.read_char``: a buffered character, else the stream's slow path."""
+    def read_char(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+        """``SocketStream.read_char``: a character of the batch or a buffered one, else the
+        stream's slow path."""
+        try:
+            return self.next_char() or self._char_more(eof_error, eof_value)
+        except StopIteration:  # the batch is used up
+            return self._char_more(eof_error, eof_value)
+
+    def _char_more(self, eof_error: Any, eof_value: Any) -> Any:
+        """``read_char`` when the batch has no character for it: one buffered character;
+        after many in a row, a batch of them (a window decoded once, served by its str
+        iterator)."""
+        if self._batch is not None:
+            self.settle()
         pos = self._pos
         if pos < self._end and self._batch is None:
+            # One run without a call: the take and the commit.
             self._pos = pos + 1
             self._run = 0
-            return CHARS[self._buf[pos]]
+            char = CHARS[self._buf[pos]]
+            chars = self._chars + 1 if pos == self._char_at else 1
+            self._chars = chars
+            self._char_at = pos + 1
+            if chars >= _CHARS_BEFORE_BATCH:
+                self._start_char_batch()
+            return char
         return self._slow_char(eof_error, eof_value)
+
+    def _start_char_batch(self) -> None:
+        """Decode a window of characters and publish its iterator as ``next_char``."""
+        pos, epoch = self._pos, self._epoch
+        stop = min(self._end, pos + self._window)
+        if stop - pos < 2:
+            return
+        text = self._buf[pos:stop].decode("latin-1")
+        it = iter(text)
+        if self._pos == pos and self._epoch == epoch and self._batch is None:
+            self._batch = (it, text, pos, _CHAR_BATCH, 0, stop)
+            self.next_char = it.__next__
 
     def read_byte(self, eof_error: bool = True, eof_value: Any = None) -> Any:
         """``SocketStream.read_byte``: a buffered byte, else the stream's slow path."""
@@ -498,6 +602,8 @@ class InputBuffer:
 
     def unread_refused(self) -> bool:
         """True right after an unread (or a clear, or a hand-over): a second is refused."""
+        if self._batch is not None:
+            self.settle()
         return self._pos == self._mark
 
     def forbid_unread(self) -> None:
@@ -586,14 +692,16 @@ class InputBuffer:
             pieces = buf[pos:stop].decode("latin-1").split(delimiter.decode("latin-1"))
         else:
             pieces = bytes(buf[pos:stop]).split(delimiter)
-        del pieces[-1]
+        full = stop - len(pieces.pop())  # after the last delimiter
         if not pieces or (limit is not None and max(map(len, pieces)) > limit):
             return False  # the one-by-one path serves (or refuses) them
-        it = iter(list(zip(pieces, repeat(False))))
+        it = iter(pieces)
+        # (The pairs are made as they are served: zip takes from ``it`` exactly one a pair.)
+        pairs = zip(it, repeat(False))
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, pieces, pos, STR_LINE_NL, len(delimiter))
+            self._batch = (it, pieces, pos, STR_LINE_NL, len(delimiter), full)
             self.until_delimiter = delimiter
-            self.next_until = it.__next__
+            self.next_until = pairs.__next__
             return True
         return False
 
@@ -706,7 +814,7 @@ class InputBuffer:
                         got = (self.next_line_tuple if kind == STR_LINE else self.next_line)()
                     except StopIteration:  # another reader took them all
                         continue
-                    if got is not None:
+                    if got:  # (b"": a byte window used up by another reader)
                         return got
                     continue
                 stop = i + 1
@@ -728,10 +836,33 @@ class InputBuffer:
                 return line
 
     def _start_batch(self, kind: int) -> bool:
-        """Cut the complete lines of a window into a batch and publish it; False if none."""
+        """Cut the complete lines of a window into a batch and publish it; False if none.
+
+        Byte lines get a byte window instead: a BytesIO over a copy of the whole lines, whose
+        ``readline`` and ``readinto`` serve ``readline`` and ``read_sequence`` in C.
+        """
         buf = self._buf
         pos, epoch = self._pos, self._epoch
         end = self._end
+        mll = self._max_line
+        if kind == BYTES_LINE_NL:
+            # No line of the window may be over the limit: the window is no longer than a
+            # line of the limit (serve's 64 KiB default: as long as ever).
+            cap = end if mll is None else min(end, pos + mll + 1)
+            stop = min(cap, pos + self._window)
+            last = buf.rfind(10, pos, stop)
+            if last < 0:
+                last = buf.find(10, stop, cap)
+                if last < 0:
+                    return False
+            data = bytes(buf[pos : last + 1])
+            window = io.BytesIO(data)
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._batch = (window, data, pos, _WINDOW, 0, last + 1)
+                self.next_line = window.readline
+                self.next_into = window.readinto
+                return True
+            return False
         stop = min(end, pos + self._window)
         last = buf.rfind(10, pos, stop)
         if last < 0:
@@ -741,17 +872,13 @@ class InputBuffer:
         lines: list[Any]
         if kind == STR_LINE:
             lines = buf[pos:last].decode("latin-1").split("\n")
-        elif kind == STR_LINE_NL:
-            lines = [line + "\n" for line in buf[pos:last].decode("latin-1").split("\n")]
         else:
-            # bytes.splitlines(True) keeps the newlines in C, twice as fast as adding them
-            # back, but it also breaks at "\r": use it only where there is none.
-            data = bytes(buf[pos : last + 1])
-            if _CR.search(buf, pos, last) is None:
-                lines = data.splitlines(True)
+            text = buf[pos : last + 1].decode("latin-1")
+            if _only_newlines(buf, pos, last):
+                lines = text.splitlines(True)  # in C, the newlines kept
             else:
-                lines = [line + b"\n" for line in data[:-1].split(b"\n")]
-        mll = self._max_line
+                lines = [line + "\n" for line in text[:-1].split("\n")]
+        full = last + 1
         if mll is not None and last - pos > mll:
             # A line over the limit ends the batch before it (one C pass to know); the
             # one-by-one path then raises for it.  A window no longer than the limit (serve's
@@ -764,15 +891,22 @@ class InputBuffer:
                         break
                 if not lines:
                     return False
-        it = iter(list(zip(lines, repeat(False))) if kind == STR_LINE else lines)
+                full = pos + sum(map(len, lines)) + (len(lines) if kind == STR_LINE else 0)
+        it = iter(lines)
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind, 1 if kind == STR_LINE else 0)
+            self._batch = (it, lines, pos, kind, 1 if kind == STR_LINE else 0, full)
             if kind == STR_LINE:
-                self.next_line_tuple = it.__next__
+                # (The pairs are made as they are served: zip takes one line a pair.)
+                self.next_line_tuple = zip(it, repeat(False)).__next__
             else:
                 self.next_line = it.__next__
             return True
         return False
+
+
+def _only_newlines(buf: bytearray, pos: int, stop: int) -> bool:
+    """True if no byte of ``buf[pos:stop]`` is a line break of ``str.splitlines`` but "\\n"."""
+    return all(buf.find(byte, pos, stop) < 0 for byte in _OTHER_BREAKS)
 
 
 def _partial_suffix(buf: bytearray, pos: int, end: int, delimiter: bytes) -> int:

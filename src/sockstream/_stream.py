@@ -347,14 +347,27 @@ class SocketStream(FileObjectMixin):
                 raise ValueError("I/O operation on a closed stream")
             return SocketStream.read_sequence(stream, seq, start, end)
 
+        def slow_read_line(eof_error: Any, eof_value: Any) -> Any:
+            stream = ref()
+            if stream is None:  # pragma: no cover
+                raise ValueError("I/O operation on a closed stream")
+            return stream._read_line_slow(eof_error, eof_value)
+
         ib = self._in
         ib.serve_elements(
-            slow_char, slow_byte, self._byte_table or (), slow_line, self._line_kind, slow_seq
+            slow_char,
+            slow_byte,
+            self._byte_table or (),
+            slow_line,
+            self._line_kind,
+            slow_seq,
+            slow_read_line,
         )
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
             self.read_byte = ib.read_byte  # type: ignore[method-assign]
         self.readline = ib.readline  # type: ignore[method-assign]
+        self.read_line = ib.read_line  # type: ignore[method-assign]
         self.read_sequence = ib.read_sequence  # type: ignore[method-assign]
 
     def _abandon(self, sock: _socket.socket | None) -> None:
@@ -511,10 +524,10 @@ class SocketStream(FileObjectMixin):
 
     def _set_codec(self, codec: Codec) -> None:
         self._codec = codec
-        # Writing: str.encode's arguments, and the characters below _char_limit that are
-        # their own byte (the default, Latin-1 strict, keeps its one-append path).
+        # Writing: str.encode's encoding (strict: the error handler only where that fails),
+        # and the characters below _char_limit that are their own byte (the default, Latin-1
+        # strict, keeps its one-append path).
         self._enc_name = "latin-1" if codec.latin1 else codec.canonical
-        self._enc_errors = codec.errors
         self._char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
         self._plain_text = codec.latin1 and codec.errors == "strict"
 
@@ -929,20 +942,18 @@ class SocketStream(FileObjectMixin):
         ``missing_newline`` is true when the line ended at end-of-file or timeout.  At
         end-of-file with nothing read: ``EOFError``, or ``(eof_value, True)``.
         """
-        try:
-            line = self._in.next_line_tuple()
-        except StopIteration:  # the batch is used up
-            line = None
+        # (Each stream answers this with its buffer's read_line: see _serve_from_buffer.)
+        return self._in.read_line(eof_error, eof_value)  # type: ignore[no-any-return]
+
+    def _read_line_slow(self, eof_error: bool, eof_value: Any) -> tuple[Any, bool]:
+        """``read_line`` when no whole line is buffered."""
+        if self._rstate:
+            self._read_refused()
+        line = self._take_line(STR_LINE)
         if line is None:
-            line = self._in.maybe_take_line(STR_LINE)
-            if line is None:
-                if self._rstate:
-                    self._read_refused()
-                line = self._take_line(STR_LINE)
-                if line is None:
-                    return self._eof_result(eof_error, eof_value), True
-                if type(line) is str:  # the end of the input, without a newline
-                    return line, True
+            return self._eof_result(eof_error, eof_value), True
+        if type(line) is str:  # the end of the input, without a newline
+            return line, True
         return line  # type: ignore[no-any-return]
 
     def readline(self, size: int | None = -1) -> Any:
@@ -955,7 +966,7 @@ class SocketStream(FileObjectMixin):
             line = self._in.next_line()
         except StopIteration:  # the batch is used up
             line = None
-        if line is None:
+        if not line:  # (no batch, or a byte window used up)
             line = self._in.maybe_take_line(self._line_kind)
             if line is None:
                 return self._readline_slow(-1)
@@ -1030,7 +1041,7 @@ class SocketStream(FileObjectMixin):
             line = self._in.next_line()
         except StopIteration:  # the batch is used up
             line = None
-        if line is None:
+        if not line:  # (no batch, or a byte window used up)
             line = self._in.maybe_take_line(self._line_kind)
             if line is None:
                 line = self._readline_slow(-1)
@@ -1143,6 +1154,8 @@ class SocketStream(FileObjectMixin):
             n = self._in.maybe_fill(seq)
             if n >= 0:
                 return n
+            with memoryview(seq) as whole:  # a bytearray's view: writable bytes, all of it
+                return self._read_into(whole)
         if isinstance(seq, list):
             start, end = _check_bounds(start, end, len(seq))
             if self._decoding and self._text:
@@ -1288,7 +1301,8 @@ class SocketStream(FileObjectMixin):
             start, end = _check_bounds(start, end, len(string))
             string = string[start:end]
         try:
-            data = string.encode(self._enc_name, self._enc_errors)
+            # (Strict: where it succeeds every error handler gives the same bytes.)
+            data = string.encode(self._enc_name)
         except (UnicodeEncodeError, AttributeError):
             data = self._encode(string)
         buf = self._obuf
@@ -1301,7 +1315,8 @@ class SocketStream(FileObjectMixin):
         if self._wstate:
             self._write_refused()
         try:
-            data = string.encode(self._enc_name, self._enc_errors)
+            # (Strict: where it succeeds every error handler gives the same bytes.)
+            data = string.encode(self._enc_name)
         except (UnicodeEncodeError, AttributeError):
             data = self._encode(string)
         buf = self._obuf

@@ -132,6 +132,29 @@ class _Wakeup:
 class TLSTransport:
     """TLS over a non-blocking socket, with the plain transport's non-blocking shape."""
 
+    __slots__ = (
+        "_engine",
+        "_held",
+        "_pending",
+        "_pending_plain",
+        "_raw_view",
+        "_read",
+        "_reader_woken",
+        "_sock_recv_into",
+        "_wire",
+        "_writer_waiting",
+        "_writer_woken",
+        "incoming",
+        "notify_sent",
+        "outgoing",
+        "peer_closed",
+        "raw_eof",
+        "sock",
+        "ssl_object",
+        "wake_reader",
+        "wake_writer",
+    )
+
     def __init__(
         self, sock: Any, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO, outgoing: ssl.MemoryBIO
     ) -> None:
