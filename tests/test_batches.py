@@ -169,3 +169,32 @@ def test_crlf_lines_with_lone_breaks(make: Make) -> None:
     peer.shutdown(socket.SHUT_WR)
     assert [s.read_line()[0] for _ in lines] == lines
     assert s.read_line(False, None) == (None, True)
+
+
+def test_window_end_taken_while_another_reader_settles() -> None:
+    """The race of two readers at a window's end, played step by step on the buffer: a
+    ``read_sequence`` took the window's last bytes, another thread settled the window first."""
+    from sockstream._buffer import BYTES_LINE_NL, InputBuffer
+
+    for overlap in (False, True):
+        ib = InputBuffer()
+        ib.feed(b"1\n2\n3\n" + b"ab\n" + b"cdef\nnext")
+        ib.serve_elements(
+            lambda *a: None, lambda *a: None, (), lambda *a: None, BYTES_LINE_NL, lambda *a: -1
+        )
+        assert [ib.readline() for _ in range(3)] == [b"1\n", b"2\n", b"3\n"]
+        assert ib.readline() == b"ab\n"  # from the window, which ends after "cdef\n"...
+        seq = bytearray(7)
+        into = ib.next_into
+        n = into(seq)  # ...so a read of 7 takes its last 5 bytes only
+        assert n == 5
+        assert ib.settle()  # the other thread: its settle counts those 5 as read
+        if not overlap:
+            assert ib._seq_more(seq, n, into) == 7  # put back exactly, then read whole
+            assert bytes(seq) == b"cdef\nne"
+            assert ib.take_all() == b"xt"
+        else:
+            assert ib.take(2) == b"ne"  # and it read on
+            with pytest.raises(RuntimeError):
+                ib._seq_more(seq, n, into)
+            assert ib.take_all() == b"cdef\nxt"  # nothing lost

@@ -72,6 +72,17 @@ STR_LINE_NL: Final = 1
 BYTES_LINE_NL: Final = 2
 
 
+class _Window(io.BytesIO):
+    """A byte window: a BytesIO over a copy of whole lines, and where they end in the buffer."""
+
+    __slots__ = ("epoch", "full")
+
+    def __init__(self, data: bytes, full: int, epoch: int) -> None:
+        super().__init__(data)
+        self.full = full  # the buffer position after its last byte
+        self.epoch = epoch  # the buffer's epoch when it was cut
+
+
 def _need_more(*args: Any) -> Any:
     raise RuntimeError("InputBuffer.serve_elements was not called")
 
@@ -251,21 +262,23 @@ class InputBuffer:
         """``SocketStream.read_sequence``: a whole bytearray filled from here when that much is
         buffered, else the stream's slow path."""
         if type(seq) is bytearray and start is _ZERO and end is None:
-            n = self.next_into(seq)  # the byte window's readinto (0 without one)
+            into = self.next_into  # the byte window's readinto (0 without one)
+            n = into(seq)
             if n == len(seq) and n:
                 return n
-            return self._seq_more(seq, n)
+            return self._seq_more(seq, n, into)
         return self._slow_seq(seq, start, end)
 
-    def _seq_more(self, seq: bytearray, n: int) -> int:
+    def _seq_more(self, seq: bytearray, n: int, into: Any = _no_into) -> int:
         """``read_sequence`` of a whole bytearray that the byte window did not fill.
 
-        ``n`` bytes of the window's end went into it: they are put back (the window settles
-        before them), so the whole read is one piece again, from the buffer.
+        ``n`` bytes of the window's end went into it (through ``into``): they are put back
+        (the window settles before them), so the whole read is one piece again, from the
+        buffer.
         """
-        if n and not self.settle(n):
-            # Another thread settled first, counting them as read: they go back in front.
-            self.unread_bytes(seq[:n])
+        if n:
+            if not self.settle(n):
+                self._untake_window_end(into.__self__, n)
         elif self._batch is not None:
             self.settle()
         want = len(seq)
@@ -278,6 +291,21 @@ class InputBuffer:
             self._pos = stop
             return want
         return self._slow_seq(seq, 0, None)
+
+    def _untake_window_end(self, window: _Window, n: int) -> None:
+        """Put back the last ``n`` bytes of ``window`` after another thread settled it first
+        (counting them as read).  Exact if that thread took nothing since; otherwise the two
+        reads overlapped, and the bytes go back in front with a ``RuntimeError`` (refused, as
+        API.md "Threads" allows: nothing is lost)."""
+        pos = self._pos
+        if pos == window.full and self._epoch == window.epoch:
+            # One run without a call: they are back where they were.
+            self._pos = self._scan = pos - n
+            return
+        self.unread_bytes(window.getvalue()[-n:])
+        raise RuntimeError(
+            "read_sequence: another thread read from this stream at the same time; nothing was read"
+        )
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -856,7 +884,7 @@ class InputBuffer:
                 if last < 0:
                     return False
             data = bytes(buf[pos : last + 1])
-            window = io.BytesIO(data)
+            window = _Window(data, last + 1, epoch)
             if self._pos == pos and self._epoch == epoch and self._batch is None:
                 self._batch = (window, data, pos, _WINDOW, 0, last + 1)
                 self.next_line = window.readline
