@@ -422,6 +422,24 @@ Buf_maybe_take_byte(Buf *self, PyObject *table)
     return NULL;
 }
 
+/* ``(s, False)``, stealing ``s`` (NULL in, NULL out). */
+static PyObject *
+pair_false(PyObject *s)
+{
+    PyObject *t;
+    if (s == NULL)
+        return NULL;
+    t = PyTuple_New(2);
+    if (t == NULL) {
+        Py_DECREF(s);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(t, 0, s);
+    Py_INCREF(Py_False);
+    PyTuple_SET_ITEM(t, 1, Py_False);
+    return t;
+}
+
 /* ---- lines ----------------------------------------------------------------------------- */
 
 /* A whole line from what is buffered, in ``kind``'s form, committed; NULL with no error set if
@@ -458,8 +476,7 @@ take_line_fast(Buf *self, Py_ssize_t kind)
             line = PyBytes_FromStringAndSize(b + pos, i + 1 - pos);
         else if (kind == STR_LINE) {
             PyObject *s = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
-            line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
-            Py_XDECREF(s);
+            line = pair_false(s);
         }
         else
             line = PyUnicode_DecodeLatin1(b + pos, i + 1 - pos, NULL);
@@ -602,6 +619,25 @@ find_bytes(const char *hay, Py_ssize_t start, Py_ssize_t end, const char *needle
         return -1;
     }
 #endif
+}
+
+/* The first CRLF in b[start:end] (the index of its CR), or -1: the LFs by memchr, each checked
+ * for the CR before it (no two-byte search set-up per line). */
+static Py_ssize_t
+find_crlf(const char *b, Py_ssize_t start, Py_ssize_t end)
+{
+    Py_ssize_t i = start + 1;
+    while (i < end) {
+        const char *p = memchr(b + i, '\n', (size_t)(end - i));
+        Py_ssize_t k;
+        if (p == NULL)
+            return -1;
+        k = p - b;
+        if (b[k - 1] == '\r')
+            return k - 1;
+        i = k + 1;
+    }
+    return -1;
 }
 
 /* ---- the text buffer ------------------------------------------------------------------ */
@@ -820,9 +856,9 @@ window_line(Buf *self, Py_ssize_t kind)
     const char *b;
     PyObject *buf, *line, *s;
     Py_ssize_t pos, epoch, i, j, dend, lend, dj, lj;
+    /* (Latin-1 and ASCII decode a line as fast as they copy it: no window for them.) */
     if (self->batch != Py_None || !self->strict || self->nl_mode < 0
-        || (self->codec_kind != K_UTF8 && self->codec_kind != K_ASCII
-            && self->codec_kind != K_LATIN1))
+        || self->codec_kind != K_UTF8)
         return NULL;
     b = valid_bytes(self);
     if (b == NULL)
@@ -843,8 +879,16 @@ window_line(Buf *self, Py_ssize_t kind)
     /* The line's end, in the bytes and in the text (the same terminator: one byte or two
      * bytes are one or two characters). */
     if (self->nl_mode == NL_CRLF) {
-        i = find_bytes(b, pos, self->wend, "\r\n", 2);
-        j = PyUnicode_Find(self->wtext, str_crlf, self->wchar, PY_SSIZE_T_MAX, 1);
+        Py_ssize_t from = self->wchar + 1;
+        i = find_crlf(b, pos, self->wend);
+        for (;;) { /* the LF of a CRLF in the text too */
+            j = PyUnicode_FindChar(self->wtext, '\n', from, PY_SSIZE_T_MAX, 1);
+            if (j < 0 || PyUnicode_READ_CHAR(self->wtext, j - 1) == '\r')
+                break;
+            from = j + 1;
+        }
+        if (j >= 0)
+            j -= 1; /* the CR */
         if (i < 0 || j < 0) {
             if (j == -2)
                 return NULL;
@@ -880,8 +924,7 @@ window_line(Buf *self, Py_ssize_t kind)
     Py_INCREF(buf);
     if (kind == STR_LINE) {
         s = PyUnicode_Substring(self->wtext, self->wchar, dj);
-        line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
-        Py_XDECREF(s);
+        line = pair_false(s);
     }
     else
         line = PyUnicode_Substring(self->wtext, self->wchar, lj);
@@ -931,7 +974,7 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
         if (start >= end)
             return NULL;
         if (self->nl_mode == NL_CRLF) {
-            i = find_bytes(b, start, end, "\r\n", 2);
+            i = find_crlf(b, start, end);
             if (i < 0)
                 return NULL;
             dend = i;
@@ -954,8 +997,7 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
             line = PyBytes_FromStringAndSize(b + pos, lend - pos);
         else if (kind == STR_LINE) {
             PyObject *s = text_decode(self, buf, pos, dend - pos);
-            line = s ? PyTuple_Pack(2, s, Py_False) : NULL;
-            Py_XDECREF(s);
+            line = pair_false(s);
         }
         else
             line = text_decode(self, buf, pos, lend - pos);
