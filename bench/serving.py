@@ -22,8 +22,8 @@ workers: ``sockstream serve 0 --workers W`` (the command line, echo), W = 1 and 
     same load generator.
 
 The descriptor limit is raised to its hard limit (``RLIMIT_NOFILE``), or beyond when we may
-(root): 10,000 connections need about 20,500 descriptors in the server (each connection holds
-its socket and the dup ``terminate()`` shuts down) and 10,100 in the load generator.
+(root): 10,000 connections need about 10,100 descriptors in the server (one per connection: its
+socket) and 10,100 in the load generator.
 The machine may be shared: medians of the repeats with min-max are reported.
 """
 
@@ -233,8 +233,8 @@ def idle_run(n: int) -> dict[str, Any]:
 
     import sockstream
 
-    # Two descriptors per connection: its socket, and the dup that terminate() shuts down.
-    need = 2 * n + 500
+    # One descriptor per connection (its socket), and some slack.
+    need = n + 500
     limit = _raise_nofile(need)
     if limit < need:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} < {need}: raise it (ulimit -Hn)")
@@ -555,10 +555,9 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
         ]
         if top < 10_000:
             lines.append(
-                f"N stops at {top:,} here: `serve` holds 2 descriptors per connection (its "
-                "socket and the dup that `terminate()` shuts down), and this machine's hard "
-                "`RLIMIT_NOFILE` is 20,000 and cannot be raised (no `CAP_SYS_RESOURCE`); "
-                "10,000 connections need about 20,500."
+                f"N stops at {top:,} here: `serve` holds 1 descriptor per connection, and "
+                "this machine's hard `RLIMIT_NOFILE` could not be raised (no "
+                "`CAP_SYS_RESOURCE`); 10,000 connections need about 10,500."
             )
         lines.append("")
     echo = out.get("echo")

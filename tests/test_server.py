@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import logging
+import os
 import socket
 import ssl
 import subprocess
@@ -490,6 +491,96 @@ def test_terminate_with_handlers_running() -> None:
     finally:
         for c in clients:
             c.close()
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_a_served_connection_holds_one_descriptor() -> None:
+    """The server holds each connection's socket and nothing else (no dup for terminate)."""
+    n = 20
+    ready = threading.Semaphore(0)
+
+    def handler(stream: SocketStream) -> None:
+        stream.write_line(stream.read_line()[0])
+        stream.force_output()
+        ready.release()
+        stream.read_line(eof_error=False)  # idle until the client leaves or terminate()
+
+    with serve(handler, address=LOCAL, max_connections=n + 1) as server:
+        base = _open_fds()
+        clients = [socket.create_connection((LOCAL, server.port), timeout=LONG) for _ in range(n)]
+        try:
+            for c in clients:
+                c.sendall(b"hello\n")
+            for c in clients:
+                assert c.recv(16) == b"hello\n"
+            for _ in clients:
+                assert ready.acquire(timeout=LONG)
+            # Each connection: the client's socket and the server's, nothing more.
+            assert _open_fds() - base == 2 * n
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_terminate_aborts_a_handler_that_replaced_its_socket() -> None:
+    """terminate() acts on the stream's socket of the moment, not on the one accepted."""
+    replaced = threading.Event()
+    outcome: list[object] = []
+    kept: list[socket.socket] = []
+
+    def handler(stream: SocketStream) -> None:
+        a, b = socket.socketpair()
+        kept.append(b)
+        old = stream.replace_socket(a)  # the accepted socket: now the handler's own
+        assert old is not None
+        kept.append(old)
+        replaced.set()
+        outcome.append(stream.read_line(eof_error=False))  # blocks on the socketpair
+
+    server = serve(handler, address=LOCAL, read_timeout=None)
+    try:
+        with socket.create_connection((LOCAL, server.port), timeout=LONG):
+            assert replaced.wait(LONG)
+            t0 = time.monotonic()
+            server.terminate()
+            assert time.monotonic() - t0 < LONG / 2
+            assert server.active_connections == 0
+            assert outcome == [(None, True)]
+    finally:
+        server.terminate()
+        for s in kept:
+            s.close()
+
+
+def test_terminate_leaves_a_socket_the_handler_took_alone() -> None:
+    """A socket the handler took out of its stream is the handler's: terminate() does not
+    shut it down (the stream it left is closed)."""
+    taken: list[socket.socket] = []
+    done = threading.Event()
+
+    def handler(stream: SocketStream) -> None:
+        a, b = socket.socketpair()
+        old = stream.replace_socket(a)
+        assert old is not None
+        taken.extend((old, b))
+        done.set()
+        stream.read_line(eof_error=False)
+
+    server = serve(handler, address=LOCAL, read_timeout=None)
+    try:
+        with socket.create_connection((LOCAL, server.port), timeout=LONG) as c:
+            assert done.wait(LONG)
+            server.terminate()
+            taken[0].sendall(b"still mine\n")
+            assert c.recv(16) == b"still mine\n"
+    finally:
+        server.terminate()
+        for s in taken:
+            s.close()
 
 
 def test_terminate_while_waiting_for_a_slot() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import resource
 import socket
 import ssl
@@ -319,6 +320,55 @@ def test_a_stream_closed_by_another_thread_while_blocked_leaves(pairs: Any, peer
         assert len(w) == 99
 
 
+def test_a_member_closed_but_not_yet_told_is_not_returned(pairs: Any) -> None:
+    """The window of a close in another thread: the stream is closed, its descriptor fires
+    (shut down, or here kept open by a dup), and the waiter has not been told yet."""
+    streams, peers = pairs(3)
+    keep = os.dup(streams[0].fileno())  # the file stays open (and readable) after the close
+    try:
+        with StreamWaiter(streams) as w:
+            peers[0].sendall(b"x")
+            streams[0]._unwatch(w)  # closed, and the waiter not told (yet)
+            streams[0].close()
+            assert w.wait(0) == []  # for wait(), a closed stream has left
+            peers[1].sendall(b"y")
+            assert w.wait(LONG) == [streams[1]]
+    finally:
+        os.close(keep)
+
+
+class _Recorder:
+    """A watcher that records, when told of a change, whether the socket was still intact."""
+
+    def __init__(self, sock: socket.socket, peer: socket.socket) -> None:
+        self.sock, self.peer = sock, peer
+        self.seen: list[tuple[bool, bool]] = []
+
+    def stream_input(self, stream: SocketStream) -> None:
+        pass
+
+    def stream_changed(self, stream: SocketStream) -> None:
+        try:
+            self.peer.recv(1, socket.MSG_DONTWAIT)
+            quiet = False  # end-of-file: already shut down
+        except BlockingIOError:
+            quiet = True
+        self.seen.append((self.sock.fileno() != -1, quiet))
+
+
+def test_watchers_are_told_before_the_socket_is_shut_down_and_closed(pairs: Any) -> None:
+    """A waiter unregisters a closing stream's descriptor while it is open and quiet: the
+    shutdown cannot wake a wait for a stream that has left, and the number cannot be reused
+    under the registration."""
+    streams, peers = pairs(1)
+    sock = streams[0].socket
+    assert sock is not None
+    recorder = _Recorder(sock, peers[0])
+    streams[0]._watch(recorder)
+    streams[0].close()
+    assert recorder.seen == [(True, True)]
+
+
 def test_close_of_the_waiter_from_another_thread_ends_a_blocked_wait(pairs: Any, peer: Any) -> None:
     streams, _ = pairs(3)
     w = StreamWaiter(streams)
@@ -537,6 +587,7 @@ def test_wait_for_input_streams_knows_a_tuple_again(pairs: Any) -> None:
     peers[30].sendall(b"x")
     assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
     entry = _multiwait._local.entry
+    assert entry is not None
     assert entry.source is listed
     assert wait_for_input_streams(listed, timeout=LONG) == [streams[30]]
     assert wait_for_input_streams(list(listed), timeout=LONG) == [streams[30]]  # same streams

@@ -9,18 +9,20 @@ Operations
     extraction (``_probe_input``), so TLS 1.3 session tickets alone do not end a wait.
 
 Two ways to wait
-    * Lists of at least ``CACHE_MIN_STREAMS`` streams (with epoll) go through a
-      ``StreamWaiter`` (``_waiter``) that the calling thread keeps for its last list: calling
-      again with the same streams costs one comparison of the list with the cache's copy (by
-      identity, in C), the Python work for the streams that hold input, and one ``epoll_wait``.
-      The waiter hears from the streams themselves (the observer seam of ``_stream``) when input
-      lands in their memory, when a socket is replaced (the registration follows it) and when
-      one is closed: the cache is then dropped, its descriptors released at once (or by the
-      call that is using it, on its way out), and the next call re-checks the list.
-    * Shorter lists use a one-shot ``poll(2)`` object, which holds no descriptor between calls.
-      When such a call is about to block, it subscribes to its streams for the duration, so that
-      another thread's probe that moves input from a socket into a stream (the descriptor then
-      goes quiet) wakes it through an eventfd.
+    * Lists of at least ``CACHE_MIN_STREAMS`` streams (with epoll), and shorter lists waited on
+      twice in a row, go through a ``StreamWaiter`` (``_waiter``) that the calling thread keeps
+      for its last list: calling again with the same streams costs one comparison of the list
+      with the cache's copy (by identity, in C; none for the same tuple), the Python work for
+      the streams that hold input, and one ``epoll_wait``.  The waiter hears from the streams
+      themselves (the observer seam of ``_stream``) when input lands in their memory, when a
+      socket is replaced (the registration follows it) and when one is closed: the cache is
+      then dropped, its descriptors released at once (or by the call that is using it, on its
+      way out), and the next call re-checks the list.
+    * A short list seen for the first time uses a one-shot ``poll(2)`` object, which holds no
+      descriptor between calls (a program that waits on ever-changing small lists makes no
+      epoll set per call).  When such a call is about to block, it subscribes to its streams
+      for the duration, so that another thread's probe that moves input from a socket into a
+      stream (the descriptor then goes quiet) wakes it through an eventfd.
 
 Several threads
     Probes are made under ``_waiter.probe_lock``, so two threads waiting on the same stream never
@@ -39,7 +41,6 @@ Decisions where API.md is silent (also in docs/waiting.md)
 
 from __future__ import annotations
 
-import select
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -47,24 +48,37 @@ from operator import methodcaller
 from typing import Any, Final
 
 from ._stream import SocketStream
-from ._wait import MAX_WAIT, poll_ready
-from ._waiter import _HAS_EPOLL, StreamWaiter, _Wakeup, check_stream, check_timeout, probe
+from ._wait import HAS_EPOLL as _HAS_EPOLL
+from ._wait import MAX_WAIT, POLL_READ, poll_ready, read_poller
+from ._wait import Wakeup as _Wakeup
+from ._waiter import StreamWaiter, check_stream, check_timeout, probe
 
 monotonic = time.monotonic
 
 #: How often a ``wait_function`` is called while waiting, in seconds.  LispWorks calls it
 #: "periodically"; 50 ms keeps a cancellation responsive at a negligible cost.
 WAIT_FUNCTION_INTERVAL: Final = 0.05
-#: Lists at least this long get a cached epoll registration.  Below it a one-shot poll(2) costs
-#: about the same as epoll_wait (it measures within a few microseconds at 64 descriptors) and
-#: leaves no descriptor open between calls.
+#: Lists at least this long get a cached epoll registration on their first call; a shorter
+#: list gets one when it is waited on twice in a row (the first call is one-shot: it leaves no
+#: descriptor open, and a list that changes every call never pays for a registration).
 CACHE_MIN_STREAMS: Final = 64
 
-_HAS_POLL: Final = hasattr(select, "poll")
-_POLL_MASK: Final = (select.POLLIN | select.POLLPRI) if _HAS_POLL else 0
 
 _buffered = methodcaller("_buffered_input")
-_local = threading.local()
+
+
+class _Local(threading.local):
+    """The calling thread's cache (class attributes are the defaults)."""
+
+    #: The waiter for the last list waited on through the cache.
+    entry: _Entry | None = None
+    #: True while a call of this thread waits (a wait_function that waits goes one-shot).
+    busy: bool = False
+    #: The identities of the last short list waited on one-shot: the same again is cached.
+    seen: tuple[int, ...] = ()
+
+
+_local = _Local()
 
 # Kept under their old names for the callers (and tests) that import them from here.
 _check_timeout = check_timeout
@@ -93,7 +107,7 @@ def _check_items(items: list[Any]) -> None:
 class _Entry:
     """A thread's cached waiter for one list: the list's copy, and where each stream sits."""
 
-    __slots__ = ("index", "items", "source", "waiter")
+    __slots__ = ("index", "items", "simple", "source", "waiter")
 
     def __init__(self, items: list[SocketStream]) -> None:
         self.items = items
@@ -103,6 +117,8 @@ class _Entry:
         self.index: dict[SocketStream, list[int]] = {}
         for i, s in enumerate(items):
             self.index.setdefault(s, []).append(i)
+        #: Every stream listed once: the waiter's order is the list's, its answer is ours.
+        self.simple = len(self.index) == len(items)
         self.waiter = _CacheWaiter(self.index)
 
     def close(self) -> None:
@@ -123,7 +139,7 @@ class _CacheWaiter(StreamWaiter):
 
 def _cached(items: list[Any]) -> _Entry:
     """The calling thread's waiter for ``items`` (checked), made or reused."""
-    entry: _Entry | None = getattr(_local, "entry", None)
+    entry = _local.entry
     if entry is not None:
         if not entry.waiter.lost_member and entry.items == items:
             return entry
@@ -136,9 +152,22 @@ def _cached(items: list[Any]) -> _Entry:
     return entry
 
 
+def _repeated(items: Any) -> bool:
+    """True if the last one-shot call of this thread was on these streams (then forgotten);
+    else remember them.  Identities only: a false match (an id reused) just makes a cache."""
+    if not items:
+        return False
+    ids = tuple(map(id, items))
+    if ids == _local.seen:
+        _local.seen = ()
+        return True
+    _local.seen = ids
+    return False
+
+
 def _forget_registrations() -> None:
     """Close the calling thread's cached waiter, if any (for tests and benchmarks)."""
-    entry: _Entry | None = getattr(_local, "entry", None)
+    entry = _local.entry
     _local.entry = None
     if entry is not None:
         entry.close()
@@ -155,7 +184,7 @@ def _wait_cached(
         entry.source = source
     waiter = entry.waiter
     index = entry.index
-    ready = waiter._fast()
+    ready = waiter._fast(True)
     if ready is None:
         seconds = check_timeout(timeout)
         deadline = None if seconds is None else monotonic() + seconds
@@ -212,9 +241,7 @@ def _wait_oneshot(
             ready.add(i)
             continue
         by_fd.setdefault(fd, []).append(i)
-    poll = select.poll()
-    for fd in by_fd:
-        poll.register(fd, _POLL_MASK)
+    poll = read_poller(by_fd)
 
     def scan() -> None:
         try:
@@ -240,7 +267,7 @@ def _wait_oneshot(
     # before we subscribed.
     wakeup = _Wakeup()
     watcher = _OneShotWatcher(wakeup)
-    poll.register(wakeup.fd, _POLL_MASK)
+    poll.register(wakeup.fd, POLL_READ)
     watched = list(dict.fromkeys(items))
     for s in watched:
         s._watch(watcher)
@@ -318,20 +345,22 @@ def wait_for_input_streams(
     kind = type(streams)
     items: Any = streams if kind is list or kind is tuple else _as_list(streams)
     # A wait_function may itself wait on streams: the nested call must not take the entry.
-    if _HAS_EPOLL and len(items) >= CACHE_MIN_STREAMS and not getattr(_local, "busy", False):
-        # The warm call, inline: the same streams, nothing new told, one stream holding input.
-        entry: _Entry | None = getattr(_local, "entry", None)
-        if (
-            entry is not None
-            and not entry.waiter.lost_member
-            and (entry.source is items or entry.items == items)
-        ):
-            ready = entry.waiter._fast()
-            if ready is not None and len(ready) == 1 and len(entry.index[ready[0]]) == 1:
-                return ready
-        if kind is tuple:
-            return _wait_cached(list(items), timeout, wait_function, items)
-        return _wait_cached(items, timeout, wait_function)
+    if _HAS_EPOLL and not _local.busy:
+        entry = _local.entry
+        if entry is not None and (entry.source is items or entry.items == items):
+            # The warm call, inline: the same streams, nothing new told, one stream holding
+            # input (``_fast``); each stream listed once, so the waiter's answer is ours.
+            if entry.simple and not entry.waiter.lost_member:
+                ready = entry.waiter._fast(True)
+                if ready is not None:
+                    return ready
+            cached = True
+        else:
+            cached = len(items) >= CACHE_MIN_STREAMS or _repeated(items)
+        if cached:
+            if kind is tuple:
+                return _wait_cached(list(items), timeout, wait_function, items)
+            return _wait_cached(items, timeout, wait_function)
     seconds = check_timeout(timeout)
     if not items and seconds is None and wait_function is None:
         raise ValueError(

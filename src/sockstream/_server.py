@@ -30,13 +30,16 @@ Plan
       nothing is refused.  An idle client holds its slot until ``handshake_timeout`` (TLS, 10 s
       by default) or the handler's ``read_timeout`` ends it.
     - ``terminate()`` on a ``serve`` server closes the listener, then *aborts* the running
-      connections: it shuts down their sockets (``shutdown(SHUT_RDWR)``), which wakes any thread
-      blocked on them (a poll on a descriptor closed by another thread is not woken on Linux;
-      a shutdown is).  Handlers see end-of-file or a ``SocketIOError`` and return; their streams
-      are then closed with ``abort=True``.  The shutdown goes through a ``dup`` of each
-      connection's descriptor that this module owns, so it can never hit a descriptor number
-      that the connection thread has just closed and the kernel has reused.  The threads are
-      joined for up to ``timeout`` seconds (5 by default); one still running is logged.
+      connections: it closes their streams (``close(abort=True)``, which works from any thread:
+      it shuts the socket down first, which wakes a thread blocked on it).  Handlers see
+      end-of-file (or ``ValueError``: the stream is closed) and return.  The stream is made
+      plain first (no I/O), published to ``terminate()`` under the pool's lock, and only then
+      does its TLS handshake, so every blocking moment of a connection has a stream to close;
+      a stream swaps its socket out atomically before closing it, so an abort never touches a
+      descriptor number after it was closed (and perhaps reused), and it acts on the socket a
+      handler installed, not on the one accepted.  One descriptor per connection: 10,000
+      connections fit in a limit of about 10,100.  The threads are joined for up to
+      ``timeout`` seconds (5 by default); one still running is logged.
     - A handler that raises is logged (logger ``"sockstream"``) with its traceback at ERROR and
       costs no one else.  A ``SocketError`` out of a handler (the peer reset the connection,
       vanished without a TLS close-notify, stopped reading) and a failed TLS handshake are the
@@ -591,14 +594,16 @@ def _start(
 
 
 class _Connection:
-    """One connection of a ``serve`` server: its thread, and a dup of its socket for aborts."""
+    """One connection of a ``serve`` server: its thread, and its stream once made (for aborts)."""
 
-    __slots__ = ("abort_sock", "aborted", "peer", "thread")
+    __slots__ = ("aborted", "peer", "stream", "thread")
 
-    def __init__(self, abort_sock: socket.socket, peer: str) -> None:
-        self.abort_sock: socket.socket | None = abort_sock
+    def __init__(self, peer: str) -> None:
         self.aborted = False
         self.peer = peer
+        #: Set (under the pool's lock) once the plain stream exists, before any blocking I/O:
+        #: ``abort`` closes it from its own thread, which wakes the connection's thread.
+        self.stream: SocketStream | None = None
         self.thread: threading.Thread | None = None
 
 
@@ -614,6 +619,10 @@ class _ConnectionPool:
         self._handler = handler
         self._max = max_connections
         self._options = options
+        # The stream is made plain (no blocking I/O), then TLS is started on it: a terminate()
+        # during the handshake then closes a stream, never a bare descriptor number.
+        self._tls = options.tls
+        self._plain = options if options.tls is None else replace(options, tls=None)
         self._cond = threading.Condition()
         self._connections: set[_Connection] = set()
         self._stopping = False
@@ -631,15 +640,11 @@ class _ConnectionPool:
             _log.debug("connection lost before it was served: %s", exc)
             sock.close()
             return
-        abort_sock = self._dup(sock, peer)
-        if abort_sock is None:
-            return
-        conn = _Connection(abort_sock, peer)
+        conn = _Connection(peer)
         starved = False
         with self._cond:
             while True:
                 if self._stopping:
-                    abort_sock.close()
                     sock.close()
                     return
                 thread = threading.Thread(
@@ -665,58 +670,45 @@ class _ConnectionPool:
                     continue
                 except BaseException:
                     self._connections.discard(conn)
-                    abort_sock.close()
                     sock.close()
                     raise
                 break
             while len(self._connections) >= self._max and not self._stopping:
                 self._cond.wait()
 
-    def _dup(self, sock: socket.socket, peer: str) -> socket.socket | None:
-        """A dup of ``sock`` for aborts; None (``sock`` closed) if the server is stopping.
-
-        Out of descriptors, the connection is kept, not dropped: wait until a connection ends
-        (its descriptors come back) or ``ACCEPT_BACKOFF`` passes, and try again.  Meanwhile the
-        accept loop, which called us, accepts nothing: new connections wait in the backlog.
-        """
-        starved = False
-        while True:
+    def _open(self, conn: _Connection, sock: socket.socket) -> SocketStream | None:
+        """The connection's stream (its TLS handshake done), or None (logged, socket closed)."""
+        try:
+            stream = SocketStream._from_options(sock, self._plain)  # no I/O: never blocks
+        except OSError as exc:  # the constructor closed the socket
+            _log.info("connection from %s dropped during set-up: %s", conn.peer, exc)
+            return None
+        except Exception:
+            _log.exception("connection from %s: SocketStream could not be made", conn.peer)
+            return None
+        with self._cond:
+            conn.stream = stream
+            aborted = conn.aborted
+        if aborted:  # terminate() came before the stream was there to close
+            stream.close(abort=True)
+            return None
+        if self._tls is not None:
             try:
-                dup = sock.dup()
-            except OSError as exc:
-                if exc.errno not in _RESOURCE_ACCEPT_ERRNOS:
-                    _log.debug("connection from %s lost before it was served: %s", peer, exc)
-                    sock.close()
-                    return None
-                _log.log(
-                    logging.DEBUG if starved else logging.WARNING,
-                    "out of descriptors (%s): connection from %s waits for one",
-                    exc,
-                    peer,
-                )
-                starved = True
-                with self._cond:
-                    if not self._stopping:
-                        self._cond.wait(ACCEPT_BACKOFF)
-                    if self._stopping:
-                        sock.close()
-                        return None
-                continue
-            if starved:
-                _log.info("connection from %s is served now", peer)
-            return dup
+                stream._start_tls(self._tls)  # a failure closes the stream
+            except Exception as exc:
+                if conn.aborted:  # closed by terminate() during the handshake
+                    _log.debug("handshake with %s ended by terminate(): %r", conn.peer, exc)
+                elif isinstance(exc, OSError):  # the peer's doing: SSLFailure, a reset, ...
+                    _log.info("connection from %s dropped during set-up: %s", conn.peer, exc)
+                else:
+                    _log.exception("connection from %s: TLS could not be started", conn.peer)
+                return None
+        return stream
 
     def _run(self, conn: _Connection, sock: socket.socket) -> None:
         try:
-            try:
-                stream = SocketStream._from_options(sock, self._options)
-            except OSError as exc:  # the constructor closed the socket
-                if conn.aborted:
-                    return
-                _log.info("connection from %s dropped during set-up: %s", conn.peer, exc)
-                return
-            except Exception:
-                _log.exception("connection from %s: SocketStream could not be made", conn.peer)
+            stream = self._open(conn, sock)
+            if stream is None:
                 return
             try:
                 self._handler(stream)
@@ -742,23 +734,27 @@ class _ConnectionPool:
         finally:
             with self._cond:
                 self._connections.discard(conn)
-                if conn.abort_sock is not None:
-                    conn.abort_sock.close()
-                    conn.abort_sock = None
+                conn.stream = None
                 self._cond.notify_all()
 
     def abort(self) -> None:
-        """Refuse new connections and shut down the running ones (wakes blocked threads)."""
+        """Refuse new connections and close the running ones' streams (wakes blocked threads).
+
+        A stream's ``close()`` works from any thread and wakes a thread blocked in it; it acts
+        on the stream's socket of the moment (a handler may have replaced it) and does nothing
+        to a stream already closed, so no descriptor number is ever touched after it was
+        closed (and perhaps reused by another connection).
+        """
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
+            streams = []
             for conn in self._connections:
                 conn.aborted = True
-                if conn.abort_sock is not None:
-                    try:
-                        conn.abort_sock.shutdown(socket.SHUT_RDWR)
-                    except OSError:  # not connected any more
-                        pass
+                if conn.stream is not None:
+                    streams.append(conn.stream)
+        for stream in streams:
+            stream.close(abort=True)  # flushes nothing: cannot fail
 
     def join(self, timeout: float | None) -> None:
         """Wait up to ``timeout`` seconds in all for the connection threads to end."""

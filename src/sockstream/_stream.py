@@ -1646,6 +1646,10 @@ class SocketStream(FileObjectMixin):
             self._rstate = self._wstate = CLOSED
             sock, self._sock = self._sock, None
             try:
+                if self._watchers:
+                    # Told while the descriptor is still open and quiet: a waiter unregisters
+                    # it before the shutdown can wake it, and before its number can be reused.
+                    self._socket_changed()
                 if sock is not None:
                     try:
                         # Wakes any thread blocked in poll() on this socket before the fd goes.
@@ -1659,9 +1663,7 @@ class SocketStream(FileObjectMixin):
                 self._transport = NoTransport()
                 self._in.clear()
                 self._obuf = bytearray()
-                if self._watchers:
-                    self._socket_changed()
-                    self._watchers = ()
+                self._watchers = ()
         if error is not None:
             raise error
 

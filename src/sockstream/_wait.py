@@ -1,8 +1,10 @@
-"""Deadlines and the one wait primitive.  The only module that blocks.
+"""Deadlines and the wait primitives.  The only module that blocks.
 
-Every blocking path of the package goes through ``wait_fd``: a non-blocking operation is tried
-first; when it would block, the caller waits here with ``poll(2)`` until the descriptor is ready or
-the monotonic deadline passes, then tries again.  A timeout is a deadline, not a socket option:
+Every blocking path of the package waits here: a non-blocking operation is tried first; when it
+would block, the caller waits with ``poll(2)`` (``wait_fd``, ``wait_poller``, ``poll_ready``), a
+selector (``select_ready``) or an epoll set (``Poller``, for ``StreamWaiter``) until a descriptor
+is ready or the monotonic deadline passes, then tries again.  ``Wakeup`` is the descriptor another
+thread makes readable to end such a wait early.  A timeout is a deadline, not a socket option:
 ``SO_RCVTIMEO`` is ignored by OpenSSL (CPython #74747) and ``socket.settimeout`` poisons
 ``makefile`` streams after a timeout (bpo-7322); here a timeout only ever means "this wait ended".
 
@@ -14,8 +16,10 @@ only change their state after an operation succeeded, so the stream stays consis
 from __future__ import annotations
 
 import math
+import os
 import select
 import selectors
+import sys
 import time
 from numbers import Real
 from typing import Any, Final
@@ -39,6 +43,103 @@ _EVENTS: Final = {
     WANT_READ: select.POLLIN | select.POLLPRI,
     WANT_WRITE: select.POLLOUT,
 }
+
+HAS_EPOLL: Final = hasattr(select, "epoll")
+_HAS_EVENTFD: Final = hasattr(os, "eventfd")
+_ONE: Final = (1).to_bytes(8, sys.byteorder) if _HAS_EVENTFD else b"\x01"
+_EPOLL_MASK: Final = (select.EPOLLIN | select.EPOLLPRI) if HAS_EPOLL else 0
+#: What "readable" means to ``poll(2)`` (``read_poller``, ``Poller`` without epoll).
+POLL_READ: Final = select.POLLIN | select.POLLPRI
+
+
+class Wakeup:
+    """A descriptor that another thread can make readable: an eventfd, or a pipe elsewhere."""
+
+    __slots__ = ("_wfd", "fd")
+
+    def __init__(self) -> None:
+        if _HAS_EVENTFD:
+            self.fd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover - not Linux
+            self.fd, self._wfd = os.pipe()
+            os.set_blocking(self.fd, False)
+            os.set_blocking(self._wfd, False)
+
+    def signal(self) -> None:
+        try:
+            os.write(self._wfd, _ONE)
+        except OSError:  # full (still readable, which is the point) or closed
+            pass
+
+    def drain(self) -> None:
+        try:
+            os.read(self.fd, 4096)
+        except OSError:  # nothing to drain
+            pass
+
+    def close(self) -> None:
+        fd, wfd, self.fd, self._wfd = self.fd, self._wfd, -1, -1
+        if fd >= 0:
+            os.close(fd)
+        if wfd >= 0 and wfd != fd:
+            os.close(wfd)
+
+
+class Poller:
+    """epoll where there is one, else poll(2): register, unregister, wait in seconds."""
+
+    __slots__ = ("_ep", "_poll", "count", "poll")
+
+    def __init__(self) -> None:
+        self.count = 0
+        ep: Any = select.epoll() if HAS_EPOLL else None
+        self._ep = ep
+        self._poll: Any = None if HAS_EPOLL else select.poll()
+        #: ``poll(timeout, maxevents)``: epoll's own method (the fast path calls it directly).
+        self.poll: Any = ep.poll if ep is not None else self._poll_events
+
+    def _poll_events(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
+        return self.wait(None if timeout < 0 else timeout)  # pragma: no cover - not Linux
+
+    def register(self, fd: int) -> None:
+        if self._ep is not None:
+            self._ep.register(fd, _EPOLL_MASK)
+        else:  # pragma: no cover - not Linux
+            self._poll.register(fd, POLL_READ)
+        self.count += 1
+
+    def unregister(self, fd: int) -> None:
+        try:
+            if self._ep is not None:
+                self._ep.unregister(fd)
+            else:  # pragma: no cover - not Linux
+                self._poll.unregister(fd)
+        except (OSError, KeyError, ValueError):  # already gone (closed behind our back)
+            return
+        self.count -= 1
+
+    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
+        """The events within ``timeout`` seconds (None: no limit; at most ``MAX_WAIT``)."""
+        if self._ep is not None:
+            result: list[tuple[int, int]] = self._ep.poll(
+                -1 if timeout is None else timeout, self.count + 1
+            )
+            return result
+        ms = None if timeout is None else math.ceil(timeout * 1000)  # pragma: no cover
+        return list(self._poll.poll(ms))  # pragma: no cover
+
+    def close(self) -> None:
+        if self._ep is not None:
+            self._ep.close()
+        self._poll = self.poll = None
+
+
+def read_poller(fds: Any) -> Any:
+    """A one-shot ``select.poll`` object watching ``fds`` for input (see ``poll_ready``)."""
+    poller = select.poll()
+    for fd in fds:
+        poller.register(fd, POLL_READ)
+    return poller
 
 
 def deadline_after(seconds: float | None) -> float | None:

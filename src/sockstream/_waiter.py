@@ -43,10 +43,6 @@ Closing
 from __future__ import annotations
 
 import io
-import math
-import os
-import select
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -54,18 +50,12 @@ from types import TracebackType
 from typing import Any, Final
 
 from ._stream import SocketStream
+from ._wait import MAX_WAIT as _MAX_WAIT
+from ._wait import Poller as _Poller
+from ._wait import Wakeup as _Wakeup
 from ._wait import check_timeout as _check_timeout
 
 monotonic = time.monotonic
-
-_HAS_EPOLL: Final = hasattr(select, "epoll")
-_HAS_EVENTFD: Final = hasattr(os, "eventfd")
-_ONE: Final = (1).to_bytes(8, sys.byteorder) if _HAS_EVENTFD else b"\x01"
-_EPOLL_MASK: Final = (select.EPOLLIN | select.EPOLLPRI) if _HAS_EPOLL else 0
-_POLL_MASK: Final = select.POLLIN | select.POLLPRI
-#: The longest single kernel wait, in seconds (epoll/poll take a C int of milliseconds); a
-#: longer timeout goes round again, so no timeout is ever an OverflowError.
-_MAX_WAIT: Final = (2**31 - 1) / 1000 - 1
 
 #: Guards every probe, in every waiter and in ``wait_for_input_streams``: two waits that share a
 #: stream never extract from it at the same time.  Probes never block, so it is held briefly.
@@ -102,87 +92,6 @@ def _buffered(stream: SocketStream) -> bool:
         return stream._buffered_input()
     except ValueError:  # closed by another thread just now: a read would not block
         return True
-
-
-class _Wakeup:
-    """A descriptor that another thread can make readable: an eventfd, or a pipe elsewhere."""
-
-    __slots__ = ("_wfd", "fd")
-
-    def __init__(self) -> None:
-        if _HAS_EVENTFD:
-            self.fd = self._wfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        else:  # pragma: no cover - not Linux
-            self.fd, self._wfd = os.pipe()
-            os.set_blocking(self.fd, False)
-            os.set_blocking(self._wfd, False)
-
-    def signal(self) -> None:
-        try:
-            os.write(self._wfd, _ONE)
-        except OSError:  # full (still readable, which is the point) or closed
-            pass
-
-    def drain(self) -> None:
-        try:
-            os.read(self.fd, 4096)
-        except OSError:  # nothing to drain
-            pass
-
-    def close(self) -> None:
-        fd, wfd, self.fd, self._wfd = self.fd, self._wfd, -1, -1
-        if fd >= 0:
-            os.close(fd)
-        if wfd >= 0 and wfd != fd:
-            os.close(wfd)
-
-
-class _Poller:
-    """epoll where there is one, else poll(2): register, unregister, wait in seconds."""
-
-    __slots__ = ("_ep", "_poll", "count", "poll")
-
-    def __init__(self) -> None:
-        self.count = 0
-        ep: Any = select.epoll() if _HAS_EPOLL else None
-        self._ep = ep
-        self._poll: Any = None if _HAS_EPOLL else select.poll()
-        #: ``poll(timeout, maxevents)``: epoll's own method (the fast path calls it directly).
-        self.poll: Any = ep.poll if ep is not None else self._poll_events
-
-    def _poll_events(self, timeout: float, maxevents: int) -> list[tuple[int, int]]:
-        return self.wait(None if timeout < 0 else timeout)  # pragma: no cover - not Linux
-
-    def register(self, fd: int) -> None:
-        if self._ep is not None:
-            self._ep.register(fd, _EPOLL_MASK)
-        else:  # pragma: no cover - not Linux
-            self._poll.register(fd, _POLL_MASK)
-        self.count += 1
-
-    def unregister(self, fd: int) -> None:
-        try:
-            if self._ep is not None:
-                self._ep.unregister(fd)
-            else:  # pragma: no cover - not Linux
-                self._poll.unregister(fd)
-        except (OSError, KeyError, ValueError):  # already gone (closed behind our back)
-            return
-        self.count -= 1
-
-    def wait(self, timeout: float | None) -> list[tuple[int, int]]:
-        if self._ep is not None:
-            result: list[tuple[int, int]] = self._ep.poll(
-                -1 if timeout is None else timeout, self.count + 1
-            )
-            return result
-        ms = None if timeout is None else math.ceil(timeout * 1000)  # pragma: no cover
-        return list(self._poll.poll(ms))  # pragma: no cover
-
-    def close(self) -> None:
-        if self._ep is not None:
-            self._ep.close()
-        self._poll = self.poll = None
 
 
 class StreamWaiter:
@@ -412,7 +321,7 @@ class StreamWaiter:
         deadline = None if seconds is None else monotonic() + seconds
         return self._wait(deadline, None, report_closed=False)
 
-    def _fast(self) -> list[SocketStream] | None:
+    def _fast(self, report_closed: bool = False) -> list[SocketStream] | None:
         """The common case in O(1), or None when the full wait is needed.
 
         Nothing new was told, and the one stream that held input at the last wait still does:
@@ -436,7 +345,7 @@ class StreamWaiter:
             if not found:
                 return [s]
             ready = {s}
-            self._confirm(found, ready)
+            self._confirm(found, ready, report_closed)
             return self._in_order(ready)
         finally:
             self._wait_lock.release()
@@ -454,10 +363,10 @@ class StreamWaiter:
                 raise ValueError("the StreamWaiter is closed")
             if self._left:
                 self._left = []
-            ready = self._scan()
+            ready = self._scan(report_closed)
             # One poll without waiting: with input buffered somewhere it finds every other
             # ready stream; otherwise it is the cheap answer before blocking.
-            self._confirm(poller.wait(0), ready)
+            self._confirm(poller.wait(0), ready, report_closed)
             if ready:
                 return self._in_order(ready)
             if deadline is None and wait_function is None and not self._members:
@@ -472,8 +381,8 @@ class StreamWaiter:
                 found = self._block(poller, deadline, wait_function, report_closed)
                 if found is None:
                     return []
-                ready = self._scan()
-                self._confirm(found, ready)
+                ready = self._scan(report_closed)
+                self._confirm(found, ready, report_closed)
                 if report_closed and self._left:
                     ready.update(self._left)
                 if ready:
@@ -481,14 +390,20 @@ class StreamWaiter:
         finally:
             self._wait_lock.release()
 
-    def _confirm(self, found: list[tuple[int, int]], ready: set[SocketStream]) -> None:
-        """Probe the streams behind the descriptors that fired; add the ready ones."""
+    def _confirm(
+        self, found: list[tuple[int, int]], ready: set[SocketStream], report_closed: bool
+    ) -> None:
+        """Probe the streams behind the descriptors that fired; add the ready ones.
+
+        A member closed by another thread that has not told us yet (its descriptor may fire
+        as it is shut down) counts only with ``report_closed``: for ``wait`` it has left.
+        """
         by_fd = self._by_fd
         for fd, _ in found:
             streams = by_fd.get(fd)
             if streams is not None:
                 for s in streams:
-                    if s not in ready and probe(s):
+                    if s not in ready and probe(s) and (report_closed or not s.closed):
                         ready.add(s)
 
     def _in_order(self, ready: set[SocketStream]) -> list[SocketStream]:
@@ -497,7 +412,7 @@ class StreamWaiter:
         order = self._members
         return sorted(ready, key=lambda s: order.get(s, -1))
 
-    def _scan(self) -> set[SocketStream]:
+    def _scan(self, report_closed: bool) -> set[SocketStream]:
         """Members ready without a system call: only the told and the holding are asked."""
         holding = self._holding
         if self._dirty:
@@ -514,7 +429,11 @@ class StreamWaiter:
         try:
             ready = {s for s in candidates if s._buffered_input() and s in members}
         except ValueError:  # one was closed by another thread just now
-            ready = {s for s in candidates if _buffered(s) and s in members}
+            ready = {
+                s
+                for s in candidates
+                if _buffered(s) and s in members and (report_closed or not s.closed)
+            }
         self._holding = tuple(ready)
         if len(ready) == 1:
             with self._lock:  # only if nothing was told meanwhile (see _fast_stream)
