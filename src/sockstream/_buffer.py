@@ -57,6 +57,8 @@ from ._errors import LineTooLongError
 INPUT_BUFFER_SIZE: Final = 65536
 #: Compact when the free tail is shorter than this, rather than recv a sliver.
 MIN_FREE: Final = 8192
+#: A rest that is cheap to move to the front when more room is there than at the tail.
+_SMALL_REST: Final = 4096
 #: Output is sent once this much has accumulated (as BufferedWriter's default, times 8).
 OUTPUT_BUFFER_SIZE: Final = 65536
 #: Batch window: from about three 80-column lines up to the whole buffer.
@@ -372,8 +374,12 @@ class InputBuffer:
             self.settle()
         buf = self._buf
         pos, end = self._pos, self._end
-        if len(buf) - end >= want:
+        free = len(buf) - end
+        if free >= want and (end - pos > _SMALL_REST or free > pos):
             return memoryview(buf)[end:]
+        # (Also when what is left is a small rest, say part of a line, and more room is at the
+        # front than at the tail: moving it costs little, and the receive fills a whole buffer,
+        # so a batch of lines is as long as it can be.)
         refuse_unread = self._mark == pos
         # Keep the last consumed byte(s): unread_char may put back a whole character.
         keep = self._HISTORY

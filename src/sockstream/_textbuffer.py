@@ -36,16 +36,17 @@ _CR_LF: Final = re.compile("\r?\n")
 
 
 def _split_crlf(text: str) -> list[str]:
-    """``text.split("\\r\\n")``, faster where CRLF is the only line break in ``text``.
+    """The lines of ``text``, which ends with CRLF, cut at CRLF: ``text[:-2].split("\\r\\n")``,
+    faster where CRLF is the only line break in ``text``.
 
     ``splitlines`` (in C, a third faster than a split at two characters) also breaks at a lone
     CR or LF and at the other breaks of Unicode, all one character long: each would make the
     pieces and their terminators one character shorter than ``text``, so the lengths tell.
     """
-    lines = (text + "\r\n").splitlines()
-    if len("".join(lines)) + 2 * len(lines) == len(text) + 2:
+    lines = text.splitlines()
+    if len("".join(lines)) + 2 * len(lines) == len(text):
         return lines
-    return text.split("\r\n")
+    return text[:-2].split("\r\n")
 
 
 def is_plain(codec: Codec, newline: str | None) -> bool:
@@ -414,7 +415,10 @@ class TextInputBuffer(InputBuffer):
                 lines = [line + b"\n" for line in data.split(b"\n")]
         else:
             try:
-                text = self._codec.decode(buf[pos:last])
+                if newline == "\r\n":  # (decoded with the last CRLF, which it ends with)
+                    text = self._codec.decode(buf[pos : last + 2])
+                else:
+                    text = self._codec.decode(buf[pos:last])
             except UnicodeDecodeError:
                 return False
             if newline == "\r\n":
