@@ -330,7 +330,7 @@ class StreamWaiter:
         s = self._fast_stream
         if s is None:
             return None
-        if not self._wait_lock.acquire(blocking=False):
+        if not self._wait_lock.acquire(False):
             raise RuntimeError("another thread is already waiting on this StreamWaiter")
         try:
             try:
@@ -355,7 +355,7 @@ class StreamWaiter:
     ) -> list[SocketStream]:
         """The engine of ``wait`` and ``wait_for_input_streams`` (``report_closed``: members
         closed during the call count as ready; ``wait_function``: checked every 50 ms)."""
-        if not self._wait_lock.acquire(blocking=False):
+        if not self._wait_lock.acquire(False):
             raise RuntimeError("another thread is already waiting on this StreamWaiter")
         try:
             poller = self._poller
