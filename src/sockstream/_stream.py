@@ -344,6 +344,13 @@ class SocketStream(FileObjectMixin):
             stream = ref()
             if stream is None:  # pragma: no cover
                 raise ValueError("I/O operation on a closed stream")
+            if type(seq) is bytearray and start is _ZERO and end is None:
+                # The buffer has just found that it does not hold all of it: fill from here
+                # (a bulk read's path, one frame shorter than the dispatch below).
+                if stream._rstate:
+                    stream._read_refused()
+                with memoryview(seq) as whole:
+                    return stream._read_into(whole)
             return SocketStream.read_sequence(stream, seq, start, end)
 
         def slow_read_line(eof_error: Any, eof_value: Any) -> Any:
