@@ -1645,7 +1645,10 @@ Stream_peek_char(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && eof_call_ok(nargs, 0, args, kwnames, 0)) {
-        PyObject *c = peek_fast(ib);
+        PyObject *c;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        c = peek_fast(ib);
+        Py_DECREF(ib);
         if (c != NULL || PyErr_Occurred())
             return c;
     }
@@ -1657,7 +1660,10 @@ Stream_listen(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && nargs == 0 && kwnames == NULL) {
-        PyObject *c = peek_fast(ib);
+        PyObject *c;
+        Py_INCREF(ib);
+        c = peek_fast(ib);
+        Py_DECREF(ib);
         if (c != NULL) {
             Py_DECREF(c);
             Py_RETURN_TRUE;
@@ -1747,7 +1753,12 @@ Stream_read_until(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && nargs >= 1 && eof_call_ok(nargs, 1, args, kwnames, 1)) {
-        PyObject *data = until_fast(ib, args[0], ib->kind != BYTES_LINE_NL, ib->max_line);
+        PyObject *data, *limit = ib->max_line;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        Py_INCREF(limit);
+        data = until_fast(ib, args[0], ib->kind != BYTES_LINE_NL, limit);
+        Py_DECREF(limit);
+        Py_DECREF(ib);
         if (data != NULL || PyErr_Occurred())
             return pair_false(data);
     }
@@ -1761,7 +1772,10 @@ Stream_iternext(Stream *self)
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && ib->batch == Py_None) {
-        PyObject *line = take_line_fast(ib, ib->kind);
+        PyObject *line;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        line = take_line_fast(ib, ib->kind);
+        Py_DECREF(ib);
         if (line != NULL || PyErr_Occurred())
             return line;
     }
