@@ -1578,12 +1578,14 @@ static PyTypeObject BufType = {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *in; /* the stream's input buffer (``_in``) */
+    PyObject *in;        /* the stream's input buffer (``_in``) */
+    PyObject *watchers;  /* ``_watchers`` (a tuple), read by unread_char */
+    PyObject *timed_out; /* ``_timed_out`` (a bool), read by unread_char */
 } Stream;
 
 static PyObject *str_py_unread_char, *str_py_listen, *str_py_read_until, *str_py_next;
 static PyObject *str_py_read;
-static PyObject *str_watchers, *str_timed_out, *str_eof_error, *str_eof_value, *str_max_length;
+static PyObject *str_eof_error, *str_eof_value, *str_max_length;
 
 /* The C buffer, or NULL (none yet, or a pure buffer: the pure methods serve it). */
 static inline Buf *
@@ -1694,26 +1696,13 @@ Stream_listen(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 }
 
 /* True if the stream has no watchers and its last read did not time out (the pure
- * unread_char then has nothing to do but the buffer's unread); no Python code runs. */
+ * unread_char then has nothing to do but the buffer's unread); C fields: no Python code runs. */
 static int
 stream_quiet(Stream *self)
 {
-    PyObject *w = PyObject_GetAttr((PyObject *)self, str_watchers), *t;
-    int quiet;
-    if (w == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    t = PyObject_GetAttr((PyObject *)self, str_timed_out);
-    if (t == NULL) {
-        PyErr_Clear();
-        Py_DECREF(w);
-        return 0;
-    }
-    quiet = PyTuple_CheckExact(w) && PyTuple_GET_SIZE(w) == 0 && t == Py_False;
-    Py_DECREF(w);
-    Py_DECREF(t);
-    return quiet;
+    PyObject *w = self->watchers;
+    return w != NULL && PyTuple_CheckExact(w) && PyTuple_GET_SIZE(w) == 0
+           && self->timed_out == Py_False;
 }
 
 static PyObject *
@@ -1721,10 +1710,8 @@ Stream_unread_char(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])
-        && PyUnicode_GET_LENGTH(args[0]) == 1 && stream_quiet(self)
-        && (ib = stream_buf(self)) != NULL && ib->batch == Py_None) {
-        /* (the buffer is read again after stream_quiet's look-ups, and then nothing runs
-         * Python code until the commit) */
+        && PyUnicode_GET_LENGTH(args[0]) == 1 && stream_quiet(self) && ib->batch == Py_None) {
+        /* (nothing runs Python code from here to the commit) */
         PyObject *ch = args[0];
         const char *b = valid_bytes(ib);
         Py_ssize_t pos = ib->pos, size = -1;
@@ -1834,6 +1821,8 @@ static int
 Stream_traverse(Stream *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->in);
+    Py_VISIT(self->watchers);
+    Py_VISIT(self->timed_out);
     return 0;
 }
 
@@ -1841,6 +1830,8 @@ static int
 Stream_clear(Stream *self)
 {
     Py_CLEAR(self->in);
+    Py_CLEAR(self->watchers);
+    Py_CLEAR(self->timed_out);
     return 0;
 }
 
@@ -1854,6 +1845,9 @@ Stream_dealloc(Stream *self)
 
 static PyMemberDef Stream_members[] = {
     {"_in", SS_T_OBJECT_EX, offsetof(Stream, in), 0, "The stream's input buffer."},
+    {"_watchers", SS_T_OBJECT_EX, offsetof(Stream, watchers), 0, "What watches the stream."},
+    {"_timed_out", SS_T_OBJECT_EX, offsetof(Stream, timed_out), 0,
+     "True if the last read timed out."},
     {NULL},
 };
 
@@ -1929,8 +1923,6 @@ PyInit__speedups(void)
     INTERN(str_py_read_until, "_py_read_until");
     INTERN(str_py_next, "_py___next__");
     INTERN(str_py_read, "_py_read");
-    INTERN(str_watchers, "_watchers");
-    INTERN(str_timed_out, "_timed_out");
     INTERN(str_eof_error, "eof_error");
     INTERN(str_eof_value, "eof_value");
     INTERN(str_max_length, "max_length");
