@@ -701,11 +701,17 @@ class SocketStream(FileObjectMixin):
         deadline: float | None = None
         waited = blocking = False
         n: int
-        if wait and self._poll_first and not transport.has_decrypted():
+        if wait and self._poll_first and (self._can_block or not transport.has_decrypted()):
             # The last optimistic try found nothing (a conversation, not a stream of data):
-            # wait first, saving a system call that would only say "not yet".
+            # wait first, saving a system call that would only say "not yet".  (A transport
+            # that can block is plain: it never holds decrypted input.)
             waited = True
-            blocking = self._may_block()
+            timeout = self._read_timeout
+            blocking = (  # _may_block(), inline: the hot path of a conversation
+                self._can_block
+                and (timeout is None or timeout <= MAX_WAIT)
+                and _get_ident() != _main_ident
+            )
             if not blocking:
                 deadline = deadline_after(self._read_timeout)
                 if not self._wait_reading(WANT_READ, deadline):
