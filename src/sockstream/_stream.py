@@ -64,7 +64,7 @@ from ._errors import (
     WriteTimeoutError,
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
-from ._impl import InputBuffer, retype  # the compiled twin or the pure classes
+from ._impl import InputBuffer, StreamBase, retype, twin_stream  # the twin or the pure core
 from ._options import StreamOptions, TLSOptions
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
 from ._transport import NoTransport, PlainTransport, Transport
@@ -203,7 +203,7 @@ def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     return start, end
 
 
-class SocketStream(FileObjectMixin):
+class SocketStream(StreamBase, FileObjectMixin):
     """A buffered, bidirectional stream over a connected TCP socket (LispWorks ``socket-stream``).
 
     Character and byte I/O both work on every element type (characters are bytes as if by
@@ -1735,6 +1735,12 @@ class SocketStream(FileObjectMixin):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# With the compiled twin, peek_char, unread_char, listen, read_until and iteration are C
+# (``_speedups.StreamBase``); the methods above are then ``_py_<verb>``, what the C calls for
+# whatever it does not serve.
+twin_stream(SocketStream)
 
 
 def attach_ssl(
