@@ -8,13 +8,15 @@ Theory of operation
     extraction starts a new wait, so the timeout measures the time between extractions, as
     LispWorks specifies; an expired wait reads as end-of-file and changes nothing else.
 
-    Writing: one output ``bytearray``; writing verbs validate and encode their whole argument
-    first (a bad character writes nothing), then append.  ``_flush_out`` takes the buffer whole,
+    Writing: one ``OutputBuffer`` (``_output``), whose writing verbs the stream binds as its
+    own; they validate and encode their whole argument first (a bad character writes nothing),
+    then append to its ``bytearray``.  ``_flush_out`` takes the buffer whole,
     sends it with the same try / wait / retry shape under one deadline (``write_timeout``), and
     puts back in front what was not sent (timeout, interrupt), so nothing is sent twice.
 
     State: each side has an explicit state (``_rstate``, ``_wstate``: open, closed, not this
-    direction, shut, broken), checked once at each public entry.  The sides share no mutable
+    direction, shut, broken), checked once at each public entry (the writing verbs' fast paths:
+    by the buffer itself, which refuses while the side is not open).  The sides share no mutable
     state: one thread may read while another writes.
 
 Threads and interrupts (docs/reliability.md)
@@ -547,9 +549,9 @@ class SocketStream(FileObjectMixin):
 
     def _set_codec(self, codec: Codec) -> None:
         self._codec = codec
-        # Writing: str.encode's encoding (strict: the error handler only where that fails),
-        # and the characters below _char_limit that are their own byte (the default, Latin-1
-        # strict, keeps its one-append path).
+        # Writing (the output buffer's settings): str.encode's encoding (strict: the error
+        # handler only where that fails), the codec's kind (the C twin's encoders), and the
+        # characters below char_limit that are their own byte.
         out = self._out
         out.enc = "latin-1" if codec.latin1 else codec.canonical
         out.kind = codec.kind  # (the C twin encodes Latin-1, ASCII and UTF-8 itself)
