@@ -51,6 +51,33 @@ def _makefile_r(env: Env) -> float:
     return _makefile(env, "r")
 
 
+def _makefile_iter(env: Env, mode: str) -> float:
+    n_lines = env.sizes["W2"]
+    with env.peer("send", pattern="lines", total=_total(env)) as sock:
+        f: Any
+        if mode == "rb":
+            f = sock.makefile("rb")
+        else:
+            f = sock.makefile("r", encoding="latin-1", newline="")
+        with f:
+            n = 0
+            t0 = time.perf_counter()
+            sock.sendall(b"g")
+            for _line in f:
+                n += 1
+            elapsed = time.perf_counter() - t0
+    check(n, n_lines, f"for line in makefile({mode!r}) lines")
+    return elapsed
+
+
+def _makefile_rb_iter(env: Env) -> float:
+    return _makefile_iter(env, "rb")
+
+
+def _makefile_r_iter(env: Env) -> float:
+    return _makefile_iter(env, "r")
+
+
 def _asyncio(env: Env) -> float:
     n_lines = env.sizes["W2"]
 
@@ -143,6 +170,31 @@ def _ss_readline(env: Env, element_type: str, **kw: Any) -> float:
     return elapsed
 
 
+def _ss_iter(env: Env, element_type: str) -> float:
+    ss = env.ss()
+    n_lines = env.sizes["W2"]
+    with env.peer("send", pattern="lines", total=_total(env)) as sock:
+        stream = ss.SocketStream(sock, "io", element_type)
+        with stream:
+            n = 0
+            t0 = time.perf_counter()
+            stream.write(b"g")
+            stream.force_output()
+            for _line in stream:
+                n += 1
+            elapsed = time.perf_counter() - t0
+    check(n, n_lines, f"for line in stream ({element_type}) lines")
+    return elapsed
+
+
+def _ss_iter_str(env: Env) -> float:
+    return _ss_iter(env, "base-char")
+
+
+def _ss_iter_bytes(env: Env) -> float:
+    return _ss_iter(env, "unsigned-byte-8")
+
+
 def _ss_readline_str(env: Env) -> float:
     return _ss_readline(env, "base-char")
 
@@ -202,6 +254,38 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
             n,
             "lines",
         ),
+        Case(
+            "W2.ss_iter_str",
+            "for line in stream (str, base-char)",
+            "sockstream",
+            _ss_iter_str,
+            n,
+            "lines",
+        ),
+        Case(
+            "W2.ss_iter_bytes",
+            "for line in stream (bytes, unsigned-byte-8)",
+            "sockstream",
+            _ss_iter_bytes,
+            n,
+            "lines",
+        ),
+        Case(
+            "W2.makefile_rb_iter",
+            "for line in makefile('rb')",
+            "anchor",
+            _makefile_rb_iter,
+            n,
+            "lines",
+        ),
+        Case(
+            "W2.makefile_r_iter",
+            "for line in makefile('r', encoding='latin-1', newline='')",
+            "anchor",
+            _makefile_r_iter,
+            n,
+            "lines",
+        ),
         Case("W2.asyncio", "asyncio StreamReader.readline", "anchor", _asyncio, n, "lines"),
         Case(
             "W2.anyio",
@@ -221,6 +305,18 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
             "readline (bytes) / makefile('rb').readline",
             "W2.ss_readline_bytes",
             "W2.makefile_rb",
+            1.0,
+        ),
+        Ratio(
+            "for line in stream (str) / for line in makefile('r')",
+            "W2.ss_iter_str",
+            "W2.makefile_r_iter",
+            1.0,
+        ),
+        Ratio(
+            "for line in stream (bytes) / for line in makefile('rb')",
+            "W2.ss_iter_bytes",
+            "W2.makefile_rb_iter",
             1.0,
         ),
         Ratio("read_line (str) / asyncio readline", "W2.ss_read_line", "W2.asyncio", 3.0),

@@ -47,6 +47,47 @@ def _ss_read_char(env: Env) -> float:
     return elapsed
 
 
+def _ss_peek_read(env: Env) -> float:
+    # A lexer's loop: look at the next character, then take it (two calls per character).
+    ss = env.ss()
+    total = env.sizes["W3"]
+    with env.peer("send", pattern="lines", total=total) as sock:
+        stream = ss.SocketStream(sock, "io", "base-char")
+        with stream:
+            peek_char, read_char = stream.peek_char, stream.read_char
+            n = 0
+            t0 = time.perf_counter()
+            stream.write("g")
+            stream.force_output()
+            while peek_char(False) is not None:
+                read_char()
+                n += 1
+            elapsed = time.perf_counter() - t0
+    check(n, total, "peek_char + read_char characters")
+    return elapsed
+
+
+def _ss_read_unread(env: Env) -> float:
+    # A reader's loop: take a character, put it back, take it again (three calls per character).
+    ss = env.ss()
+    total = env.sizes["W3"]
+    with env.peer("send", pattern="lines", total=total) as sock:
+        stream = ss.SocketStream(sock, "io", "base-char")
+        with stream:
+            read_char, unread_char = stream.read_char, stream.unread_char
+            n = 0
+            t0 = time.perf_counter()
+            stream.write("g")
+            stream.force_output()
+            while (char := read_char(False)) is not None:
+                unread_char(char)
+                read_char()
+                n += 1
+            elapsed = time.perf_counter() - t0
+    check(n, total, "read_char + unread_char + read_char characters")
+    return elapsed
+
+
 TITLE = "one character per call"
 
 
@@ -59,6 +100,22 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
     cases = [
         Case("W3.ss_read_char", "sockstream read_char", "sockstream", _ss_read_char, n, "chars"),
         Case(
+            "W3.ss_peek_read",
+            "sockstream peek_char + read_char",
+            "sockstream",
+            _ss_peek_read,
+            n,
+            "chars",
+        ),
+        Case(
+            "W3.ss_read_unread",
+            "sockstream read_char + unread_char + read_char",
+            "sockstream",
+            _ss_read_unread,
+            n,
+            "chars",
+        ),
+        Case(
             "W3.makefile_read1",
             "makefile('r', encoding='latin-1').read(1)",
             "anchor",
@@ -68,6 +125,14 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
         ),
     ]
     ratios = [
-        Ratio("read_char / makefile('r').read(1)", "W3.ss_read_char", "W3.makefile_read1", 0.8)
+        Ratio("read_char / makefile('r').read(1)", "W3.ss_read_char", "W3.makefile_read1", 0.8),
+        Ratio(
+            "peek_char + read_char / makefile('r').read(1)", "W3.ss_peek_read", "W3.makefile_read1"
+        ),
+        Ratio(
+            "read_char + unread_char + read_char / makefile('r').read(1)",
+            "W3.ss_read_unread",
+            "W3.makefile_read1",
+        ),
     ]
     return cases, ratios

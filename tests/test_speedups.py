@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import array
 import importlib.util
+import inspect
+import itertools
 import os
 import socket
 import subprocess
@@ -375,6 +377,184 @@ def test_twin_matches_pure_on_runs_of_lines(
     test_twin_matches_pure.hypothesis.inner_test(
         ops=ops, size=size, mll=mll, text=text, signed=False, bytes_kind=False
     )
+
+
+# ---- the stream's C verbs (StreamBase) against the pure stream --------------------------------
+
+
+@accelerated
+def test_stream_verbs_are_c(make: Make) -> None:
+    """peek_char, unread_char, listen, read_until and iteration resolve to C (issue 14)."""
+    if not sockstream.ACCELERATED:
+        pytest.skip("this run uses the pure core")
+    cls = sockstream.SocketStream
+    stream, peer = make("base-char")
+    for verb in (stream.peek_char, stream.unread_char, stream.listen, stream.read_until):
+        assert type(verb) is types.BuiltinMethodType, verb
+    # ``for line in stream`` looks __next__ up on the type: the C base's slot, not Python.
+    assert "__next__" not in vars(cls)
+    assert type(inspect.getattr_static(cls, "__next__")) is types.WrapperDescriptorType
+    assert iter(stream) is stream
+    peer.sendall(b"a\nb\n")
+    assert next(stream) == "a\n"
+    assert [*itertools.islice(stream, 1)] == ["b\n"]
+
+
+def _stream_pair(impl: str, element_type: str, kw: dict[str, Any]) -> tuple[Any, socket.socket]:
+    undo = use_buffers(impl)
+    a, b = socket.socketpair()
+    try:
+        return sockstream.SocketStream(a, "io", element_type, **kw), b
+    except BaseException:
+        b.close()  # (the stream closed ``a``)
+        raise
+    finally:
+        undo()
+
+
+_CHARS = ["a", "\n", "é", "😀", "\r", "x", "\udcff", "\ufffd"]
+_stream_op = st.one_of(
+    st.tuples(st.just("send"), _data | _text_line | st.just(b"ab\r\n\r\ncd\n" * 3)),
+    st.tuples(st.just("read_unread"), st.sampled_from(["same", "same", "twice", "other", "drain"])),
+    st.tuples(st.just("read_char"), st.none()),
+    st.tuples(st.just("peek_char"), st.sampled_from([(), (False,), (False, "eof"), "kw", "bad"])),
+    st.tuples(st.just("unread_char"), st.sampled_from([*_CHARS, 5, "ab", "last", "last"])),
+    st.tuples(st.just("listen"), st.sampled_from([(), (1,)])),
+    st.tuples(
+        st.just("read_until"),
+        st.tuples(
+            st.sampled_from([*_DELIMS, "\r\n", "é", b"", bytearray(b"\n")]),
+            st.sampled_from([(), (False,), (False, "eof"), "kw", "mlen_none", "mlen", "bad"]),
+        ),
+    ),
+    st.tuples(st.just("next"), st.none()),
+    st.tuples(st.just("readline"), st.none()),
+    st.tuples(st.just("read_line"), st.none()),
+)
+
+
+def _stream_run(s: Any, op: str, arg: Any, last: list[Any]) -> Any:
+    """One stream operation; its result, or the exception (type, message without the stream's
+    repr, which names its descriptor)."""
+    try:
+        if op == "read_char":
+            got = s.read_char(False, "eof")
+            last[:] = [got]
+            return got
+        if op == "peek_char":
+            if arg == "kw":
+                return s.peek_char(eof_error=False, eof_value="eof")
+            if arg == "bad":
+                return s.peek_char(False, None, 3)
+            return s.peek_char(*arg) if arg else s.peek_char(False, "eof")
+        if op == "unread_char":
+            return s.unread_char(last[0] if arg == "last" and last else arg)
+        if op == "read_unread":  # read_char, then unread_char (the usual pair)
+            got = s.read_char(False, "eof")
+            if got == "eof":
+                return got
+            if arg == "other":
+                return got, s.unread_char("x" if got != "x" else "y")
+            if arg == "drain":  # to the read timeout, then put back the last character
+                chars = [got]
+                while (more := s.read_char(False, "eof")) != "eof":
+                    chars.append(more)
+                return chars, s.timed_out, s.unread_char(chars[-1]), s.timed_out
+            if arg == "twice":
+                return (
+                    got,
+                    s.unread_char(got),
+                    s.read_char(),
+                    s.unread_char(got),
+                    s.unread_char(got),
+                )
+            return got, s.unread_char(got), s.peek_char(), s.listen()
+        if op == "listen":
+            return s.listen(*arg)
+        if op == "read_until":
+            delim, how = arg
+            if how == "kw":
+                return s.read_until(delim, eof_error=False, eof_value="eof")
+            if how == "mlen_none":
+                return s.read_until(delim, False, max_length=None)
+            if how == "mlen":
+                return s.read_until(delim, False, max_length=3)
+            if how == "bad":
+                return s.read_until(delim, False, bogus=1)
+            return s.read_until(delim, *how) if how else s.read_until(delim, False)
+        if op == "next":
+            return next(s, "stop")
+        if op == "readline":
+            return s.readline()
+        if op == "read_line":
+            return s.read_line(False, "eof")
+        if op == "read":
+            return s.read()
+        raise AssertionError(op)  # pragma: no cover
+    except Exception as exc:
+        return ("raised", type(exc), str(exc).replace(repr(s), "<stream>"))
+
+
+@accelerated
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=int(os.environ.get("SOCKSTREAM_SPEEDUPS_EXAMPLES", "150")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    first=st.lists(_text_line | st.just(b"ab\r\n\r\ncd\n"), min_size=1, max_size=6),
+    ops=st.lists(_stream_op, min_size=4, max_size=40),
+    text=st.sampled_from([_SETTINGS[0]] * 4 + _SETTINGS),
+    element_type=st.sampled_from(["base-char", "base-char", "unsigned-byte-8"]),
+    mll=st.none() | st.integers(0, 12),
+)
+def test_stream_c_verbs_match_pure(
+    first: list[bytes],
+    ops: list[tuple[str, Any]],
+    text: tuple[str, str | None, str],
+    element_type: str,
+    mll: int | None,
+) -> None:
+    """The same operations on a stream over the twin and one over the pure buffer (whose
+    ``StreamBase`` verbs then call the pure methods): the same results and exceptions, the same
+    ``timed_out``, then the same bytes left."""
+    enc, newline, errors = text
+    kw = {
+        "encoding": enc,
+        "errors": errors,
+        "newline": newline,
+        "max_line_length": mll,
+        "read_timeout": 0.01,
+    }
+    pairs: list[tuple[Any, socket.socket]] = []
+    try:
+        for impl in ("pure", "accel"):
+            try:
+                pairs.append(_stream_pair(impl, element_type, kw))
+            except ValueError:  # settings the stream refuses (both do)
+                assert impl == "pure"
+                return
+        assert isinstance(pairs[1][0]._in, _impl.StreamBase.__mro__[0]) is False
+        assert type(pairs[1][0]._in).__mro__[-2].__module__ == "sockstream._speedups"
+        assert type(pairs[0][0]._in) in (_impl.PureInputBuffer, _impl.PureTextInputBuffer)
+        lasts: list[list[Any]] = [[], []]
+        for i, (op, arg) in enumerate([("send", b"".join(first)), *ops]):
+            if op == "send":
+                for _, peer in pairs:
+                    peer.sendall(arg)
+                continue
+            want, got = (_stream_run(s, op, arg, lasts[k]) for k, (s, _) in enumerate(pairs))
+            assert got == want, (i, op, arg)
+            assert pairs[1][0].timed_out == pairs[0][0].timed_out, (i, op, arg)
+        for _, peer in pairs:
+            peer.shutdown(socket.SHUT_WR)
+        rests = [_stream_run(s, "read", None, []) for s, _ in pairs]
+        assert rests[1] == rests[0]
+    finally:
+        for s, peer in pairs:
+            s.close(abort=True)
+            peer.close()
 
 
 # ---- the writing verbs: C against Python ----------------------------------------------------

@@ -14,11 +14,13 @@ import signal
 import socket
 import sys
 import threading
+import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+import sockstream
 from conftest import LONG, Make, PeerThread, drain
 from sockstream import SocketIOError, SocketStream
 
@@ -304,13 +306,13 @@ INTERRUPTS = 40
 MAX_ROUNDS = 400
 
 
-def new_pair() -> tuple[SocketStream, socket.socket]:
+def new_pair(**kw: Any) -> tuple[SocketStream, socket.socket]:
     """A stream over a socketpair; again if an interrupt lands in the constructor (which then
     closes its socket, as API.md says)."""
     while True:
         a, b = socket.socketpair()
         try:
-            return SocketStream(a), b
+            return SocketStream(a, **kw), b
         except KeyboardInterrupt:
             assert a.fileno() == -1
             b.close()
@@ -329,28 +331,48 @@ def close_quietly(s: SocketStream, abort: bool = False) -> None:
             return
 
 
-def _read_with_interrupts(s: SocketStream, data: bytes, rnd: random.Random) -> str:
-    """Read everything with random verbs, going on after each KeyboardInterrupt."""
+def _read_with_interrupts(
+    s: SocketStream, data: bytes, rnd: random.Random, enc: str = "latin-1", nl: str = "\n"
+) -> str:
+    """Read everything with random verbs, going on after each KeyboardInterrupt.
+
+    With the extension the verbs are C: an interrupt lands in the Python code they call for
+    what they do not serve (refills, waiting), never between their commit and their return.
+    """
     got = bytearray()
     buf = bytearray(RECORD * 2)
+    delim = nl.encode(enc)
     while True:
         try:
-            how = rnd.randrange(6)
+            how = rnd.randrange(10)
             if how == 0:
-                piece = s.readline().encode("latin-1")
+                piece = s.readline().encode(enc)
             elif how == 1:
-                piece = s.read(rnd.randrange(1, 40)).encode("latin-1")
+                piece = s.read(rnd.randrange(1, 40)).encode(enc)
             elif how == 2:
                 n = s.read_sequence(buf)
                 piece = bytes(buf[:n])
             elif how == 3:
                 ch = s.read_char(eof_error=False, eof_value="")
-                piece = ch.encode("latin-1")
+                piece = ch.encode(enc)
             elif how == 4:
                 line, missing = s.read_line(eof_error=False, eof_value="")
-                piece = line.encode("latin-1") + (b"" if missing else b"\n")
+                piece = line.encode(enc) + (b"" if missing else delim)
+            elif how == 5:
+                piece = next(s, "").encode(enc)  # iteration (C's tp_iternext)
+            elif how == 6:
+                found, missing = s.read_until(delim, eof_error=False, eof_value="")
+                piece = found.encode(enc) + (b"" if missing else delim)
+            elif how == 7:
+                ahead = s.peek_char(False, "")
+                ch = s.read_char(False, "")
+                assert ch == ahead
+                piece = ch.encode(enc)
+            elif how == 8:
+                s.listen()  # (it only looks)
+                continue
             else:
-                piece = s.read(20000).encode("latin-1")  # large: straight into our memory
+                piece = s.read(20000).encode(enc)  # large: straight into our memory
         except KeyboardInterrupt:
             continue
         except SocketIOError as exc:
@@ -367,20 +389,32 @@ def _read_with_interrupts(s: SocketStream, data: bytes, rnd: random.Random) -> s
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize(
+    ("enc", "nl"),
+    [("latin-1", "\n"), ("utf-8", "\n"), ("utf-8", "\r\n")],
+    ids=["plain", "utf-8", "crlf"],
+)
 def test_keyboard_interrupts_while_reading_lose_nothing_silently(
-    interrupter: Callable[[bool | None], int],
+    interrupter: Callable[[bool | None], int], enc: str, nl: str
 ) -> None:
-    """Each round: exact, or broken and saying so (an interrupt right after a recv)."""
+    """Each round: exact, or broken and saying so (an interrupt right after a recv).  The plain
+    buffer (Latin-1, LF) and the text buffer (UTF-8, LF or CRLF), both in C with the
+    extension."""
     rnd = random.Random(3)
     data = records(20000)
+    if nl != "\n":
+        data = data.replace(b"\n", nl.encode(enc))
     outcomes: list[str] = []
     interrupter(True)
     while interrupter(None) < INTERRUPTS and len(outcomes) < MAX_ROUNDS:
-        s, b = new_pair()
+        s, b = new_pair(encoding=enc, newline=nl)
+        if sockstream.ACCELERATED:
+            for verb in (s.read_until, s.peek_char, s.listen, s.readline, s.read_char):
+                assert type(verb) is types.BuiltinMethodType
         with b:
             try:
                 sender = send_all(b, data)
-                outcomes.append(_read_with_interrupts(s, data, rnd))
+                outcomes.append(_read_with_interrupts(s, data, rnd, enc, nl))
                 sender.join_checked()
             finally:
                 close_quietly(s, abort=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import types
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from . import _buffer, _output, _textbuffer
 from ._text import Codec
@@ -124,6 +124,34 @@ if _speedups is not None:
     )
 
 
+#: The stream's verbs in C (``_speedups.StreamBase``, over the stream's ``_in``); the stream's
+#: pure methods are kept as ``_py_<verb>``, which the C verbs call for what they do not serve.
+STREAM_C_VERBS: Final = ("peek_char", "unread_char", "listen", "read_until", "__next__")
+
+
+class PureStreamBase:
+    """The stream's base in the pure core: nothing (its verbs are its own methods)."""
+
+    __slots__ = ()
+
+
+if TYPE_CHECKING:
+    StreamBase = PureStreamBase
+else:
+    StreamBase = PureStreamBase if _speedups is None else _speedups.StreamBase
+
+
+def twin_stream(cls: type) -> None:
+    """With the twin, make ``cls``'s verbs of ``STREAM_C_VERBS`` resolve to ``StreamBase``'s C
+    methods (and ``__next__`` to its C slot: ``for line in stream`` calls C), keeping each pure
+    method as ``_py_<verb>``; the pure core leaves ``cls`` as it is."""
+    if StreamBase is PureStreamBase:
+        return
+    for name in STREAM_C_VERBS:
+        setattr(cls, "_py_" + name, vars(cls)[name])
+        delattr(cls, name)
+
+
 def make_retype(plain: type[_buffer.InputBuffer], text: type[_textbuffer.TextInputBuffer]) -> Any:
     """``_textbuffer.retype`` for this pair of classes."""
 
@@ -183,4 +211,12 @@ if _speedups is not None:
     )
 OutputBuffer: type[_output.OutputBuffer] = AccelOutputBuffer or PureOutputBuffer
 
-__all__ = ["ACCELERATED", "InputBuffer", "OutputBuffer", "TextInputBuffer", "retype"]
+__all__ = [
+    "ACCELERATED",
+    "InputBuffer",
+    "OutputBuffer",
+    "StreamBase",
+    "TextInputBuffer",
+    "retype",
+    "twin_stream",
+]

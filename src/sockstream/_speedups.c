@@ -1016,13 +1016,80 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
     }
 }
 
+/* The data before the next ``delimiter`` (exact, non-empty bytes) within ``limit`` (None or
+ * an int; a negative one is the Python path's to judge), as str if ``text``, committed with the
+ * delimiter; NULL with no error set if the Python path must decide (not found, a resumed
+ * search, a batch, a state outside the invariants). */
+static PyObject *
+until_fast(Buf *self, PyObject *delimiter, int text, PyObject *limit)
+{
+    Py_ssize_t lim = -1;
+    if (!(PyBytes_CheckExact(delimiter) && PyBytes_GET_SIZE(delimiter) > 0
+          && (limit == Py_None || PyLong_CheckExact(limit))))
+        return NULL;
+    if (limit != Py_None) {
+        int overflow;
+        long long v = PyLong_AsLongLongAndOverflow(limit, &overflow);
+        if (overflow > 0)
+            lim = PY_SSIZE_T_MAX;
+        else if (overflow < 0 || v < 0)
+            return NULL; /* a negative limit: the Python path */
+        else
+            lim = v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)v;
+    }
+    while (self->batch == Py_None) {
+        const char *b = valid_bytes(self);
+        PyObject *buf, *until = self->until, *data;
+        Py_ssize_t pos, epoch, i, n;
+        if (b == NULL || until == NULL || !PyTuple_CheckExact(until)
+            || PyTuple_GET_SIZE(until) < 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(until, 0)))
+            return NULL;
+        pos = self->pos;
+        {
+            Py_ssize_t u0 = PyLong_AsSsize_t(PyTuple_GET_ITEM(until, 0));
+            if (u0 == -1 && PyErr_Occurred()) {
+                PyErr_Clear();
+                return NULL;
+            }
+            if (u0 == pos)
+                return NULL; /* a resumed search: the Python path */
+        }
+        epoch = self->epoch;
+        n = PyBytes_GET_SIZE(delimiter);
+        i = find_bytes(b, pos, self->end, PyBytes_AS_STRING(delimiter), n);
+        if (i < 0 || (limit != Py_None && i - pos > lim))
+            return NULL;
+        buf = self->buf;
+        Py_INCREF(buf);
+        if (!text)
+            data = PyBytes_FromStringAndSize(b + pos, i - pos);
+        else if (self->codec != NULL)
+            data = text_decode(self, buf, pos, i - pos);
+        else
+            data = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
+        if (data == NULL) {
+            Py_DECREF(buf);
+            return NULL;
+        }
+        if (UNCHANGED(self, pos, epoch, buf)) {
+            Py_DECREF(buf);
+            SET_POS(self, i + n);
+            self->run += 1;
+            return data;
+        }
+        Py_DECREF(buf);
+        Py_DECREF(data);
+    }
+    return NULL;
+}
+
 static const char *const until_names[] = {"delimiter", "text", "limit"};
 
 static PyObject *
 Buf_maybe_take_until(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[3] = {NULL, NULL, NULL};
-    PyObject *delimiter, *limit, *stack[3];
+    PyObject *delimiter, *limit, *stack[3], *data, *r;
     int text;
     if (nargs >= 2 && nargs <= 3 && kwnames == NULL) {
         a[0] = args[0];
@@ -1044,74 +1111,17 @@ Buf_maybe_take_until(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
         Py_DECREF(limit);
         return NULL;
     }
-    if (PyBytes_CheckExact(delimiter) && PyBytes_GET_SIZE(delimiter) > 0
-        && (limit == Py_None || PyLong_CheckExact(limit))) {
-        Py_ssize_t lim = -1;
-        int ok = 1;
-        if (limit != Py_None) {
-            int overflow;
-            long long v = PyLong_AsLongLongAndOverflow(limit, &overflow);
-            if (overflow > 0)
-                lim = PY_SSIZE_T_MAX;
-            else if (overflow < 0 || v < 0)
-                ok = 0; /* a negative limit: the Python path */
-            else
-                lim = v > PY_SSIZE_T_MAX ? PY_SSIZE_T_MAX : (Py_ssize_t)v;
-        }
-        while (ok && self->batch == Py_None) {
-            const char *b = valid_bytes(self);
-            PyObject *buf, *until = self->until, *data;
-            Py_ssize_t pos, epoch, i, n;
-            if (b == NULL || until == NULL || !PyTuple_CheckExact(until)
-                || PyTuple_GET_SIZE(until) < 1 || !PyLong_CheckExact(PyTuple_GET_ITEM(until, 0)))
-                break;
-            pos = self->pos;
-            {
-                Py_ssize_t u0 = PyLong_AsSsize_t(PyTuple_GET_ITEM(until, 0));
-                if (u0 == -1 && PyErr_Occurred()) {
-                    PyErr_Clear();
-                    break;
-                }
-                if (u0 == pos)
-                    break; /* a resumed search: the Python path */
-            }
-            epoch = self->epoch;
-            n = PyBytes_GET_SIZE(delimiter);
-            i = find_bytes(b, pos, self->end, PyBytes_AS_STRING(delimiter), n);
-            if (i < 0 || (limit != Py_None && i - pos > lim))
-                break;
-            buf = self->buf;
-            Py_INCREF(buf);
-            if (!text)
-                data = PyBytes_FromStringAndSize(b + pos, i - pos);
-            else if (self->codec != NULL)
-                data = text_decode(self, buf, pos, i - pos);
-            else
-                data = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
-            if (data == NULL) {
-                Py_DECREF(buf);
-                Py_DECREF(limit);
-                return NULL;
-            }
-            if (UNCHANGED(self, pos, epoch, buf)) {
-                Py_DECREF(buf);
-                Py_DECREF(limit);
-                SET_POS(self, i + n);
-                self->run += 1;
-                return data;
-            }
-            Py_DECREF(buf);
-            Py_DECREF(data);
-        }
+    data = until_fast(self, delimiter, text, limit);
+    if (data != NULL || PyErr_Occurred()) {
+        Py_DECREF(limit);
+        return data;
     }
     stack[0] = delimiter;
     stack[1] = text ? Py_True : Py_False;
     stack[2] = limit;
-    {
-        PyObject *r = call_method(self, str_take_until, stack, 3);
-        Py_DECREF(limit);
-        return r;
-    }
+    r = call_method(self, str_take_until, stack, 3);
+    Py_DECREF(limit);
+    return r;
 }
 
 /* ---- read_sequence ----------------------------------------------------------------------- */
@@ -1536,6 +1546,302 @@ static PyTypeObject BufType = {
     .tp_getset = Buf_getset,
 };
 
+/* ---- the stream's reading verbs (StreamBase) --------------------------------------------
+ *
+ * ``SocketStream`` subclasses ``StreamBase`` (``_impl.StreamBase``) when the twin is in use;
+ * ``_impl.twin_stream`` moves the stream's pure ``peek_char``, ``unread_char``, ``listen``,
+ * ``read_until`` and ``__next__`` to ``_py_<verb>``, so these names resolve to the C methods
+ * below (``__next__`` to the type's tp_iternext: ``for line in stream`` calls C).  Each serves
+ * what the buffer (``_in``, a C field) holds and hands every other call, with the same
+ * arguments, to the pure method: refusal, waiting, TLS, timeouts, argument errors (so the
+ * messages are the pure ones).  A buffer that holds input belongs to a stream open for reading
+ * (every state change clears it), which is why the served cases need no state check, as
+ * ``read_char`` needs none. */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *in; /* the stream's input buffer (``_in``) */
+} Stream;
+
+static PyObject *str_py_unread_char, *str_py_listen, *str_py_read_until, *str_py_next;
+static PyObject *str_watchers, *str_timed_out, *str_eof_error, *str_eof_value, *str_max_length;
+
+/* The C buffer, or NULL (none yet, or a pure buffer: the pure methods serve it). */
+static inline Buf *
+stream_buf(Stream *self)
+{
+    PyObject *in = self->in;
+    if (in == NULL || !PyObject_TypeCheck(in, &BufType))
+        return NULL;
+    return (Buf *)in;
+}
+
+/* The pure verb (``_py_<verb>``), with the call's own arguments. */
+static PyObject *
+stream_defer(Stream *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs,
+             PyObject *kwnames)
+{
+    PyObject *stack[8];
+    Py_ssize_t i, total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (total > 7) {
+        PyObject *meth = PyObject_GetAttr((PyObject *)self, name), *r;
+        if (meth == NULL)
+            return NULL;
+        r = PyObject_Vectorcall(meth, args, (size_t)nargs, kwnames);
+        Py_DECREF(meth);
+        return r;
+    }
+    stack[0] = (PyObject *)self;
+    for (i = 0; i < total; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), kwnames);
+}
+
+/* True if the keyword arguments are among ``eof_error``/``eof_value`` (after ``first``
+ * positional ones that are not those), and with ``max_length_ok`` also ``max_length=None``:
+ * a call shape the pure verb takes, whose values the served case does not use. */
+static int
+eof_call_ok(Py_ssize_t nargs, Py_ssize_t first, PyObject *const *args, PyObject *kwnames,
+            int max_length_ok)
+{
+    Py_ssize_t j, nkw;
+    int seen_error = nargs > first, seen_value = nargs > first + 1;
+    if (nargs > first + 2)
+        return 0;
+    if (kwnames == NULL)
+        return 1;
+    nkw = PyTuple_GET_SIZE(kwnames);
+    for (j = 0; j < nkw; j++) {
+        PyObject *key = PyTuple_GET_ITEM(kwnames, j);
+        if (key == str_eof_error && !seen_error)
+            seen_error = 1;
+        else if (key == str_eof_value && !seen_value)
+            seen_value = 1;
+        else if (max_length_ok && key == str_max_length && args[nargs + j] == Py_None)
+            max_length_ok = 0; /* (once) */
+        else
+            return 0; /* anything else (not interned, twice, unknown): the pure verb judges */
+    }
+    return 1;
+}
+
+/* The next whole character, not consumed; NULL with no error set if the pure path decides. */
+static PyObject *
+peek_fast(Buf *ib)
+{
+    const char *b;
+    if (ib->batch != Py_None)
+        return NULL;
+    if (ib->codec != NULL)
+        return text_peek_char_fast(ib);
+    b = valid_bytes(ib);
+    if (b == NULL || ib->pos >= ib->end)
+        return NULL;
+    return PyUnicode_FromOrdinal((unsigned char)b[ib->pos]);
+}
+
+static PyObject *
+Stream_peek_char(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && eof_call_ok(nargs, 0, args, kwnames, 0)) {
+        PyObject *c;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        c = peek_fast(ib);
+        Py_DECREF(ib);
+        if (c != NULL || PyErr_Occurred())
+            return c;
+    }
+    return stream_defer(self, str_py_peek_char, args, nargs, kwnames);
+}
+
+static PyObject *
+Stream_listen(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && nargs == 0 && kwnames == NULL) {
+        PyObject *c;
+        Py_INCREF(ib);
+        c = peek_fast(ib);
+        Py_DECREF(ib);
+        if (c != NULL) {
+            Py_DECREF(c);
+            Py_RETURN_TRUE;
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return stream_defer(self, str_py_listen, args, nargs, kwnames);
+}
+
+/* True if the stream has no watchers and its last read did not time out (the pure
+ * unread_char then has nothing to do but the buffer's unread); no Python code runs. */
+static int
+stream_quiet(Stream *self)
+{
+    PyObject *w = PyObject_GetAttr((PyObject *)self, str_watchers), *t;
+    int quiet;
+    if (w == NULL) {
+        PyErr_Clear();
+        return 0;
+    }
+    t = PyObject_GetAttr((PyObject *)self, str_timed_out);
+    if (t == NULL) {
+        PyErr_Clear();
+        Py_DECREF(w);
+        return 0;
+    }
+    quiet = PyTuple_CheckExact(w) && PyTuple_GET_SIZE(w) == 0 && t == Py_False;
+    Py_DECREF(w);
+    Py_DECREF(t);
+    return quiet;
+}
+
+static PyObject *
+Stream_unread_char(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])
+        && PyUnicode_GET_LENGTH(args[0]) == 1 && stream_quiet(self)
+        && (ib = stream_buf(self)) != NULL && ib->batch == Py_None) {
+        /* (the buffer is read again after stream_quiet's look-ups, and then nothing runs
+         * Python code until the commit) */
+        PyObject *ch = args[0];
+        const char *b = valid_bytes(ib);
+        Py_ssize_t pos = ib->pos, size = -1;
+        if (b != NULL && pos != ib->mark) {
+            if (ib->codec == NULL) {
+                Py_UCS4 code = PyUnicode_READ_CHAR(ch, 0);
+                if (code < 256 && pos > 0 && (unsigned char)b[pos - 1] == code)
+                    size = 1;
+            }
+            else {
+                /* As the pure text buffer: the character its last read decoded. */
+                PyObject *last = ib->last;
+                if (last != NULL && PyTuple_CheckExact(last) && PyTuple_GET_SIZE(last) == 4
+                    && PyLong_CheckExact(PyTuple_GET_ITEM(last, 0))
+                    && PyLong_CheckExact(PyTuple_GET_ITEM(last, 1))
+                    && PyLong_CheckExact(PyTuple_GET_ITEM(last, 2))
+                    && PyUnicode_CheckExact(PyTuple_GET_ITEM(last, 3))
+                    && PyLong_AsSsize_t(PyTuple_GET_ITEM(last, 0)) == pos
+                    && PyLong_AsSsize_t(PyTuple_GET_ITEM(last, 1)) == ib->epoch
+                    && PyUnicode_Compare(PyTuple_GET_ITEM(last, 3), ch) == 0) {
+                    size = PyLong_AsSsize_t(PyTuple_GET_ITEM(last, 2));
+                    if (size <= 0 || size > pos)
+                        size = -1;
+                }
+                if (PyErr_Occurred()) {
+                    PyErr_Clear();
+                    size = -1;
+                }
+            }
+        }
+        if (size > 0) {
+            /* One run: the bytes come back and can be read again, once. */
+            SET_POS(ib, pos - size);
+            ib->scan = ib->mark = pos - size;
+            if (ib->codec != NULL)
+                Py_XSETREF(ib->last, Py_NewRef(Py_None));
+            Py_RETURN_NONE;
+        }
+    }
+    return stream_defer(self, str_py_unread_char, args, nargs, kwnames);
+}
+
+static PyObject *
+Stream_read_until(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && nargs >= 1 && eof_call_ok(nargs, 1, args, kwnames, 1)) {
+        PyObject *data, *limit = ib->max_line;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        Py_INCREF(limit);
+        data = until_fast(ib, args[0], ib->kind != BYTES_LINE_NL, limit);
+        Py_DECREF(limit);
+        Py_DECREF(ib);
+        if (data != NULL || PyErr_Occurred())
+            return pair_false(data);
+    }
+    return stream_defer(self, str_py_read_until, args, nargs, kwnames);
+}
+
+/* ``for line in stream``: a whole buffered line, in readline's form, else the pure
+ * ``__next__`` (which waits, or raises StopIteration). */
+static PyObject *
+Stream_iternext(Stream *self)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && ib->batch == Py_None) {
+        PyObject *line;
+        Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
+        line = take_line_fast(ib, ib->kind);
+        Py_DECREF(ib);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+    }
+    return PyObject_CallMethodNoArgs((PyObject *)self, str_py_next);
+}
+
+static int
+Stream_traverse(Stream *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->in);
+    return 0;
+}
+
+static int
+Stream_clear(Stream *self)
+{
+    Py_CLEAR(self->in);
+    return 0;
+}
+
+static void
+Stream_dealloc(Stream *self)
+{
+    PyObject_GC_UnTrack(self);
+    Stream_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyMemberDef Stream_members[] = {
+    {"_in", SS_T_OBJECT_EX, offsetof(Stream, in), 0, "The stream's input buffer."},
+    {NULL},
+};
+
+#define FK (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef Stream_methods[] = {
+    {"peek_char", (PyCFunction)(void (*)(void))Stream_peek_char, FK,
+     "peek_char($self, /, eof_error=True, eof_value=None)\n--\n\n"
+     "The next character, left in the stream; at end-of-file as ``read_char``."},
+    {"unread_char", (PyCFunction)(void (*)(void))Stream_unread_char, FK,
+     "unread_char($self, /, char)\n--\n\n"
+     "Put back ``char``, which must be the character just read."},
+    {"listen", (PyCFunction)(void (*)(void))Stream_listen, FK,
+     "listen($self, /)\n--\n\n"
+     "True if a character is available without waiting (false at end-of-file)."},
+    {"read_until", (PyCFunction)(void (*)(void))Stream_read_until, FK,
+     "read_until($self, /, delimiter, eof_error=True, eof_value=None, *, max_length=None)\n--\n\n"
+     "Read up to ``delimiter``: ``(data_before_it, missing_delimiter)`` (see the pure method,\n"
+     "``_py_read_until``)."},
+    {NULL},
+};
+#undef FK
+
+static PyTypeObject StreamType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sockstream._speedups.StreamBase",
+    .tp_basicsize = sizeof(Stream),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The stream's reading verbs in C, over its input buffer (see sockstream._impl).",
+    .tp_new = PyType_GenericNew,
+    .tp_dealloc = (destructor)Stream_dealloc,
+    .tp_traverse = (traverseproc)Stream_traverse,
+    .tp_clear = (inquiry)Stream_clear,
+    .tp_iternext = (iternextfunc)Stream_iternext,
+    .tp_methods = Stream_methods,
+    .tp_members = Stream_members,
+};
+
 /* ==== the output buffer (OutputBufferBase): the writing verbs ============================== *
  *
  * The twin of ``_output.OutputBuffer``: its state as members of the same names (``buf``,
@@ -1914,7 +2220,7 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     PyObject *m;
-    if (PyType_Ready(&BufType) < 0)
+    if (PyType_Ready(&BufType) < 0 || PyType_Ready(&StreamType) < 0)
         return NULL;
 #define INTERN(var, s) \
     if ((var = PyUnicode_InternFromString(s)) == NULL) \
@@ -1934,6 +2240,15 @@ PyInit__speedups(void)
     INTERN(str_canonical, "canonical");
     INTERN(str_errors, "errors");
     INTERN(str_kind, "kind");
+    INTERN(str_py_unread_char, "_py_unread_char");
+    INTERN(str_py_listen, "_py_listen");
+    INTERN(str_py_read_until, "_py_read_until");
+    INTERN(str_py_next, "_py___next__");
+    INTERN(str_watchers, "_watchers");
+    INTERN(str_timed_out, "_timed_out");
+    INTERN(str_eof_error, "eof_error");
+    INTERN(str_eof_value, "eof_value");
+    INTERN(str_max_length, "max_length");
 #undef INTERN
     /* Small ints are cached singletons: the Python code's ``size is _WHOLE`` is identity. */
     int_minus_one = PyLong_FromLong(-1);
@@ -1947,6 +2262,12 @@ PyInit__speedups(void)
     Py_INCREF(&BufType);
     if (PyModule_AddObject(m, "InputBufferBase", (PyObject *)&BufType) < 0) {
         Py_DECREF(&BufType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&StreamType);
+    if (PyModule_AddObject(m, "StreamBase", (PyObject *)&StreamType) < 0) {
+        Py_DECREF(&StreamType);
         Py_DECREF(m);
         return NULL;
     }

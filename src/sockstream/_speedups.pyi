@@ -39,6 +39,23 @@ class InputBufferBase:
     def maybe_take_line(self, kind: int, limit: int = -1) -> Any: ...
     def maybe_take_until(self, delimiter: bytes, text: bool, limit: int | None = -1) -> Any: ...
 
+class StreamBase:
+    """The stream's reading verbs in C over its input buffer ``_in`` (see ``_impl.twin_stream``)."""
+
+    _in: Any
+    def peek_char(self, eof_error: bool = True, eof_value: Any = None) -> Any: ...
+    def unread_char(self, char: str) -> None: ...
+    def listen(self) -> bool: ...
+    def read_until(
+        self,
+        delimiter: Any,
+        eof_error: bool = True,
+        eof_value: Any = None,
+        *,
+        max_length: int | None = None,
+    ) -> tuple[Any, bool]: ...
+    def __next__(self) -> Any: ...
+
 class OutputBufferBase:
     """The state of an output buffer in C (the pure class's attribute names) and its verbs."""
 

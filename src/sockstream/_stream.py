@@ -67,7 +67,13 @@ from ._errors import (
     WriteTimeoutError,
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
-from ._impl import InputBuffer, OutputBuffer, retype  # the compiled twins or the pure classes
+from ._impl import (  # the twins or the pure core
+    InputBuffer,
+    OutputBuffer,
+    StreamBase,
+    retype,
+    twin_stream,
+)
 from ._options import StreamOptions, TLSOptions
 from ._output import REFUSED
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
@@ -203,7 +209,7 @@ def _check_bounds(start: object, end: object, length: int) -> tuple[int, int]:
     return start, end
 
 
-class SocketStream(FileObjectMixin):
+class SocketStream(StreamBase, FileObjectMixin):
     """A buffered, bidirectional stream over a connected TCP socket (LispWorks ``socket-stream``).
 
     Character and byte I/O both work on every element type (characters are bytes as if by
@@ -1741,6 +1747,12 @@ class SocketStream(FileObjectMixin):
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+# With the compiled twin, peek_char, unread_char, listen, read_until and iteration are C
+# (``_speedups.StreamBase``); the methods above are then ``_py_<verb>``, what the C calls for
+# whatever it does not serve.
+twin_stream(SocketStream)
 
 
 def attach_ssl(
