@@ -1473,14 +1473,18 @@ class SocketStream(StreamBase, FileObjectMixin):
     def _flush_out_locked(self) -> None:
         out = self._out
         fresh = bytearray()
-        # Taken with no call between the load and the store (a writer in another thread
-        # appends before or after, never between), and never the refusing buffer: a close
-        # from another thread may have put it there since the caller's check.
         data = out.buf
-        if data is not REFUSED and data:
-            out.buf = fresh
-        if data is REFUSED:
+        if data is REFUSED:  # stopped by another thread since the caller's check
             self._write_refused()
+        # Taken with no call and no jump between this load and the store (where a writer in
+        # another thread, a signal handler or a close could run), nor between the store and
+        # the ``try`` that puts back what is not sent; never the refusing buffer.
+        if out.buf is data:
+            out.buf = fresh
+        elif out.buf is REFUSED:
+            self._write_refused()
+        else:  # cleared by another thread meanwhile: what was there went with it
+            data = fresh
         transport = self._transport
         sent = 0
         try:
@@ -1520,17 +1524,18 @@ class SocketStream(StreamBase, FileObjectMixin):
                 self._sending = True
             self._sending = False
         except BaseException as exc:
+            # First (no call or jump before it, where another interrupt could land): what was
+            # not sent goes back in front of whatever was written meanwhile, unless the side
+            # stopped meanwhile (its buffer is then the refusing one, never sent).
+            back = data[sent:]
+            if back:
+                buf = out.buf
+                if buf is not REFUSED:
+                    buf[0:0] = back
             if self._sending:
                 self._sending = False
                 if not isinstance(exc, OSError):
                     self._break("interrupted while sending: output may have been lost")
-            if sent < len(data):
-                # Back in front of whatever was written meanwhile (one run, no call), unless
-                # the side stopped meanwhile (its buffer is the refusing one, never sent).
-                back = data[sent:]
-                buf = out.buf
-                if buf is not REFUSED:
-                    buf[0:0] = back
             if isinstance(exc, SocketError) or not isinstance(exc, OSError):
                 raise
             if self._closed:  # closed by another thread while we waited
