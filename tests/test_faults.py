@@ -49,16 +49,23 @@ BIG = 16 * 1024 * 1024
 # ---- helpers ----------------------------------------------------------------------------------
 
 
-def wait_until_blocked(native_id: int, what: str = "poll") -> None:
-    """Return once thread ``native_id`` sleeps in the kernel in ``poll`` (bounded by LONG)."""
+#: Where a thread sleeps in the kernel waiting for its socket: ``poll``, or (a plain stream read
+#: outside the main thread, docs/reliability.md) a blocking receive, TCP's or a Unix socket's.
+BLOCKED_IN = ("poll", "wait_woken", "sk_wait_data", "unix_stream_read", "unix_stream_data_wait")
+
+
+def wait_until_blocked(native_id: int, what: str | tuple[str, ...] = BLOCKED_IN) -> None:
+    """Return once thread ``native_id`` sleeps in the kernel in one of ``what`` (bounded by
+    LONG): by default waiting for its socket (``BLOCKED_IN``)."""
     path = f"/proc/self/task/{native_id}"
     deadline = time.monotonic() + LONG
+    names = (what,) if isinstance(what, str) else what
     while True:
         with open(f"{path}/wchan") as f:
             wchan = f.read()
         with open(f"{path}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-        if what in wchan and state == "S":
+        if state == "S" and any(name in wchan for name in names):
             return
         assert time.monotonic() < deadline, f"thread {native_id} never blocked ({wchan!r})"
         os.sched_yield()
@@ -72,7 +79,7 @@ def in_helper(fn: Callable[[], Any]) -> PeerThread:
 
 
 def when_blocked(native_id: int, action: Callable[[], object]) -> PeerThread:
-    """A helper thread that runs ``action`` once thread ``native_id`` is blocked in poll."""
+    """A helper thread that runs ``action`` once thread ``native_id`` is blocked on its socket."""
 
     def go() -> None:
         wait_until_blocked(native_id)

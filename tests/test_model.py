@@ -1280,8 +1280,13 @@ def reset_socket(sock: socket.socket) -> None:
     sock.close()
 
 
+#: ``poll``, or a blocking receive (a plain stream read outside the main thread).
+_BLOCKED_IN = ("poll", "wait_woken", "sk_wait_data", "unix_stream_read", "unix_stream_data_wait")
+
+
 def wait_until_blocked(native_id: int) -> None:
-    """Return once thread ``native_id`` sleeps in the kernel in ``poll`` (bounded by LONG)."""
+    """Return once thread ``native_id`` sleeps in the kernel waiting for its socket (bounded by
+    LONG): in ``poll``, or in a blocking receive."""
     path = f"/proc/self/task/{native_id}"
     deadline = time.monotonic() + LONG
     while True:
@@ -1289,7 +1294,7 @@ def wait_until_blocked(native_id: int) -> None:
             wchan = f.read()
         with open(f"{path}/stat") as f:
             state = f.read().rsplit(")", 1)[1].split()[0]
-        if "poll" in wchan and state == "S":
+        if state == "S" and any(name in wchan for name in _BLOCKED_IN):
             return
         assert time.monotonic() < deadline, f"thread {native_id} never blocked ({wchan!r})"
         os.sched_yield()

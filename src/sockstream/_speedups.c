@@ -2216,6 +2216,42 @@ static struct PyModuleDef speedups_module = {
     .m_size = -1,
 };
 
+/* ---- same_list: the warm-call check of wait_for_input_streams (issue 16) -------------------
+ *
+ * ``a == b``, answered by one memcmp of the item arrays when two lists hold the same objects in
+ * the same order (list comparison's own identity rule makes them equal), which is what a warm
+ * call meets; anything else is left to ``==`` itself, so the result is always ``a == b``.  The
+ * pure twin is ``operator.eq`` (sockstream._multiwait). */
+
+static PyObject *
+same_list(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    PyObject *a, *b;
+    Py_ssize_t n;
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "same_list() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    a = args[0];
+    b = args[1];
+    if (PyList_CheckExact(a) && PyList_CheckExact(b)) {
+        n = PyList_GET_SIZE(a);
+        if (n != PyList_GET_SIZE(b))
+            Py_RETURN_FALSE;
+        if (a == b || n == 0
+            || memcmp(((PyListObject *)a)->ob_item, ((PyListObject *)b)->ob_item,
+                      (size_t)n * sizeof(PyObject *)) == 0)
+            Py_RETURN_TRUE;
+    }
+    return PyObject_RichCompare(a, b, Py_EQ);
+}
+
+static PyMethodDef speedups_functions[] = {
+    {"same_list", (PyCFunction)(void (*)(void))same_list, METH_FASTCALL,
+     "same_list(a, b): a == b, by a memcmp of two lists' items when they are the same objects."},
+    {NULL},
+};
+
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
@@ -2259,6 +2295,10 @@ PyInit__speedups(void)
     m = PyModule_Create(&speedups_module);
     if (m == NULL)
         return NULL;
+    if (PyModule_AddFunctions(m, speedups_functions) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
     Py_INCREF(&BufType);
     if (PyModule_AddObject(m, "InputBufferBase", (PyObject *)&BufType) < 0) {
         Py_DECREF(&BufType);

@@ -2,6 +2,8 @@
 
 from typing import Any
 
+def same_list(a: object, b: object, /) -> Any: ...
+
 class InputBufferBase:
     """The state of an input buffer in C (the pure class's attribute names) and its hot verbs."""
 

@@ -79,6 +79,7 @@ from ._output import REFUSED
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
+    MAX_WAIT,
     WANT_MORE,
     WANT_READ,
     check_timeout,
@@ -88,6 +89,18 @@ from ._wait import (
 )
 
 T = TypeVar("T")
+_get_ident = threading.get_ident
+#: The thread where Python runs signal handlers (see ``_may_block``); after a fork, the forker.
+_main_ident = threading.main_thread().ident
+
+
+def _forked() -> None:
+    global _main_ident
+    _main_ident = _get_ident()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 class StreamWatcher(Protocol):
@@ -478,10 +491,12 @@ class SocketStream(StreamBase, FileObjectMixin):
         if sock is None:
             self._transport = NoTransport()
             self._fd = -1
+            self._can_block = False
         else:
-            sock.setblocking(False)
-            self._transport = PlainTransport(sock)
+            transport = PlainTransport(sock)  # sets the socket's blocking mode
+            self._transport = transport
             self._fd = sock.fileno()
+            self._can_block = transport.can_block  # see _may_block
         self._eof = False
         # Poll objects by what is awaited, one set for the reading side and one for the
         # writing side (a poll object must not be used by two threads at once); made on use.
@@ -711,19 +726,31 @@ class SocketStream(StreamBase, FileObjectMixin):
             raise exc
         transport = self._transport
         deadline: float | None = None
-        waited = False
-        if wait and self._poll_first and not transport.has_decrypted():
+        waited = blocking = False
+        n: int
+        if wait and self._poll_first and (self._can_block or not transport.has_decrypted()):
             # The last optimistic try found nothing (a conversation, not a stream of data):
-            # wait first, saving a system call that would only say "not yet".
-            deadline = deadline_after(self._read_timeout)
+            # wait first, saving a system call that would only say "not yet".  (A transport
+            # that can block is plain: it never holds decrypted input.)
             waited = True
-            if not self._wait_reading(WANT_READ, deadline):
-                self._timed_out = True
-                return 0
+            timeout = self._read_timeout
+            blocking = (  # _may_block(), inline: the hot path of a conversation
+                self._can_block
+                and (timeout is None or timeout <= MAX_WAIT)
+                and _get_ident() != _main_ident
+            )
+            if not blocking:
+                deadline = deadline_after(self._read_timeout)
+                if not self._wait_reading(WANT_READ, deadline):
+                    self._timed_out = True
+                    return 0
         while True:
             self._receiving = True
             try:
-                n = transport.recv_into(view)
+                if blocking:  # the receive waits (read_timeout is its SO_RCVTIMEO)
+                    n = transport.recv_wait(view, self._read_timeout)  # type: ignore[attr-defined]
+                else:
+                    n = transport.recv_into(view)
             except SocketError:
                 self._receiving = False
                 if self._closed:  # closed by another thread: not the peer's doing
@@ -746,16 +773,37 @@ class SocketStream(StreamBase, FileObjectMixin):
                 return 0
             if not wait:
                 return -1
+            if blocking:  # read_timeout passed in the receive
+                self._timed_out = True
+                return 0
             if not waited or n == WANT_MORE:
                 # A new wait; also after raw bytes taken from the socket without a whole TLS
                 # record: every byte taken restarts the clock.
-                deadline = deadline_after(self._read_timeout)
                 waited = True
                 self._poll_first = True
+                if self._may_block():
+                    blocking = True
+                    continue
+                deadline = deadline_after(self._read_timeout)
                 n = WANT_READ
             if not self._wait_reading(n, deadline):
                 self._timed_out = True
                 return 0
+
+    def _may_block(self) -> bool:
+        """True if this wait for input may be the receive itself (``recv_wait``).
+
+        Only on a plain transport that allows it (``_can_block``), with a timeout it can take,
+        and outside the main thread: there a signal handler may raise (KeyboardInterrupt) out
+        of the receive, where it could not be told apart from one raised just after bytes were
+        taken, which would break the stream; a wait in ``poll`` is interrupted harmlessly.
+        """
+        timeout = self._read_timeout
+        return (
+            self._can_block
+            and (timeout is None or timeout <= MAX_WAIT)
+            and _get_ident() != _main_ident
+        )
 
     def _wait_reading(self, want: int, deadline: float | None) -> bool:
         """Wait, on the reading side's poll objects, until ready or the deadline passes."""
@@ -1618,6 +1666,9 @@ class SocketStream(StreamBase, FileObjectMixin):
                 ib = self._in
                 read_ahead = ib.take_all()
                 ib.forbid_unread()  # a character read before TLS cannot come back after it
+            self._transport.close()
+            self._can_block = False
+            sock.setblocking(False)  # the TLS engine's receives and sends must never block
             transport = _tls.start(
                 sock, ctx, side != "client", server_hostname, read_ahead, tls.ssl_session
             )

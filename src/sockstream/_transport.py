@@ -6,16 +6,32 @@ A transport moves bytes between the stream's buffers and the OS socket **without
 stream's single I/O loop does the waiting, under its deadlines.  The plain transport below is a
 thin shim over a non-blocking socket; the TLS transport (``_tls.py``) has the same shape, so the
 stream can swap one for the other at run time (STARTTLS on and off) while its buffers stay put.
+
+The plain transport keeps its socket in *blocking* mode at the OS level where ``MSG_DONTWAIT``
+exists (Linux, the BSDs, macOS) and passes that flag on every ``recv_into`` and ``send``, so they
+never block; it adds ``recv_wait``, one receive that blocks until input, end-of-file or
+``SO_RCVTIMEO``: a read that must wait costs one system call, which releases the GIL, instead
+of a ``poll`` and then a ``recv`` (as ``socketserver``'s ``rfile.readline`` does).  The stream
+uses it only outside the main thread (where no signal handler can raise out of the receive,
+see ``SocketStream._extract``).  The TLS transport wants a non-blocking socket; the stream
+switches the mode when TLS starts and stops.
 """
 
 from __future__ import annotations
 
+import math
 import socket as _socket
 import ssl
-from typing import Protocol
+import struct
+from typing import Final, Protocol
 
 from ._errors import SocketIOError
-from ._wait import WANT_READ, WANT_WRITE
+from ._wait import MAX_WAIT, WANT_READ, WANT_WRITE
+
+#: The flag that makes one receive or send non-blocking on a blocking socket (0: none here).
+MSG_DONTWAIT: Final = getattr(_socket, "MSG_DONTWAIT", 0)
+_TIMEVAL: Final = struct.Struct("@ll")
+_UNKNOWN: Final = -1.0  # SO_RCVTIMEO as we found it: not known, set it before relying on it
 
 
 class Transport(Protocol):
@@ -38,28 +54,58 @@ class Transport(Protocol):
 
 
 class PlainTransport:
-    """Bytes straight to and from a non-blocking socket."""
+    """Bytes straight to and from the socket, never blocking but in ``recv_wait``.
 
-    __slots__ = ("_recv_into", "_send", "sock")
+    ``can_block``: the socket is in blocking mode and ``recv_wait`` may be used.
+    """
+
+    __slots__ = ("_rcvtimeo", "_recv_into", "_send", "can_block", "sock")
 
     ssl_object: None = None
 
     def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
+        self.can_block = MSG_DONTWAIT != 0
+        sock.setblocking(self.can_block)
         self._recv_into = sock.recv_into
         self._send = sock.send
+        self._rcvtimeo: float | None = _UNKNOWN
 
     def recv_into(self, view: memoryview) -> int:
         """Receive into ``view``: a count, 0 at end-of-file, or WANT_READ."""
         try:
-            return self._recv_into(view)
+            return self._recv_into(view, 0, MSG_DONTWAIT)
         except BlockingIOError:
             return WANT_READ
+
+    def recv_wait(self, view: memoryview, timeout: float | None) -> int:
+        """Receive into ``view``, waiting up to ``timeout`` seconds (None: no limit) in the
+        receive itself: a count, 0 at end-of-file, or WANT_READ if the time passed first.
+
+        Only when ``can_block`` and ``timeout`` is at most ``MAX_WAIT``.  A signal whose handler
+        returns restarts the receive with the whole timeout (CPython retries it, PEP 475).
+        """
+        if timeout != self._rcvtimeo:
+            self._set_rcvtimeo(timeout)
+        try:
+            return self._recv_into(view)
+        except BlockingIOError:  # SO_RCVTIMEO passed
+            return WANT_READ
+
+    def _set_rcvtimeo(self, timeout: float | None) -> None:
+        if timeout is None:
+            sec = usec = 0  # no limit
+        else:
+            assert timeout <= MAX_WAIT
+            # Whole microseconds, rounded up and at least one (0 would mean no limit).
+            sec, usec = divmod(max(1, math.ceil(timeout * 1e6)), 1_000_000)
+        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.pack(sec, usec))
+        self._rcvtimeo = timeout
 
     def send(self, view: memoryview) -> int:
         """Send from ``view``: a count, or WANT_WRITE."""
         try:
-            return self._send(view)
+            return self._send(view, MSG_DONTWAIT)
         except BlockingIOError:
             return WANT_WRITE
 
@@ -75,7 +121,12 @@ class PlainTransport:
         return 0
 
     def close(self) -> None:
-        """The socket is the stream's to close."""
+        """The socket is the stream's to close; one handed back has no receive timeout left."""
+        if self._rcvtimeo is not None and self._rcvtimeo != _UNKNOWN and self.sock.fileno() >= 0:
+            try:
+                self._set_rcvtimeo(None)
+            except OSError:
+                pass
 
 
 class NoTransport:
