@@ -261,7 +261,7 @@ except ImportError:  # pragma: no cover - the package does not import at all
 
 
 def buffer_classes(impl: str) -> dict[str, Any]:
-    """``impl``'s ``InputBuffer``, ``TextInputBuffer`` and ``retype``."""
+    """``impl``'s ``InputBuffer``, ``TextInputBuffer``, ``retype`` and ``OutputBuffer``."""
     from sockstream import _impl, _textbuffer
 
     if impl == "accel":
@@ -272,11 +272,13 @@ def buffer_classes(impl: str) -> dict[str, Any]:
             "InputBuffer": plain,
             "TextInputBuffer": text,
             "retype": _impl.make_retype(plain, text),
+            "OutputBuffer": _impl.AccelOutputBuffer,
         }
     return {
         "InputBuffer": _impl.PureInputBuffer,
         "TextInputBuffer": _impl.PureTextInputBuffer,
         "retype": _textbuffer.retype,
+        "OutputBuffer": _impl.PureOutputBuffer,
     }
 
 

@@ -8,6 +8,7 @@ same bytes left.  ``scripts/asan`` runs this file under AddressSanitizer.
 
 from __future__ import annotations
 
+import array
 import importlib.util
 import inspect
 import itertools
@@ -23,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import sockstream
-from conftest import BUFFER_IMPLS, Make, use_buffers
-from sockstream import _impl
+from conftest import BUFFER_IMPLS, Make, PeerThread, drain, use_buffers
+from sockstream import SocketStream, _impl
 from sockstream._buffer import BYTES_LINE_NL, STR_LINE, STR_LINE_NL
 from sockstream._text import Codec
 from sockstream._textbuffer import retype as pure_retype
@@ -554,3 +555,152 @@ def test_stream_c_verbs_match_pure(
         for s, peer in pairs:
             s.close(abort=True)
             peer.close()
+
+
+# ---- the writing verbs: C against Python ----------------------------------------------------
+
+_BIG = bytes(range(256)) * 260  # over OUTPUT_BUFFER_SIZE: the verb flushes
+_W_ARGS: dict[str, list[tuple[Any, ...]]] = {
+    "write_char": [("a",), ("é",), ("Ā",), ("\n",), ("ab",), ("",), (5,), (b"a",)],
+    "write_string": [
+        ("abc",),
+        ("",),
+        ("é€",),
+        ("aĀ",),
+        ("\udcff",),
+        (_BIG.decode("latin-1"),),
+        (5,),
+        (b"x",),
+        ("abc", 1),
+        ("abc", 1, 2),
+        ("abc", 5),
+        ("abc", 0, None),
+        ("abc", -1),
+        ("abc", "x"),
+    ],
+    "write_line": [("abc",), ("",), ("aĀ",), ("é",), (None,), ("a", "b")],
+    "write_byte": [(0,), (255,), (127,), (256,), (-1,), (-128,), (True,), ("a",), (1.0,), (2**70,)],
+    "write_sequence": [
+        (b"ab",),
+        (bytearray(b"ab"),),
+        (b"",),
+        (_BIG,),
+        ("ab",),
+        ([1, 2],),
+        ((1, 300),),
+        (["a", "é"],),
+        (b"abc", 1),
+        (b"abc", 1, 5),
+        (array.array("B", [1, 2]),),
+        (array.array("i", [1]),),
+        (3,),
+    ],
+    "write": [(b"ab",), ("ab",), ("é",), (bytearray(b""),), (_BIG,), ("Ā",), (3,), (None,)],
+}
+_W_CALLS = [(verb, i) for verb, argl in _W_ARGS.items() for i in range(len(argl))]
+_W_CHANGES = [
+    "close",
+    "shutdown_output",
+    "break",
+    "clear_output",
+    "flush",
+    "encoding=utf-8",
+    "encoding=ascii",
+    "encoding=latin-1",
+    "encoding=cp1252",
+    "errors=replace",
+    "newline=\r\n",
+    "newline=None",
+]
+_w_step = st.tuples(st.sampled_from(_W_CALLS), st.booleans()) | st.sampled_from(_W_CHANGES)
+
+
+def _w_outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:
+        return (type(exc).__name__, str(exc))
+
+
+def _w_run(impl: str, element_type: str, direction: str, steps: list[Any]) -> Any:
+    """Every step's outcome on a stream with ``impl``'s output buffer, and the bytes sent."""
+    undo = use_buffers(impl)
+    try:
+        a, b = socket.socketpair()
+        stream = SocketStream(a, direction, element_type)
+    finally:
+        undo()
+    assert (type(stream._out).__module__ == "sockstream._impl") is (impl == "accel")
+    bound = {verb: getattr(stream, verb) for verb in _W_ARGS}  # bound once, kept throughout
+    collector = PeerThread(drain, b)
+    collector.start()
+    seen: list[Any] = []
+    try:
+        for step in steps:
+            if isinstance(step, tuple):
+                (verb, i), prebound = step
+                fn = bound[verb] if prebound else getattr(stream, verb)
+                seen.append(_w_outcome(fn, *_W_ARGS[verb][i]))
+            elif step == "break":
+                stream._break("test")
+            elif "=" in step:
+                name, value = step.split("=")
+                seen.append(_w_outcome(setattr, stream, name, None if value == "None" else value))
+            else:
+                seen.append(_w_outcome(getattr(stream, step)))
+        seen.append(_w_outcome(stream.close))
+    finally:
+        stream.close(abort=True)
+        sent = collector.join_checked()
+        b.close()
+    return seen, sent
+
+
+@accelerated
+@pytest.mark.timeout(600)
+@settings(
+    max_examples=int(os.environ.get("SOCKSTREAM_SPEEDUPS_EXAMPLES", "300")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    steps=st.lists(_w_step, max_size=30),
+    element_type=st.sampled_from(["base-char", "base-char", "unsigned-byte-8", "signed-byte-8"]),
+    direction=st.sampled_from(["io", "io", "io", "output", "input"]),
+)
+def test_writing_twin_matches_pure(steps: list[Any], element_type: str, direction: str) -> None:
+    """The same results, errors (type and message) and bytes out from the C writing verbs and
+    the pure ones: every argument shape, good and bad, in every state (closed, shut down,
+    broken, input-only), encodings, newlines, and verbs bound before the state changed."""
+    want = _w_run("pure", element_type, direction, steps)
+    got = _w_run("accel", element_type, direction, steps)
+    assert got == want
+
+
+@accelerated
+def test_public_writing_verbs_are_c_callables(make: Make) -> None:
+    if not sockstream.ACCELERATED:
+        pytest.skip("this run uses the pure core")
+    for element_type in ("base-char", "unsigned-byte-8"):
+        stream, _peer = make(element_type)
+        for verb in _W_ARGS:
+            assert type(getattr(stream, verb)) is types.BuiltinMethodType, verb
+        assert type(stream._out).__mro__[1].__module__ == "sockstream._speedups"
+
+
+def test_a_subclass_override_of_a_writing_verb_is_called() -> None:
+    """The stream binds the buffer's verbs only where its class does not override them."""
+    calls: list[str] = []
+
+    class Logged(SocketStream):
+        def write_line(self, string: str) -> None:
+            calls.append(string)
+            super().write_line(string)
+
+    a, b = socket.socketpair()
+    with b, Logged(a) as s:
+        s.write_line("x")
+        s.write_string("y")
+        s.flush()
+        assert b.recv(10) == b"x\ny"
+    assert calls == ["x"]

@@ -246,6 +246,12 @@ def test_close_wakes_two_blocked_readers(make: Make) -> None:
 # ---- KeyboardInterrupt at arbitrary moments ------------------------------------------------
 
 
+#: The interrupter also raises in these functions' frames: a C verb runs no Python code, so
+#: the handler runs (and raises) in its caller, after it.
+_ARMED_CODE: set[Any] = set()
+_ARMED_HITS = [0]  # how many landed there
+
+
 @pytest.fixture
 def interrupter() -> Iterator[Callable[[bool | None], int]]:
     """Raise KeyboardInterrupt in the main thread every 0.05-1 ms, but only inside sockstream.
@@ -259,8 +265,12 @@ def interrupter() -> Iterator[Callable[[bool | None], int]]:
     fired = [0]
 
     def handler(signum: int, frame: Any) -> None:
-        if frame is not None and "/sockstream/" in frame.f_code.co_filename:
+        if frame is not None and (
+            "/sockstream/" in frame.f_code.co_filename or frame.f_code in _ARMED_CODE
+        ):
             fired[0] += 1
+            if "/sockstream/" not in frame.f_code.co_filename:
+                _ARMED_HITS[0] += 1
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGUSR2, handler)
@@ -463,3 +473,92 @@ def test_keyboard_interrupts_while_writing_never_duplicate(
             finally:
                 close_quietly(s, abort=True)
     assert interrupter(False) >= INTERRUPTS
+
+
+def _armed_run(write: Callable[[str], None], texts: list[str], pos: list[int], n: int) -> None:
+    """``write(texts[pos[0]])``, then ``pos[0] += 1``, up to n.  The interrupter arms this frame
+    too: interrupts land right after a verb returned (C) or at the loop's jump, so the write
+    of the index where one stopped it may have been done or not."""
+    while pos[0] < n:
+        write(texts[pos[0]])
+        pos[0] += 1
+
+
+def _write_lines_armed(s: SocketStream, peer: socket.socket) -> str:
+    """Numbered lines by ``write_line`` and ``write_string``, interrupted also between the
+    verbs' calls: each line arrives once, in order, whole; with no break, every line whose
+    write returned arrived, and of those an interrupt stopped, any subset."""
+    result: list[bytes] = []
+    collector = PeerThread(lambda: result.append(drain(peer)))
+    collector.start()
+    n = 5000
+    bare = [f"{i:08d}" for i in range(n)]
+    ended = [t + "\n" for t in bare]
+    maybe: set[int] = set()
+    outcome = "exact"
+    try:
+        pos = [0]
+        while pos[0] < n:
+            chunk = pos[0] // 250
+            write, texts = (s.write_line, bare) if chunk % 2 == 0 else (s.write_string, ended)
+            try:
+                _armed_run(write, texts, pos, min(n, (chunk + 1) * 250))
+            except KeyboardInterrupt:
+                maybe.add(pos[0])
+                pos[0] += 1  # (never written twice: a retry would look like a duplicate)
+            try:
+                s.flush()
+            except KeyboardInterrupt:
+                pass  # the rest stays buffered and goes with the next flush
+        while True:
+            try:
+                s.flush()
+                break
+            except KeyboardInterrupt:
+                continue
+    except SocketIOError as exc:
+        assert "broken" in str(exc)  # noqa: PT017 (the loop goes on after other errors)
+        outcome = "broken"
+    close_quietly(s, abort=outcome == "broken")
+    collector.join_checked()
+    lines = result[0].split(b"\n")
+    assert lines.pop() == b""  # whole lines only: a write is never half done
+    numbers = [int(x) for x in lines]
+    assert numbers == sorted(set(numbers))  # never a line twice, never out of order
+    assert set(numbers) <= set(range(n))
+    if outcome == "exact":
+        assert set(range(n)) - maybe <= set(numbers)  # every write that returned arrived
+    return outcome
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_keyboard_interrupts_around_each_write_call(
+    interrupter: Callable[[bool | None], int],
+) -> None:
+    """The interrupts of the test above, also landing between the writing verbs' calls (with
+    the C twin a verb is one call with no Python code inside: this is where they land)."""
+    _ARMED_CODE.add(_armed_run.__code__)
+    _ARMED_HITS[0] = 0
+    # Go on until enough landed in the writing loop itself, not only in the library's frames.
+    # The interrupting thread needs the GIL to send each signal, and a loop of C calls keeps
+    # it: a short switch interval lets it in while the loop runs.
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(0.00005)
+    try:
+        interrupter(True)
+        rounds = 0
+        while (
+            interrupter(None) < INTERRUPTS or _ARMED_HITS[0] < INTERRUPTS // 2
+        ) and rounds < 4 * MAX_ROUNDS:
+            rounds += 1
+            s, b = new_pair()
+            with b:
+                try:
+                    _write_lines_armed(s, b)
+                finally:
+                    close_quietly(s, abort=True)
+        assert interrupter(False) >= INTERRUPTS
+        assert _ARMED_HITS[0] >= INTERRUPTS // 2
+    finally:
+        sys.setswitchinterval(switch)
+        _ARMED_CODE.discard(_armed_run.__code__)

@@ -20,7 +20,7 @@ import os
 import types
 from typing import TYPE_CHECKING, Any, Final, cast
 
-from . import _buffer, _textbuffer
+from . import _buffer, _output, _textbuffer
 from ._text import Codec
 
 PureInputBuffer: Final = _buffer.InputBuffer
@@ -190,4 +190,33 @@ else:
     TextInputBuffer = PureTextInputBuffer
     retype = _textbuffer.retype
 
-__all__ = ["ACCELERATED", "InputBuffer", "StreamBase", "TextInputBuffer", "retype", "twin_stream"]
+# ---- the output buffer: the writing verbs (``_output``) ----------------------------------------
+
+PureOutputBuffer: Final = _output.OutputBuffer
+#: The writing verbs in C (``_speedups.OutputBufferBase``); the pure ones are kept as
+#: ``_py_<verb>``, which the C verbs call for what they do not serve.
+W_VERBS: Final = (
+    "write_char",
+    "write_string",
+    "write_line",
+    "write_byte",
+    "write_sequence",
+    "write",
+)
+AccelOutputBuffer: type[_output.OutputBuffer] | None = None
+if _speedups is not None:
+    AccelOutputBuffer = cast(
+        "type[_output.OutputBuffer]",
+        _twin(PureOutputBuffer, _speedups.OutputBufferBase, W_VERBS),
+    )
+OutputBuffer: type[_output.OutputBuffer] = AccelOutputBuffer or PureOutputBuffer
+
+__all__ = [
+    "ACCELERATED",
+    "InputBuffer",
+    "OutputBuffer",
+    "StreamBase",
+    "TextInputBuffer",
+    "retype",
+    "twin_stream",
+]

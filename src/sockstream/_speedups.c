@@ -1842,6 +1842,373 @@ static PyTypeObject StreamType = {
     .tp_members = Stream_members,
 };
 
+/* ==== the output buffer (OutputBufferBase): the writing verbs ============================== *
+ *
+ * The twin of ``_output.OutputBuffer``: its state as members of the same names (``buf``,
+ * ``enc``, ``kind``, ``char_limit``, ``eol``, ``lo``, ``hi``, ``_owner``), and its six verbs in C
+ * for the common shapes: an exact ``str`` (Latin-1, ASCII and UTF-8, see ``kind``), an exact
+ * ``bytes``/``bytearray``, an exact ``int``.  Anything else, and a buffer that is not a live
+ * exact bytearray (``REFUSED`` is pinned: a side that is not OPEN), goes to the pure method
+ * (``_py_<verb>``), which hands what it does not serve to the stream's slow path.  An append
+ * loads ``buf`` and writes into it with no Python code between (a flush in another thread
+ * swaps ``buf`` whole; a signal handler runs only after the call): nothing is written twice or
+ * half.  When the buffer reaches ``OUTPUT_BUFFER_SIZE`` the pure ``_full`` flushes it.
+ */
+
+#define OUT_FULL 65536 /* _buffer.OUTPUT_BUFFER_SIZE */
+#define OUT_LATIN1 0   /* _text's codec kinds */
+#define OUT_ASCII 1
+#define OUT_UTF8 2
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *buf;
+    PyObject *enc;
+    PyObject *eol;
+    PyObject *owner;
+    Py_ssize_t kind;
+    Py_ssize_t char_limit;
+    Py_ssize_t lo;
+    Py_ssize_t hi;
+} Out;
+
+static PyObject *str_full, *str_py_write_char, *str_py_write_string, *str_py_write_line;
+static PyObject *str_py_write_byte, *str_py_write_sequence, *str_py_write;
+
+/* The pure method ``name`` with the same arguments (it serves every case, errors included). */
+static PyObject *
+out_defer(Out *self, PyObject *name, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *stack[8];
+    Py_ssize_t i, total = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
+    if (total > 7) {
+        PyErr_SetString(PyExc_TypeError, "too many arguments");
+        return NULL;
+    }
+    stack[0] = (PyObject *)self;
+    for (i = 0; i < total; i++)
+        stack[i + 1] = args[i];
+    return PyObject_VectorcallMethod(name, stack, (size_t)(nargs + 1), kwnames);
+}
+
+/* Append a[0:na] and b[0:nb] to ``buf`` in one step if it is a live exact bytearray: 1 done,
+ * 0 not done (hand over), -1 error.  Neither source may be ``buf`` itself. */
+static int
+out_append(Out *self, const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
+{
+    PyObject *buf = self->buf;
+    Py_ssize_t len;
+    if (buf == NULL || !PyByteArray_CheckExact(buf)
+        || ((PyByteArrayObject *)buf)->ob_exports > 0)
+        return 0;
+    len = PyByteArray_GET_SIZE(buf);
+    if (na > PY_SSIZE_T_MAX - len - nb)
+        return 0;
+    if (na + nb == 0)
+        return 1;
+    if (PyByteArray_Resize(buf, len + na + nb) < 0)
+        return -1;
+    if (na)
+        memcpy(PyByteArray_AS_STRING(buf) + len, a, (size_t)na);
+    if (nb)
+        memcpy(PyByteArray_AS_STRING(buf) + len + na, b, (size_t)nb);
+    return 1;
+}
+
+/* After an append: flush (the pure ``_full``) once the buffer is full; None, or NULL. */
+static PyObject *
+out_done(Out *self)
+{
+    PyObject *buf = self->buf, *r;
+    if (buf != NULL && PyByteArray_CheckExact(buf) && PyByteArray_GET_SIZE(buf) >= OUT_FULL) {
+        PyObject *stack[1] = {(PyObject *)self};
+        r = PyObject_VectorcallMethod(str_full, stack, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        if (r == NULL)
+            return NULL;
+        Py_DECREF(r);
+    }
+    Py_RETURN_NONE;
+}
+
+/* Append exact str ``s`` encoded (and ``eol`` after it if ``with_eol``): 1 done, 0 hand over
+ * (a codec, a character or a state that the pure method judges), -1 error. */
+static int
+out_append_str(Out *self, PyObject *s, int with_eol)
+{
+    const char *e = NULL;
+    Py_ssize_t ne = 0, n;
+    int r;
+#if PY_VERSION_HEX < 0x030C0000
+    if (PyUnicode_READY(s) < 0)
+        return -1;
+#endif
+    if (with_eol) {
+        if (self->eol == NULL || !PyBytes_CheckExact(self->eol))
+            return 0;
+        e = PyBytes_AS_STRING(self->eol);
+        ne = PyBytes_GET_SIZE(self->eol);
+    }
+    n = PyUnicode_GET_LENGTH(s);
+    if (self->kind == OUT_LATIN1 ? PyUnicode_KIND(s) == PyUnicode_1BYTE_KIND
+                                 : (self->kind == OUT_ASCII || self->kind == OUT_UTF8)
+                                       && PyUnicode_IS_ASCII(s))
+        return out_append(self, (const char *)PyUnicode_1BYTE_DATA(s), n, e, ne);
+    if (self->kind == OUT_UTF8) {
+        PyObject *data = PyUnicode_AsUTF8String(s); /* strict, in C: no Python code */
+        if (data == NULL) {
+            if (!PyErr_ExceptionMatches(PyExc_UnicodeEncodeError))
+                return -1;
+            PyErr_Clear(); /* the pure method: the error handler, or the error */
+            return 0;
+        }
+        r = out_append(self, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data), e, ne);
+        Py_DECREF(data);
+        return r;
+    }
+    return 0;
+}
+
+/* Exact bytes or bytearray (not ``buf`` itself): 1 done, 0 hand over, -1 error. */
+static int
+out_append_bytes(Out *self, PyObject *o)
+{
+    if (PyBytes_CheckExact(o))
+        return out_append(self, PyBytes_AS_STRING(o), PyBytes_GET_SIZE(o), NULL, 0);
+    if (PyByteArray_CheckExact(o) && o != self->buf)
+        return out_append(self, PyByteArray_AS_STRING(o), PyByteArray_GET_SIZE(o), NULL, 0);
+    return 0;
+}
+
+static PyObject *
+Out_write_char(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])) {
+        PyObject *c = args[0];
+#if PY_VERSION_HEX < 0x030C0000
+        if (PyUnicode_READY(c) < 0)
+            return NULL;
+#endif
+        if (PyUnicode_GET_LENGTH(c) == 1) {
+            Py_UCS4 code = PyUnicode_READ_CHAR(c, 0);
+            if ((Py_ssize_t)code < self->char_limit) {
+                char byte = (char)(unsigned char)code;
+                int r = out_append(self, &byte, 1, NULL, 0);
+                if (r < 0)
+                    return NULL;
+                if (r)
+                    return out_done(self);
+            }
+        }
+    }
+    return out_defer(self, str_py_write_char, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write_string(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])) {
+        int r = out_append_str(self, args[0], 0);
+        if (r < 0)
+            return NULL;
+        if (r)
+            return out_done(self);
+    }
+    return out_defer(self, str_py_write_string, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write_line(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])) {
+        int r = out_append_str(self, args[0], 1);
+        if (r < 0)
+            return NULL;
+        if (r)
+            return out_done(self);
+    }
+    return out_defer(self, str_py_write_line, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write_byte(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL && PyLong_CheckExact(args[0])) {
+        int overflow;
+        long v = PyLong_AsLongAndOverflow(args[0], &overflow);
+        if (!overflow && !(v == -1 && PyErr_Occurred()) && v >= self->lo && v <= self->hi) {
+            char byte = (char)(unsigned char)(v & 0xFF);
+            int r = out_append(self, &byte, 1, NULL, 0);
+            if (r < 0)
+                return NULL;
+            if (r)
+                return out_done(self);
+        }
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    return out_defer(self, str_py_write_byte, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write_sequence(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL) {
+        int r = out_append_bytes(self, args[0]);
+        if (r < 0)
+            return NULL;
+        if (r)
+            return out_done(self);
+    }
+    return out_defer(self, str_py_write_sequence, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 1 && kwnames == NULL) {
+        PyObject *o = args[0], *done;
+        Py_ssize_t count;
+        int r;
+        if (PyUnicode_CheckExact(o)) {
+            r = out_append_str(self, o, 0);
+            count = PyUnicode_GET_LENGTH(o);
+        }
+        else {
+            r = out_append_bytes(self, o);
+            count = r > 0 ? Py_SIZE(o) : 0;
+        }
+        if (r < 0)
+            return NULL;
+        if (r) {
+            done = out_done(self);
+            if (done == NULL)
+                return NULL;
+            Py_DECREF(done);
+            return PyLong_FromSsize_t(count);
+        }
+    }
+    return out_defer(self, str_py_write, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    Out *self = (Out *)type->tp_alloc(type, 0);
+    if (self == NULL)
+        return NULL;
+    self->buf = PyByteArray_FromStringAndSize(NULL, 0);
+    self->eol = PyBytes_FromStringAndSize("\n", 1);
+    if (self->buf == NULL || self->eol == NULL) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->kind = -1; /* until the stream sets it: every str goes to the pure method */
+    self->hi = -1;
+    return (PyObject *)self;
+}
+
+static int
+Out_traverse(Out *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->buf);
+    Py_VISIT(self->enc);
+    Py_VISIT(self->eol);
+    Py_VISIT(self->owner);
+    return 0;
+}
+
+static int
+Out_clear(Out *self)
+{
+    Py_CLEAR(self->buf);
+    Py_CLEAR(self->enc);
+    Py_CLEAR(self->eol);
+    Py_CLEAR(self->owner);
+    return 0;
+}
+
+static void
+Out_dealloc(Out *self)
+{
+    PyObject_GC_UnTrack(self);
+    Out_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+#define OBJ(name, field) {name, SS_T_OBJECT_EX, offsetof(Out, field), 0, NULL}
+#define SSZ(name, field) {name, SS_T_PYSSIZET, offsetof(Out, field), 0, NULL}
+static PyMemberDef Out_members[] = {
+    OBJ("buf", buf),
+    OBJ("enc", enc),
+    OBJ("eol", eol),
+    OBJ("_owner", owner),
+    SSZ("kind", kind),
+    SSZ("char_limit", char_limit),
+    SSZ("lo", lo),
+    SSZ("hi", hi),
+    {NULL},
+};
+#undef OBJ
+#undef SSZ
+
+#define FK (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef Out_methods[] = {
+    {"write_char", (PyCFunction)(void (*)(void))Out_write_char, FK,
+     "SocketStream.write_char: a character below char_limit appended, else the pure method."},
+    {"write_string", (PyCFunction)(void (*)(void))Out_write_string, FK,
+     "SocketStream.write_string: a whole str encoded and appended, else the pure method."},
+    {"write_line", (PyCFunction)(void (*)(void))Out_write_line, FK,
+     "SocketStream.write_line: a str and eol appended, else the pure method."},
+    {"write_byte", (PyCFunction)(void (*)(void))Out_write_byte, FK,
+     "SocketStream.write_byte: an int in lo..hi appended, else the pure method."},
+    {"write_sequence", (PyCFunction)(void (*)(void))Out_write_sequence, FK,
+     "SocketStream.write_sequence: whole bytes or bytearray appended, else the pure method."},
+    {"write", (PyCFunction)(void (*)(void))Out_write, FK,
+     "SocketStream.write: a str, bytes or bytearray appended (its length), else the pure method."},
+    {NULL},
+};
+#undef FK
+
+static PyTypeObject OutType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "sockstream._speedups.OutputBufferBase",
+    .tp_basicsize = sizeof(Out),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "The state of an output buffer in C, and its hot writing verbs (sockstream._impl).",
+    .tp_new = Out_new,
+    .tp_dealloc = (destructor)Out_dealloc,
+    .tp_traverse = (traverseproc)Out_traverse,
+    .tp_clear = (inquiry)Out_clear,
+    .tp_methods = Out_methods,
+    .tp_members = Out_members,
+};
+
+/* Called once by PyInit__speedups: the type and its names. */
+static int
+out_init(PyObject *m)
+{
+    if (PyType_Ready(&OutType) < 0)
+        return -1;
+#define INTERN(var, s) \
+    if ((var = PyUnicode_InternFromString(s)) == NULL) \
+        return -1;
+    INTERN(str_full, "_full");
+    INTERN(str_py_write_char, "_py_write_char");
+    INTERN(str_py_write_string, "_py_write_string");
+    INTERN(str_py_write_line, "_py_write_line");
+    INTERN(str_py_write_byte, "_py_write_byte");
+    INTERN(str_py_write_sequence, "_py_write_sequence");
+    INTERN(str_py_write, "_py_write");
+#undef INTERN
+    Py_INCREF(&OutType);
+    if (PyModule_AddObject(m, "OutputBufferBase", (PyObject *)&OutType) < 0) {
+        Py_DECREF(&OutType);
+        return -1;
+    }
+    return 0;
+}
+
+/* ==== end of the output buffer ============================================================= */
+
 static struct PyModuleDef speedups_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "sockstream._speedups",
@@ -1941,6 +2308,10 @@ PyInit__speedups(void)
     Py_INCREF(&StreamType);
     if (PyModule_AddObject(m, "StreamBase", (PyObject *)&StreamType) < 0) {
         Py_DECREF(&StreamType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    if (out_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

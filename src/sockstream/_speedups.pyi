@@ -1,4 +1,4 @@
-"""The compiled twin of the input buffer's hot verbs (``_speedups.c``; see ``_impl``)."""
+"""The compiled twins of the input and output buffers' hot verbs (``_speedups.c``, ``_impl``)."""
 
 from typing import Any
 
@@ -57,3 +57,21 @@ class StreamBase:
         max_length: int | None = None,
     ) -> tuple[Any, bool]: ...
     def __next__(self) -> Any: ...
+
+class OutputBufferBase:
+    """The state of an output buffer in C (the pure class's attribute names) and its verbs."""
+
+    buf: bytearray
+    enc: str
+    eol: bytes
+    kind: int
+    char_limit: int
+    lo: int
+    hi: int
+    _owner: Any
+    def write_char(self, char: Any) -> None: ...
+    def write_string(self, string: Any, start: Any = 0, end: Any = None) -> None: ...
+    def write_line(self, string: Any) -> None: ...
+    def write_byte(self, byte: Any) -> None: ...
+    def write_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> None: ...
+    def write(self, data: Any) -> int: ...

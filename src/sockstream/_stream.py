@@ -9,13 +9,15 @@ Theory of operation
     extraction starts a new wait, so the timeout measures the time between extractions, as
     LispWorks specifies; an expired wait reads as end-of-file and changes nothing else.
 
-    Writing: one output ``bytearray``; writing verbs validate and encode their whole argument
-    first (a bad character writes nothing), then append.  ``_flush_out`` takes the buffer whole,
+    Writing: one ``OutputBuffer`` (``_output``), whose writing verbs the stream binds as its
+    own; they validate and encode their whole argument first (a bad character writes nothing),
+    then append to its ``bytearray``.  ``_flush_out`` takes the buffer whole,
     sends it with the same try / wait / retry shape under one deadline (``write_timeout``), and
     puts back in front what was not sent (timeout, interrupt), so nothing is sent twice.
 
     State: each side has an explicit state (``_rstate``, ``_wstate``: open, closed, not this
-    direction, shut, broken), checked once at each public entry.  The sides share no mutable
+    direction, shut, broken), checked once at each public entry (the writing verbs' fast paths:
+    by the buffer itself, which refuses while the side is not open).  The sides share no mutable
     state: one thread may read while another writes.
 
 Threads and interrupts (docs/reliability.md)
@@ -52,6 +54,7 @@ from ._buffer import (
 from ._contexts import keyword, stream_context
 from ._elements import (
     ElementType,
+    byte_range,
     check_byte,
     decode_list,
     encode_chars,
@@ -65,8 +68,15 @@ from ._errors import (
     WriteTimeoutError,
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
-from ._impl import InputBuffer, StreamBase, retype, twin_stream  # the twin or the pure core
+from ._impl import (  # the twins or the pure core
+    InputBuffer,
+    OutputBuffer,
+    StreamBase,
+    retype,
+    twin_stream,
+)
 from ._options import StreamOptions, TLSOptions
+from ._output import REFUSED
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
 from ._transport import NoTransport, PlainTransport, Transport
 from ._wait import (
@@ -123,6 +133,15 @@ _WHOLE: Final = -1
 _ZERO: Final = 0  # read_sequence's default start (a cached int; a bool False is not it)
 #: peek returns at most this much (or ``size``, if larger) of what is buffered.
 _PEEK_MAX: Final = 65536
+#: The verbs that are the output buffer's methods (``_serve_output``).
+_WRITING_VERBS: Final = (
+    "write_char",
+    "write_string",
+    "write_line",
+    "write_byte",
+    "write_sequence",
+    "write",
+)
 
 # A side's state (``_rstate``, ``_wstate``); anything but OPEN refuses at the public entry.
 OPEN: Final = 0
@@ -281,9 +300,9 @@ class SocketStream(StreamBase, FileObjectMixin):
         # instances in one shared key table, where they are found fastest.
         direction = options.direction
         self._rstate = OPEN if direction != "output" else NOT_THIS_WAY
-        self._wstate = OPEN if direction != "input" else NOT_THIS_WAY
+        self._out = OutputBuffer()
+        self._set_wstate(OPEN if direction != "input" else NOT_THIS_WAY)
         self._in = InputBuffer(max_line=options.max_line_length)
-        self._obuf = bytearray()
         self._transport: Transport = NoTransport()
         self._watchers: tuple[StreamWatcher, ...] = ()
         # ---- lifecycle
@@ -302,6 +321,8 @@ class SocketStream(StreamBase, FileObjectMixin):
         )
         self._text = self._element_type == "base-char"
         self._line_kind = STR_LINE_NL if self._text else BYTES_LINE_NL
+        if self._byte_table is not None:
+            self._out.lo, self._out.hi = byte_range(self._element_type)
         # Why the stream is broken (BROKEN), for the error every later operation raises.
         self._why_broken = ""
         # The peer (or the network) broke the connection: close() does not flush.
@@ -320,6 +341,7 @@ class SocketStream(StreamBase, FileObjectMixin):
         self._receiving = False  # a recv is under way whose count is not yet in the buffer
         self._error: BaseException | None = None
         # ---- the writing side
+        self._serve_output()
         self._wlock = threading.Lock()  # held while flushing: one flusher at a time
         self._write_timeout = options.write_timeout
         self._sending = False  # a send is under way whose count is not yet recorded
@@ -393,7 +415,10 @@ class SocketStream(StreamBase, FileObjectMixin):
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
         self._closed = True
-        self._rstate = self._wstate = CLOSED
+        self._rstate = CLOSED
+        if not hasattr(self, "_out"):
+            self._out = OutputBuffer()
+        self._set_wstate(CLOSED)
         self._sock = None
         self._watchers = ()
         if sock is not None:
@@ -454,7 +479,7 @@ class SocketStream(StreamBase, FileObjectMixin):
         if self._rstate == OPEN:
             self._rstate = BROKEN
         if self._wstate == OPEN:
-            self._wstate = BROKEN
+            self._set_wstate(BROKEN)
         self._peer_broken = True  # nothing more is sent, close() included
         self._in.clear()  # the reading verbs' fast path finds nothing, and asks the state
 
@@ -546,16 +571,18 @@ class SocketStream(StreamBase, FileObjectMixin):
 
     def _set_codec(self, codec: Codec) -> None:
         self._codec = codec
-        # Writing: str.encode's encoding (strict: the error handler only where that fails),
-        # and the characters below _char_limit that are their own byte (the default, Latin-1
-        # strict, keeps its one-append path).
-        self._enc_name = "latin-1" if codec.latin1 else codec.canonical
-        self._char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
+        # Writing (the output buffer's settings): str.encode's encoding (strict: the error
+        # handler only where that fails), the codec's kind (the C twin's encoders), and the
+        # characters below char_limit that are their own byte.
+        out = self._out
+        out.enc = "latin-1" if codec.latin1 else codec.canonical
+        out.kind = codec.kind  # (the C twin encodes Latin-1, ASCII and UTF-8 itself)
+        out.char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
         self._plain_text = codec.latin1 and codec.errors == "strict"
 
     def _set_newline(self, newline: str | None) -> None:
         self._newline = newline
-        self._eol = terminator(newline)
+        self._out.eol = terminator(newline)
 
     def _retype_input(self) -> None:
         """After a text setting changed: the input buffer that serves it, holding the same bytes.
@@ -1325,29 +1352,52 @@ class SocketStream(StreamBase, FileObjectMixin):
 
     # ---- writing -----------------------------------------------------------------------
     #
-    # Each verb encodes first (a bad argument writes nothing), then appends with no call
-    # between loading ``_obuf`` and the append: a flush in another thread swaps ``_obuf``
-    # whole, and the append lands either before the swap (and goes with that flush) or after.
+    # The verbs are the output buffer's methods, bound on each stream (``_serve_output``):
+    # their fast path checks no state (a side that is not OPEN holds ``REFUSED``, see
+    # ``_output``), and they hand every other case to the ``_write_*_slow`` method here, which
+    # checks the state first, then the argument (a bad argument writes nothing), then encodes
+    # and appends with no call between loading ``_out.buf`` and the append.
+
+    def _serve_output(self) -> None:
+        """The writing verbs are the output buffer's own methods, bound on this stream.
+
+        Not where a subclass overrides a verb: its method is then the one called.
+        """
+        out = self._out
+        out.serve(weakref.ref(self))
+        cls = type(self)
+        for name in _WRITING_VERBS:
+            if getattr(cls, name) is getattr(SocketStream, name):
+                setattr(self, name, getattr(out, name))
+
+    def _set_wstate(self, state: int) -> None:
+        """The writing side's state changes only here (and in ``close``, which may not call):
+        a side that is not OPEN holds the refusing buffer, so no verb can add to it."""
+        self._wstate = state
+        if state:
+            self._out.buf = REFUSED
 
     def write_char(self, char: str) -> None:
         """Write one 8-bit character."""
+        # (Each stream answers this with its output buffer's own: see _serve_output.)
+        self._out.write_char(char)
+
+    def _write_char_slow(self, char: str) -> None:
         if self._wstate:
             self._write_refused()
         if type(char) is not str or len(char) != 1:
             raise TypeError(f"write_char needs a single character, not {char!r}")
         code = ord(char)
-        if code < self._char_limit:
-            buf = self._obuf
-            buf.append(code)
+        if code < self._out.char_limit:
+            self._append(bytes((code,)))
         else:
-            data = self._encode(char)
-            buf = self._obuf
-            buf += data
-        if len(buf) >= OUTPUT_BUFFER_SIZE:
-            self._flush_out()
+            self._append(self._encode(char))
 
     def write_string(self, string: str, start: int = 0, end: int | None = None) -> None:
         """Write ``string[start:end]``; a character above 255 writes nothing and raises."""
+        self._out.write_string(string, start, end)
+
+    def _write_string_slow(self, string: str, start: Any, end: Any) -> None:
         if self._wstate:
             self._write_refused()
         if start or end is not None:
@@ -1357,44 +1407,43 @@ class SocketStream(StreamBase, FileObjectMixin):
             string = string[start:end]
         try:
             # (Strict: where it succeeds every error handler gives the same bytes.)
-            data = string.encode(self._enc_name)
+            data = string.encode(self._out.enc)
         except (UnicodeEncodeError, AttributeError):
             data = self._encode(string)
-        buf = self._obuf
-        buf += data
-        if len(buf) >= OUTPUT_BUFFER_SIZE:
-            self._flush_out()
+        self._append(data)
 
     def write_line(self, string: str) -> None:
         """Write ``string`` and a newline."""
+        self._out.write_line(string)
+
+    def _write_line_slow(self, string: str) -> None:
         if self._wstate:
             self._write_refused()
         try:
-            # (Strict: where it succeeds every error handler gives the same bytes.)
-            data = string.encode(self._enc_name)
+            data = string.encode(self._out.enc)
         except (UnicodeEncodeError, AttributeError):
             data = self._encode(string)
-        buf = self._obuf
-        buf += data
-        buf += self._eol
-        if len(buf) >= OUTPUT_BUFFER_SIZE:
-            self._flush_out()
+        self._append(data + self._out.eol)
 
     def write_byte(self, byte: int) -> None:
         """Write one byte given as an int of the element type (byte element types only)."""
+        self._out.write_byte(byte)
+
+    def _write_byte_slow(self, byte: int) -> None:
         if self._wstate:
             self._write_refused()
         if self._byte_table is None:
             raise TypeError("write_byte needs a byte element type; this stream is base-char")
         code = check_byte(byte, self._element_type)
-        buf = self._obuf
-        buf.append(code)
-        if len(buf) >= OUTPUT_BUFFER_SIZE:
-            self._flush_out()
+        self._append(bytes((code,)))
 
     def _append(self, data: Any) -> None:
-        buf = self._obuf
-        buf += data
+        """Append what a slow path made, the state checked (it may have changed since)."""
+        buf = self._out.buf
+        try:
+            buf += data
+        except BufferError:  # stopped by another thread since the check
+            self._write_refused()
         if len(buf) >= OUTPUT_BUFFER_SIZE:
             self._flush_out()
 
@@ -1404,17 +1453,17 @@ class SocketStream(StreamBase, FileObjectMixin):
         Lists and tuples hold characters or integers of the element type.  The whole slice is
         validated before anything is written.
         """
+        self._out.write_sequence(seq, start, end)
+
+    def _write_sequence_slow(self, seq: Any, start: Any, end: Any) -> None:
         if self._wstate:
             self._write_refused()
         cls = type(seq)
         if (cls is bytes or cls is bytearray) and not start and end is None:
-            buf = self._obuf
-            buf += seq  # the common case, without a memoryview
-            if len(buf) >= OUTPUT_BUFFER_SIZE:
-                self._flush_out()
+            self._append(seq)
             return
         if isinstance(seq, str):
-            self.write_string(seq, start, end)
+            self._write_string_slow(seq, start, end)
             return
         if isinstance(seq, (list, tuple)):
             start, end = _check_bounds(start, end, len(seq))
@@ -1442,17 +1491,17 @@ class SocketStream(StreamBase, FileObjectMixin):
 
     def write(self, data: Any) -> int:
         """Write a str or bytes-like object; return the number of characters or bytes."""
+        return self._out.write(data)
+
+    def _write_slow(self, data: Any) -> int:
         if self._wstate:
             self._write_refused()
         cls = type(data)
         if cls is bytes or cls is bytearray:
-            buf = self._obuf
-            buf += data
-            if len(buf) >= OUTPUT_BUFFER_SIZE:
-                self._flush_out()
+            self._append(data)
             return len(data)
         if isinstance(data, str):
-            self.write_string(data)
+            self._write_string_slow(data, 0, None)
             return len(data)
         with memoryview(data) as view, view.cast("B") as raw:
             self._append(raw)
@@ -1471,9 +1520,20 @@ class SocketStream(StreamBase, FileObjectMixin):
             self._flush_out_locked()
 
     def _flush_out_locked(self) -> None:
-        data = self._obuf
-        if data:
-            self._obuf = bytearray()
+        out = self._out
+        fresh = bytearray()
+        data = out.buf
+        if data is REFUSED:  # stopped by another thread since the caller's check
+            self._write_refused()
+        # Taken with no call and no jump between this load and the store (where a writer in
+        # another thread, a signal handler or a close could run), nor between the store and
+        # the ``try`` that puts back what is not sent; never the refusing buffer.
+        if out.buf is data:
+            out.buf = fresh
+        elif out.buf is REFUSED:
+            self._write_refused()
+        else:  # cleared by another thread meanwhile: what was there went with it
+            data = fresh
         transport = self._transport
         sent = 0
         try:
@@ -1513,13 +1573,18 @@ class SocketStream(StreamBase, FileObjectMixin):
                 self._sending = True
             self._sending = False
         except BaseException as exc:
+            # First (no call or jump before it, where another interrupt could land): what was
+            # not sent goes back in front of whatever was written meanwhile, unless the side
+            # stopped meanwhile (its buffer is then the refusing one, never sent).
+            back = data[sent:]
+            if back:
+                buf = out.buf
+                if buf is not REFUSED:
+                    buf[0:0] = back
             if self._sending:
                 self._sending = False
                 if not isinstance(exc, OSError):
                     self._break("interrupted while sending: output may have been lost")
-            if sent < len(data):
-                # Back in front of whatever was written meanwhile (one run, no call).
-                self._obuf[0:0] = data[sent:]
             if isinstance(exc, SocketError) or not isinstance(exc, OSError):
                 raise
             if self._closed:  # closed by another thread while we waited
@@ -1546,7 +1611,10 @@ class SocketStream(StreamBase, FileObjectMixin):
         """Drop output that has not been sent."""
         if self._wstate:
             self._write_refused()
-        self._obuf = bytearray()
+        fresh = bytearray()
+        out = self._out
+        if out.buf is not REFUSED:  # (stopped by another thread since the check)
+            out.buf = fresh
 
     def shutdown_output(self) -> None:
         """Flush, then half-close: the peer reads end-of-file; this side can still read."""
@@ -1554,7 +1622,7 @@ class SocketStream(StreamBase, FileObjectMixin):
         if self._direction != "input":
             self._flush_out()
             self._send_close_notify()
-            self._wstate = SHUT
+            self._set_wstate(SHUT)
         if self._sock is not None:
             try:
                 self._sock.shutdown(_socket.SHUT_WR)
@@ -1702,6 +1770,7 @@ class SocketStream(StreamBase, FileObjectMixin):
             # interrupt landing here cannot leave the descriptor open.
             self._closed = True
             self._rstate = self._wstate = CLOSED
+            self._out.buf = REFUSED  # (as _set_wstate does: no call may come before the socket)
             sock, self._sock = self._sock, None
             try:
                 if self._watchers:
@@ -1720,7 +1789,6 @@ class SocketStream(StreamBase, FileObjectMixin):
                 self._transport.close()
                 self._transport = NoTransport()
                 self._in.clear()
-                self._obuf = bytearray()
                 self._watchers = ()
         if error is not None:
             raise error
