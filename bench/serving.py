@@ -414,6 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--from-json", metavar="FILE", help="report these results, run nothing")
     parser.add_argument(
+        "--keep",
+        metavar="FILE",
+        help="an earlier --json file: the sections not run now are taken from it (each section "
+        "records the machine's load when it ran)",
+    )
+    parser.add_argument(
         "--w7-json",
         metavar="FILE",
         help="a `python -m bench --only W7 --json` file to report with them",
@@ -429,6 +435,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_json:
         out = json.loads(Path(args.from_json).read_text())
         args.what = "none"
+    else:
+        # When each section ran (a --keep'ed one may come from an earlier run).
+        out["when"] = dict.fromkeys(("idle", "echo", "workers"), out["machine"])
+    if args.keep and not args.from_json:
+        kept = json.loads(Path(args.keep).read_text())
+        for section in ("idle", "echo", "workers"):
+            if section in kept and args.what not in (section, "all"):
+                out[section] = kept[section]
+                out["when"][section] = kept.get("when", {}).get(section, kept["machine"])
     if args.what in ("idle", "all"):
         out["idle"] = {}
         for n in (int(x) for x in args.n.split(",")):
@@ -517,6 +532,18 @@ def _mm(d: dict[str, float], fmt: str = "{:.2f}") -> str:
     return f"{fmt.format(d['median'])} ({fmt.format(d['min'])}-{fmt.format(d['max'])})"
 
 
+def _when(out: dict[str, Any], section: str) -> list[str]:
+    """A line saying when ``section`` ran, if that was another run than the header's."""
+    when = out.get("when", {}).get(section)
+    if not when or when == out["machine"]:
+        return []
+    return [
+        f"(A run of its own, Python {when['python']}, load average "
+        f"{', '.join(f'{x:.0f}' for x in when['load'])} at its start.)",
+        "",
+    ]
+
+
 def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
     """The "Serving" section of bench/RESULTS.md (medians, min-max in parentheses)."""
     m = out["machine"]
@@ -553,6 +580,8 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
             "Latency: 200 round trips of a 64-byte line by a client in the load generator's "
             "process, on its own connection, and 200 connect + round trip + close.",
         ]
+        if _when(out, "idle"):
+            lines += ["", *_when(out, "idle")[:-1]]
         if top < 10_000:
             lines.append(
                 f"N stops at {top:,} here: `serve` holds 1 descriptor per connection, and "
@@ -574,6 +603,7 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
             f"| ratio (goal >= 1.2) | {_mm(echo['ratio'])} |",
             "",
         ]
+        lines += _when(out, "echo")
     workers = out.get("workers")
     if workers:
         lines += [
@@ -587,6 +617,7 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
             f"{_mm(workers['ratio'])} |",
             "",
         ]
+        lines += _when(out, "workers")
     if w7:
         cases, ratios = w7["cases"], {r["label"]: r for r in w7["ratios"]}
         lines += [

@@ -280,3 +280,53 @@ def test_a_socket_handed_back_has_no_receive_timeout_left(
         assert _rcvtimeo(old) == (0, 0)
     finally:
         old.close()
+
+
+def test_a_preset_receive_timeout_is_used_and_a_different_one_replaced(
+    pair: tuple[SocketStream, socket.socket],
+) -> None:
+    """``serve`` presets SO_RCVTIMEO in its accept loop (a setsockopt with a buffer costs the
+    thread that first makes one a page of stack); the stream's thread finds it there."""
+    from sockstream._transport import preset_rcvtimeo
+
+    s, _peer = pair
+    sock = s.socket
+    assert sock is not None
+    preset_rcvtimeo(sock, SHORT)
+    s.read_timeout = SHORT
+    assert _started(lambda: s.read_char(eof_error=False, eof_value=None)).join_checked() is None
+    assert s.timed_out
+    assert _rcvtimeo(sock) == (0, int(SHORT * 1e6))
+    # A preset that is not the stream's timeout is not trusted: the read still times out
+    # after SHORT (not LONG).
+    s.replace_socket(s.replace_socket(None))  # a fresh transport, which knows nothing yet
+    preset_rcvtimeo(sock, LONG)
+    t0 = time.monotonic()
+    assert _started(lambda: s.read_char(eof_error=False, eof_value=None)).join_checked() is None
+    assert time.monotonic() - t0 < LONG
+    assert _rcvtimeo(sock) == (0, int(SHORT * 1e6))
+
+
+def test_serve_presets_the_receive_timeout_of_plain_connections() -> None:
+    from sockstream import serve
+
+    seen: list[tuple[int, int]] = []
+
+    def handler(stream: SocketStream) -> None:
+        assert stream.socket is not None
+        seen.append(_rcvtimeo(stream.socket))
+        stream.write_line(stream.read_line()[0])
+        stream.force_output()
+
+    with (
+        serve(handler, address="127.0.0.1", read_timeout=7.5) as server,
+        socket.create_connection(("127.0.0.1", server.port), timeout=LONG) as c,
+    ):
+        c.sendall(b"ping\n")
+        got = b""
+        while not got.endswith(b"\n"):
+            chunk = c.recv(100)
+            assert chunk
+            got += chunk
+        assert got == b"ping\n"
+    assert seen == [(7, 500_000)]

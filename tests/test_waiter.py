@@ -161,6 +161,23 @@ def test_ready_streams_in_the_order_added(pairs: Any, n: int) -> None:
         assert w.wait(LONG) == [streams[n - 1], streams[0]]
 
 
+def test_more_ready_than_the_fast_path_asks_for_are_all_returned(pairs: Any) -> None:
+    """The warm wait asks epoll for a few events (``_FAST_EVENTS``); more ready go the full way."""
+    from sockstream._waiter import _FAST_EVENTS
+
+    n = 3 * _FAST_EVENTS
+    streams, peers = pairs(n)
+    with StreamWaiter(streams) as w:
+        peers[0].sendall(b"a")
+        assert w.wait(LONG) == [streams[0]]  # its byte is in its buffer now
+        assert w.wait(LONG) == [streams[0]]  # and it is the fast path's stream
+        assert w._fast_stream is streams[0]
+        for p in peers[1 : 2 * _FAST_EVENTS + 1]:
+            p.sendall(b"b")
+        assert w.wait(LONG) == streams[: 2 * _FAST_EVENTS + 1]
+        assert w.wait(0) == streams[: 2 * _FAST_EVENTS + 1]
+
+
 def test_timeout(pairs: Any) -> None:
     streams, _ = pairs(2)
     with StreamWaiter(streams) as w:

@@ -75,6 +75,7 @@ from ._errors import LineTooLongError, SocketCreateError, SocketError
 from ._listen import SocketFile, display_path, make_unix_listener
 from ._options import StreamOptions
 from ._stream import SocketStream
+from ._transport import preset_rcvtimeo
 from ._wait import WANT_READ, deadline_after, select_ready, wait_fd
 
 __all__ = [
@@ -641,6 +642,8 @@ class _ConnectionPool:
             sock.close()
             return
         conn = _Connection(peer)
+        if self._tls is None:
+            preset_rcvtimeo(sock, self._options.read_timeout)  # saves each thread a stack page
         starved = False
         with self._cond:
             while True:

@@ -4,7 +4,8 @@ Theory of operation
     Reading: one ``InputBuffer`` owns the input.  Every reading verb asks the buffer first
     (``maybe_*``, the hot path); only when it answers None does the verb call ``_fill``, the one
     I/O loop: try the transport without blocking, and when it would block, wait for the
-    descriptor until ``read_timeout`` seconds after that attempt, then try again.  Each
+    descriptor until ``read_timeout`` seconds after that attempt, then try again (a plain
+    stream outside the main thread waits in the receive itself: ``_may_block``).  Each
     extraction starts a new wait, so the timeout measures the time between extractions, as
     LispWorks specifies; an expired wait reads as end-of-file and changes nothing else.
 

@@ -93,13 +93,11 @@ class PlainTransport:
             return WANT_READ
 
     def _set_rcvtimeo(self, timeout: float | None) -> None:
-        if timeout is None:
-            sec = usec = 0  # no limit
-        else:
-            assert timeout <= MAX_WAIT
-            # Whole microseconds, rounded up and at least one (0 would mean no limit).
-            sec, usec = divmod(max(1, math.ceil(timeout * 1e6)), 1_000_000)
-        self.sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.pack(sec, usec))
+        sock = self.sock
+        if self._rcvtimeo == _UNKNOWN and _has_rcvtimeo(sock, timeout):
+            self._rcvtimeo = timeout  # already there (preset_rcvtimeo): nothing to set
+            return
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _timeval(timeout))
         self._rcvtimeo = timeout
 
     def send(self, view: memoryview) -> int:
@@ -127,6 +125,46 @@ class PlainTransport:
                 self._set_rcvtimeo(None)
             except OSError:
                 pass
+
+
+def _timeval(timeout: float | None) -> bytes:
+    """``SO_RCVTIMEO``'s value for ``timeout`` (None: no limit; at most ``MAX_WAIT``)."""
+    if timeout is None:
+        return _TIMEVAL.pack(0, 0)
+    assert timeout <= MAX_WAIT
+    # Whole microseconds, rounded up and at least one (0 would mean no limit).
+    return _TIMEVAL.pack(*divmod(max(1, math.ceil(timeout * 1e6)), 1_000_000))
+
+
+def _has_rcvtimeo(sock: _socket.socket, timeout: float | None) -> bool:
+    """True if ``sock``'s ``SO_RCVTIMEO`` is what setting it for ``timeout`` would give (the
+    kernel keeps it in clock ticks, so up to one tick, at most 10 ms, more)."""
+    try:
+        sec, usec = _TIMEVAL.unpack(
+            sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _TIMEVAL.size)
+        )
+    except OSError:
+        return False
+    got = float(sec + usec / 1e6)
+    if timeout is None:
+        return got == 0
+    return timeout <= got <= timeout + 0.01
+
+
+def preset_rcvtimeo(sock: _socket.socket, timeout: float | None) -> None:
+    """Give ``sock`` now the ``SO_RCVTIMEO`` that a plain stream with ``read_timeout=timeout``
+    will want (``serve``'s accept loop, for the connection's thread).
+
+    The stream's thread then finds it there (one ``getsockopt``) instead of setting it, which
+    the first time a thread does it costs the thread a page of stack (CPython's ``setsockopt``
+    first tries two other argument forms, and the failed parse runs deep): 4 KiB per connection.
+    """
+    if not MSG_DONTWAIT or timeout is None or timeout > MAX_WAIT:
+        return
+    try:
+        sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_RCVTIMEO, _timeval(timeout))
+    except OSError:  # gone already: the stream will find out
+        pass
 
 
 class NoTransport:
