@@ -384,12 +384,18 @@ def test_twin_matches_pure_on_runs_of_lines(
 
 @accelerated
 def test_stream_verbs_are_c(make: Make) -> None:
-    """peek_char, unread_char, listen, read_until and iteration resolve to C (issue 14)."""
+    """peek_char, unread_char, listen, read_until, read and iteration resolve to C (issue 14)."""
     if not sockstream.ACCELERATED:
         pytest.skip("this run uses the pure core")
     cls = sockstream.SocketStream
     stream, peer = make("base-char")
-    for verb in (stream.peek_char, stream.unread_char, stream.listen, stream.read_until):
+    for verb in (
+        stream.peek_char,
+        stream.unread_char,
+        stream.listen,
+        stream.read_until,
+        stream.read,
+    ):
         assert type(verb) is types.BuiltinMethodType, verb
     # ``for line in stream`` looks __next__ up on the type: the C base's slot, not Python.
     assert "__next__" not in vars(cls)
@@ -428,6 +434,7 @@ _stream_op = st.one_of(
         ),
     ),
     st.tuples(st.just("next"), st.none()),
+    st.tuples(st.just("read_n"), st.sampled_from([1, 1, 2, 3, 5, 8, 13, 0, None, -2, "x", 2**70])),
     st.tuples(st.just("readline"), st.none()),
     st.tuples(st.just("read_line"), st.none()),
 )
@@ -490,15 +497,17 @@ def _stream_run(s: Any, op: str, arg: Any, last: list[Any]) -> Any:
             return s.read_line(False, "eof")
         if op == "read":
             return s.read()
+        if op == "read_n":
+            return s.read(arg)
         raise AssertionError(op)  # pragma: no cover
     except Exception as exc:
         return ("raised", type(exc), str(exc).replace(repr(s), "<stream>"))
 
 
 @accelerated
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(1800)  # (scripts/asan runs more examples, sanitized)
 @settings(
-    max_examples=int(os.environ.get("SOCKSTREAM_SPEEDUPS_EXAMPLES", "150")),
+    max_examples=int(os.environ.get("SOCKSTREAM_STREAM_EXAMPLES", "150")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )

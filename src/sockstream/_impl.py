@@ -126,7 +126,7 @@ if _speedups is not None:
 
 #: The stream's verbs in C (``_speedups.StreamBase``, over the stream's ``_in``); the stream's
 #: pure methods are kept as ``_py_<verb>``, which the C verbs call for what they do not serve.
-STREAM_C_VERBS: Final = ("peek_char", "unread_char", "listen", "read_until", "__next__")
+STREAM_C_VERBS: Final = ("peek_char", "unread_char", "listen", "read_until", "read", "__next__")
 
 
 class PureStreamBase:

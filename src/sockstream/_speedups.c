@@ -62,6 +62,9 @@ typedef struct {
     PyObject *wtext, *wbuf;
     Py_ssize_t wepoch, wbyte, wend, wchar;
     int wvalid;
+    /* The last ``(line, False)`` made: reused while nobody else holds it (as zip and
+     * enumerate reuse their result tuple), which saves a tuple per read_line. */
+    PyObject *pair;
 } Buf;
 
 #define SET_POS(self, v) ((self)->wvalid = 0, (self)->pos = (v))
@@ -422,13 +425,24 @@ Buf_maybe_take_byte(Buf *self, PyObject *table)
     return NULL;
 }
 
-/* ``(s, False)``, stealing ``s`` (NULL in, NULL out). */
+/* ``(s, False)``, stealing ``s`` (NULL in, NULL out).  The tuple made last time is reused if
+ * only this buffer holds it (the caller unpacked and dropped it): nobody can see it change. */
 static PyObject *
-pair_false(PyObject *s)
+pair_false(Buf *self, PyObject *s)
 {
     PyObject *t;
     if (s == NULL)
         return NULL;
+    t = self->pair;
+    if (t != NULL && Py_REFCNT(t) == 1 && PyTuple_GET_ITEM(t, 1) == Py_False) {
+        PyObject *old = PyTuple_GET_ITEM(t, 0);
+        Py_INCREF(t);
+        PyTuple_SET_ITEM(t, 0, s);
+        Py_DECREF(old); /* (a str or bytes: no finalizer runs) */
+        if (!PyObject_GC_IsTracked(t))
+            PyObject_GC_Track(t); /* (the collector may have untracked it: it holds atoms) */
+        return t;
+    }
     t = PyTuple_New(2);
     if (t == NULL) {
         Py_DECREF(s);
@@ -437,6 +451,8 @@ pair_false(PyObject *s)
     PyTuple_SET_ITEM(t, 0, s);
     Py_INCREF(Py_False);
     PyTuple_SET_ITEM(t, 1, Py_False);
+    Py_INCREF(t);
+    Py_XSETREF(self->pair, t);
     return t;
 }
 
@@ -476,7 +492,7 @@ take_line_fast(Buf *self, Py_ssize_t kind)
             line = PyBytes_FromStringAndSize(b + pos, i + 1 - pos);
         else if (kind == STR_LINE) {
             PyObject *s = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
-            line = pair_false(s);
+            line = pair_false(self, s);
         }
         else
             line = PyUnicode_DecodeLatin1(b + pos, i + 1 - pos, NULL);
@@ -924,7 +940,7 @@ window_line(Buf *self, Py_ssize_t kind)
     Py_INCREF(buf);
     if (kind == STR_LINE) {
         s = PyUnicode_Substring(self->wtext, self->wchar, dj);
-        line = pair_false(s);
+        line = pair_false(self, s);
     }
     else
         line = PyUnicode_Substring(self->wtext, self->wchar, lj);
@@ -997,7 +1013,7 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
             line = PyBytes_FromStringAndSize(b + pos, lend - pos);
         else if (kind == STR_LINE) {
             PyObject *s = text_decode(self, buf, pos, dend - pos);
-            line = pair_false(s);
+            line = pair_false(self, s);
         }
         else
             line = text_decode(self, buf, pos, lend - pos);
@@ -1233,6 +1249,7 @@ Buf_traverse(Buf *self, visitproc visit, void *arg)
     Py_VISIT(self->errors);
     Py_VISIT(self->wtext);
     Py_VISIT(self->wbuf);
+    Py_VISIT(self->pair);
     return 0;
 }
 
@@ -1261,6 +1278,7 @@ Buf_clear(Buf *self)
     Py_CLEAR(self->errors);
     Py_CLEAR(self->wtext);
     Py_CLEAR(self->wbuf);
+    Py_CLEAR(self->pair);
     self->wvalid = 0;
     return 0;
 }
@@ -1560,11 +1578,14 @@ static PyTypeObject BufType = {
 
 typedef struct {
     PyObject_HEAD
-    PyObject *in; /* the stream's input buffer (``_in``) */
+    PyObject *in;        /* the stream's input buffer (``_in``) */
+    PyObject *watchers;  /* ``_watchers`` (a tuple), read by unread_char */
+    PyObject *timed_out; /* ``_timed_out`` (a bool), read by unread_char */
 } Stream;
 
 static PyObject *str_py_unread_char, *str_py_listen, *str_py_read_until, *str_py_next;
-static PyObject *str_watchers, *str_timed_out, *str_eof_error, *str_eof_value, *str_max_length;
+static PyObject *str_py_read;
+static PyObject *str_eof_error, *str_eof_value, *str_max_length;
 
 /* The C buffer, or NULL (none yet, or a pure buffer: the pure methods serve it). */
 static inline Buf *
@@ -1675,26 +1696,13 @@ Stream_listen(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
 }
 
 /* True if the stream has no watchers and its last read did not time out (the pure
- * unread_char then has nothing to do but the buffer's unread); no Python code runs. */
+ * unread_char then has nothing to do but the buffer's unread); C fields: no Python code runs. */
 static int
 stream_quiet(Stream *self)
 {
-    PyObject *w = PyObject_GetAttr((PyObject *)self, str_watchers), *t;
-    int quiet;
-    if (w == NULL) {
-        PyErr_Clear();
-        return 0;
-    }
-    t = PyObject_GetAttr((PyObject *)self, str_timed_out);
-    if (t == NULL) {
-        PyErr_Clear();
-        Py_DECREF(w);
-        return 0;
-    }
-    quiet = PyTuple_CheckExact(w) && PyTuple_GET_SIZE(w) == 0 && t == Py_False;
-    Py_DECREF(w);
-    Py_DECREF(t);
-    return quiet;
+    PyObject *w = self->watchers;
+    return w != NULL && PyTuple_CheckExact(w) && PyTuple_GET_SIZE(w) == 0
+           && self->timed_out == Py_False;
 }
 
 static PyObject *
@@ -1702,10 +1710,8 @@ Stream_unread_char(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObje
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])
-        && PyUnicode_GET_LENGTH(args[0]) == 1 && stream_quiet(self)
-        && (ib = stream_buf(self)) != NULL && ib->batch == Py_None) {
-        /* (the buffer is read again after stream_quiet's look-ups, and then nothing runs
-         * Python code until the commit) */
+        && PyUnicode_GET_LENGTH(args[0]) == 1 && stream_quiet(self) && ib->batch == Py_None) {
+        /* (nothing runs Python code from here to the commit) */
         PyObject *ch = args[0];
         const char *b = valid_bytes(ib);
         Py_ssize_t pos = ib->pos, size = -1;
@@ -1758,11 +1764,40 @@ Stream_read_until(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObjec
         Py_INCREF(limit);
         data = until_fast(ib, args[0], ib->kind != BYTES_LINE_NL, limit);
         Py_DECREF(limit);
+        if (data != NULL)
+            data = pair_false(ib, data);
         Py_DECREF(ib);
         if (data != NULL || PyErr_Occurred())
-            return pair_false(data);
+            return data;
     }
     return stream_defer(self, str_py_read_until, args, nargs, kwnames);
+}
+
+/* ``read(n)``: n bytes (a byte stream) or n characters (Latin-1, the plain buffer) when at
+ * least that many are buffered; every other call (the default -1, 0, None, a bad size, more
+ * than is buffered, a text buffer's characters) is the pure method's. */
+static PyObject *
+Stream_read(Stream *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Buf *ib = stream_buf(self);
+    if (ib != NULL && nargs == 1 && kwnames == NULL && PyLong_CheckExact(args[0])
+        && ib->batch == Py_None && (ib->kind == BYTES_LINE_NL || ib->codec == NULL)) {
+        const char *b = valid_bytes(ib);
+        Py_ssize_t n = PyLong_AsSsize_t(args[0]), pos = ib->pos;
+        if (n == -1 && PyErr_Occurred())
+            PyErr_Clear(); /* too large: the pure method says so */
+        else if (b != NULL && n >= 1 && n <= ib->end - pos) {
+            /* (no call between reading pos and the commit: nothing can move) */
+            PyObject *data = ib->kind == BYTES_LINE_NL ? PyBytes_FromStringAndSize(b + pos, n)
+                                                       : PyUnicode_DecodeLatin1(b + pos, n, NULL);
+            if (data == NULL)
+                return NULL;
+            SET_POS(ib, pos + n);
+            ib->run = 0;
+            return data;
+        }
+    }
+    return stream_defer(self, str_py_read, args, nargs, kwnames);
 }
 
 /* ``for line in stream``: a whole buffered line, in readline's form, else the pure
@@ -1786,6 +1821,8 @@ static int
 Stream_traverse(Stream *self, visitproc visit, void *arg)
 {
     Py_VISIT(self->in);
+    Py_VISIT(self->watchers);
+    Py_VISIT(self->timed_out);
     return 0;
 }
 
@@ -1793,6 +1830,8 @@ static int
 Stream_clear(Stream *self)
 {
     Py_CLEAR(self->in);
+    Py_CLEAR(self->watchers);
+    Py_CLEAR(self->timed_out);
     return 0;
 }
 
@@ -1806,6 +1845,9 @@ Stream_dealloc(Stream *self)
 
 static PyMemberDef Stream_members[] = {
     {"_in", SS_T_OBJECT_EX, offsetof(Stream, in), 0, "The stream's input buffer."},
+    {"_watchers", SS_T_OBJECT_EX, offsetof(Stream, watchers), 0, "What watches the stream."},
+    {"_timed_out", SS_T_OBJECT_EX, offsetof(Stream, timed_out), 0,
+     "True if the last read timed out."},
     {NULL},
 };
 
@@ -1824,6 +1866,9 @@ static PyMethodDef Stream_methods[] = {
      "read_until($self, /, delimiter, eof_error=True, eof_value=None, *, max_length=None)\n--\n\n"
      "Read up to ``delimiter``: ``(data_before_it, missing_delimiter)`` (see the pure method,\n"
      "``_py_read_until``)."},
+    {"read", (PyCFunction)(void (*)(void))Stream_read, FK,
+     "read($self, /, size=-1)\n--\n\n"
+     "Read ``size`` elements (all until end-of-file if negative), in the natural type."},
     {NULL},
 };
 #undef FK
@@ -2280,8 +2325,7 @@ PyInit__speedups(void)
     INTERN(str_py_listen, "_py_listen");
     INTERN(str_py_read_until, "_py_read_until");
     INTERN(str_py_next, "_py___next__");
-    INTERN(str_watchers, "_watchers");
-    INTERN(str_timed_out, "_timed_out");
+    INTERN(str_py_read, "_py_read");
     INTERN(str_eof_error, "eof_error");
     INTERN(str_eof_value, "eof_value");
     INTERN(str_max_length, "max_length");
