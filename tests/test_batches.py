@@ -90,6 +90,29 @@ def test_character_batch_with_unread_peek_and_lines(make: Make) -> None:
     assert s.readline() == "rest\n"
 
 
+def test_peek_and_unread_between_characters_start_no_batches(make: Make) -> None:
+    """A batch cut short by ``peek_char`` or ``unread_char`` starts the row of characters
+    again: alternating them with ``read_char`` reads one character at a time (a batch for each
+    character would decode a window per character)."""
+    s, peer = make()
+    text = "".join(chr(ord("a") + i % 26) for i in range(3000))
+    peer.sendall(text.encode("latin-1"))
+    got = [s.read_char() for _ in range(40)]  # a batch is under way
+    starts = 0
+    for i in range(40, 1000):
+        before = s._in._batch
+        assert s.peek_char() == text[i]
+        got.append(s.read_char())
+        if i % 2:
+            s.unread_char(got[-1])
+            assert s.read_char() == text[i]
+        if s._in._batch is not None and s._in._batch is not before:
+            starts += 1
+    assert "".join(got) == text[:1000]
+    assert starts <= 1  # (the pure buffer; the twin never batches)
+    assert [s.read_char() for _ in range(2000)] == list(text[1000:])
+
+
 def test_character_batches_across_fills(make: Make) -> None:
     s, peer = make()
     data = bytes(random.Random(7).randrange(256) for _ in range(300_000))

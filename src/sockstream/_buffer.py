@@ -354,7 +354,10 @@ class InputBuffer:
                 self._window = LINE_WINDOW_MIN
                 self._run = 0
             if kind == _CHAR_BATCH:
-                self._char_at = stop  # the characters in a row go on
+                # A batch used up: the characters in a row go on (the next is batched at
+                # once).  Cut short (a peek, an unread, a line): the row starts again, so
+                # verbs that alternate with read_char never pay a batch for a character.
+                self._char_at = stop if left == 0 else -1
             self._pos = stop
             self._batch = None
             return True
