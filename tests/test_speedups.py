@@ -713,3 +713,46 @@ def test_a_subclass_override_of_a_writing_verb_is_called() -> None:
         s.flush()
         assert b.recv(10) == b"x\ny"
     assert calls == ["x"]
+
+
+def test_an_extension_missing_a_verb_is_not_used() -> None:
+    """An extension built from older sources (a stale ``.so`` of an editable install) that
+    lacks a C verb the Python side expects is refused whole, with a warning, not half used."""
+    stale = types.SimpleNamespace(
+        InputBufferBase=type("InputBufferBase", (), dict.fromkeys(_impl.C_VERBS, None)),
+        StreamBase=type("StreamBase", (), dict.fromkeys(_impl.STREAM_C_VERBS[:-2], None)),
+        OutputBufferBase=type("OutputBufferBase", (), dict.fromkeys(_impl.W_VERBS, None)),
+        same_list=None,
+    )
+    assert _impl.missing_from(stale) == f"StreamBase.{_impl.STREAM_C_VERBS[-2]}"
+    del stale.same_list
+    stale.StreamBase = type("StreamBase", (), dict.fromkeys(_impl.STREAM_C_VERBS, None))
+    assert _impl.missing_from(stale) == "same_list"
+    if _impl.ACCELERATED:
+        assert _impl.missing_from(_impl._speedups) is None
+
+
+def test_a_stale_extension_falls_back_to_pure_python() -> None:
+    """Import with an extension that lacks a verb: a RuntimeWarning naming it, then pure."""
+    if not _impl.ACCELERATED:
+        pytest.skip("needs the built extension")
+    so = _impl._speedups.__file__
+    code = (
+        "import importlib.util, sys, warnings\n"
+        f"spec = importlib.util.spec_from_file_location('sockstream._speedups', {so!r})\n"
+        "stale = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(stale)\n"
+        "stale.StreamBase = type('StreamBase', (), {})\n"
+        "sys.modules['sockstream._speedups'] = stale\n"
+        "with warnings.catch_warnings(record=True) as w:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import sockstream\n"
+        "print(sockstream.ACCELERATED, [str(x.message) for x in w])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "SOCKSTREAM_PUREPYTHON"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("False "), out.stdout
+    assert "built from older sources (it has no StreamBase.peek_char)" in out.stdout

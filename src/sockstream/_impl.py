@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import types
+import warnings
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from . import _buffer, _output, _textbuffer
@@ -99,12 +100,57 @@ def _twin(pure: type, base: type, c_names: tuple[str, ...]) -> type:
     return cls
 
 
+#: The stream's verbs in C (``_speedups.StreamBase``, over the stream's ``_in``); the stream's
+#: pure methods are kept as ``_py_<verb>``, which the C verbs call for what they do not serve.
+STREAM_C_VERBS: Final = ("peek_char", "unread_char", "listen", "read_until", "read", "__next__")
+
+#: The writing verbs in C (``_speedups.OutputBufferBase``); the pure ones are kept as
+#: ``_py_<verb>``, which the C verbs call for what they do not serve.
+W_VERBS: Final = (
+    "write_char",
+    "write_string",
+    "write_line",
+    "write_byte",
+    "write_sequence",
+    "write",
+)
+
+
+def missing_from(module: Any) -> str | None:
+    """The first C type or verb the package needs that ``module`` lacks, or None.
+
+    An extension built from older sources (an editable install keeps its ``.so`` until it is
+    rebuilt) must not be half used: the package then runs pure Python and says so.
+    """
+    for type_name, verbs in (
+        ("InputBufferBase", C_VERBS),
+        ("StreamBase", STREAM_C_VERBS),
+        ("OutputBufferBase", W_VERBS),
+    ):
+        base = getattr(module, type_name, None)
+        if base is None:
+            return type_name
+        for verb in verbs:
+            if not hasattr(base, verb):
+                return f"{type_name}.{verb}"
+    return None if hasattr(module, "same_list") else "same_list"
+
+
 def _load() -> Any:
     if os.environ.get("SOCKSTREAM_PUREPYTHON", "") not in ("", "0"):
         return None
     try:
         from . import _speedups
     except ImportError:
+        return None
+    missing = missing_from(_speedups)
+    if missing is not None:
+        warnings.warn(
+            f"sockstream: the C extension was built from older sources (it has no {missing}); "
+            "using pure Python (rebuild it: pip install -e .)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     return _speedups
 
@@ -122,11 +168,6 @@ if _speedups is not None:
     AccelTextInputBuffer = cast(
         "type[_textbuffer.TextInputBuffer]", _twin(PureTextInputBuffer, _plain, C_VERBS)
     )
-
-
-#: The stream's verbs in C (``_speedups.StreamBase``, over the stream's ``_in``); the stream's
-#: pure methods are kept as ``_py_<verb>``, which the C verbs call for what they do not serve.
-STREAM_C_VERBS: Final = ("peek_char", "unread_char", "listen", "read_until", "read", "__next__")
 
 
 class PureStreamBase:
@@ -193,16 +234,6 @@ else:
 # ---- the output buffer: the writing verbs (``_output``) ----------------------------------------
 
 PureOutputBuffer: Final = _output.OutputBuffer
-#: The writing verbs in C (``_speedups.OutputBufferBase``); the pure ones are kept as
-#: ``_py_<verb>``, which the C verbs call for what they do not serve.
-W_VERBS: Final = (
-    "write_char",
-    "write_string",
-    "write_line",
-    "write_byte",
-    "write_sequence",
-    "write",
-)
 AccelOutputBuffer: type[_output.OutputBuffer] | None = None
 if _speedups is not None:
     AccelOutputBuffer = cast(
