@@ -113,6 +113,26 @@ def test_peek_and_unread_between_characters_start_no_batches(make: Make) -> None
     assert [s.read_char() for _ in range(2000)] == list(text[1000:])
 
 
+def test_verbs_bound_before_an_encoding_change_go_on_where_the_stream_is(make: Make) -> None:
+    """``rl = stream.read_line`` keeps the buffer of its time; after the encoding changes
+    (a new buffer takes over the bytes), it must not serve those bytes a second time."""
+    s, peer = make()
+    peer.sendall("one\ntwo\nthree\nfour\nfünf\nsix\nsieben\n".encode())
+    rl, rd, rc, rs = s.read_line, s.readline, s.read_char, s.read_sequence
+    assert rl() == ("one", False)
+    s.encoding = "utf-8"
+    assert rl() == ("two", False)
+    assert s.read_line() == ("three", False)
+    assert rd() == "four\n"
+    assert rl() == ("fünf", False)
+    s.encoding = "latin-1"
+    assert rc() == "s"
+    seq = bytearray(3)
+    assert rs(seq) == 3
+    assert seq == b"ix\n"
+    assert s.read_line() == ("sieben", False)
+
+
 def test_character_batches_across_fills(make: Make) -> None:
     s, peer = make()
     data = bytes(random.Random(7).randrange(256) for _ in range(300_000))

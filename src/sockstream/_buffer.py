@@ -35,10 +35,11 @@ The hottest verbs
 Threads
     Every method that consumes commits in one run of bytecode without a call between reading
     the state and writing it (CPython switches threads and runs signal handlers only at calls,
-    backward jumps and function entries), or, where it must call first, commits only if the
-    state is unchanged (``pos`` and ``epoch``, a compare-and-set).  A second thread that finds a
-    batch unsettled waits for the settling one (``_settling``).  Filling is the caller's to
-    serialise (one filler at a time).
+    backward jumps and function entries, and 3.10 also at a taken conditional jump: the
+    committing path takes none; docs/reliability.md), or, where it must call first, commits
+    only if the state is unchanged (``pos`` and ``epoch``, a compare-and-set).  A second
+    thread that finds a batch unsettled waits for the settling one (``_settling``).  Filling
+    is the caller's to serialise (one filler at a time).
 """
 
 from __future__ import annotations

@@ -592,6 +592,9 @@ class SocketStream(StreamBase, FileObjectMixin):
         old = self._in
         self._in = retype(old, self._codec, self._newline)
         if self._in is not old:
+            # A verb bound from the stream before (``rl = stream.read_line``) is the old
+            # buffer's: emptied, it finds nothing and asks the stream, which asks the new one.
+            old.clear()
             self._serve_from_buffer()  # the stream's verbs are the new buffer's methods
         # Characters are not bytes: read/read1/read_sequence count them with the codec.
         self._decoding = not self._codec.latin1
