@@ -130,9 +130,12 @@ class InputBuffer:
         "_chars",
         "_end",
         "_epoch",
+        "_fill",
         "_kind",
+        "_line_end",
         "_mark",
         "_max_line",
+        "_owner",
         "_pos",
         "_run",
         "_scan",
@@ -198,6 +201,11 @@ class InputBuffer:
         self._slow_line: Callable[[Any], Any] = _need_more
         self._slow_seq: Callable[[Any, Any, Any], int] = _need_more
         self._slow_read_line: Callable[[Any, Any], Any] = _need_more
+        # The refill read_line does itself (see serve_elements): None, or the stream's weak
+        # reference and its ``_fill`` and ``_read_line_end`` functions.
+        self._owner: Any = None
+        self._fill: Callable[[Any], int] | None = None
+        self._line_end: Callable[[Any, Any, Any], Any] | None = None
         self._kind = BYTES_LINE_NL
 
     def serve_elements(
@@ -209,14 +217,24 @@ class InputBuffer:
         kind: int,
         slow_seq: Callable[[Any, Any, Any], int],
         slow_read_line: Callable[[Any, Any], Any] = _need_more,
+        owner: Any = None,
+        fill: Callable[[Any], int] | None = None,
+        line_end: Callable[[Any, Any, Any], Any] | None = None,
     ) -> None:
         """Make ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence``
         the stream's verbs: what the buffer holds is answered here (one call, no wrapper), the
         rest by the stream's ``slow_*`` (same arguments).
 
         ``table`` maps a byte to the element read_byte returns (unsigned or signed); ``kind``
-        is readline's line kind.
+        is readline's line kind.  With ``owner`` (a weak reference to the stream), ``fill``
+        and ``line_end``, ``read_line`` refills by itself when no whole line is buffered:
+        ``fill(stream)`` (the count added; 0 at end-of-file or timeout), then, at the end,
+        ``line_end(stream, eof_error, eof_value)`` answers; one Python frame per refill
+        instead of the slow path's chain.
         """
+        self._owner = owner
+        self._fill = fill
+        self._line_end = line_end
         self._slow_char = slow_char
         self._slow_byte = slow_byte
         self._table = table
@@ -255,11 +273,17 @@ class InputBuffer:
             return self._read_line_more(eof_error, eof_value)
 
     def _read_line_more(self, eof_error: Any, eof_value: Any) -> Any:
-        """``read_line`` when the batch has no line for it."""
-        line = self.maybe_take_line(STR_LINE)
-        if line is not None:
-            return line
-        return self._slow_read_line(eof_error, eof_value)
+        """``read_line`` when the batch has no line for it: refill until one is whole (see
+        ``serve_elements``)."""
+        fill, line_end = self._fill, self._line_end
+        while True:
+            line = self.maybe_take_line(STR_LINE)
+            if line is not None:
+                return line
+            if fill is None or line_end is None or (stream := self._owner()) is None:
+                return self._slow_read_line(eof_error, eof_value)
+            if not fill(stream):
+                return line_end(stream, eof_error, eof_value)
 
     def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int:
         """``SocketStream.read_sequence``: a whole bytearray filled from here when that much is

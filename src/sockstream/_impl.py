@@ -41,6 +41,8 @@ C_VERBS: Final = (
     "has_char",
     "maybe_take_line",
     "maybe_take_until",
+    "writable",
+    "commit",
 )
 
 _SKIP: Final = frozenset({"__slots__", "__dict__", "__weakref__", "__module__", "__qualname__"})

@@ -48,6 +48,9 @@ typedef struct {
     int mll_state;
     PyObject *batch, *settling, *until;
     PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *slow_read_line, *table;
+    /* The refill (see ``refill``): a weak reference to the stream, its ``_fill`` and
+     * ``_read_line_end`` functions (None: the verbs take the slow paths instead). */
+    PyObject *owner, *fill, *line_end;
     PyObject *next_line, *next_line_tuple, *next_until, *until_delimiter;
     /* The text buffer's settings (NULL codec: a plain buffer, Latin-1 and LF). */
     PyObject *codec, *newline, *last;
@@ -458,6 +461,59 @@ pair_false(Buf *self, PyObject *s)
 
 /* ---- lines ----------------------------------------------------------------------------- */
 
+/* The refill a reading verb does itself when no whole line is buffered (issue 16): one call of
+ * the stream's ``_fill`` (a Python frame: the lock, the timeouts, the receive and the commit
+ * with no Python code between them are there), instead of the slow path's chain of frames.
+ * Only in the simple case: a plain buffer (no codec), no batch, an int or no line limit that
+ * the buffered bytes do not pass, and no newline in them; the search resumes past them next
+ * time (as ``_take_line`` records).  The count ``_fill`` added (> 0: look again), 0 at
+ * end-of-file or timeout (``*stream`` is then a new reference to the stream, for the end),
+ * -1 with an exception set, or -2: not the simple case (nothing done; take the slow path). */
+static Py_ssize_t
+refill(Buf *self, PyObject **stream)
+{
+    const char *b;
+    PyObject *r;
+    Py_ssize_t start, n;
+    *stream = NULL;
+    if (self->fill == Py_None || self->line_end == Py_None || !PyWeakref_CheckRef(self->owner)
+        || self->codec != NULL || self->batch != Py_None || self->mll_state == MLL_OTHER)
+        return -2;
+    b = valid_bytes(self);
+    if (b == NULL)
+        return -2;
+    start = self->scan > self->pos ? self->scan : self->pos;
+    if (start < self->end && memchr(b + start, '\n', (size_t)(self->end - start)) != NULL)
+        return -2;
+    if (self->mll_state == MLL_INT && self->end - self->pos > self->mll)
+        return -2; /* (the slow path raises LineTooLongError) */
+    self->scan = self->end;
+    r = PyObject_CallNoArgs(self->owner);
+    if (r == NULL)
+        return -1;
+    if (r == Py_None) {
+        Py_DECREF(r);
+        return -2; /* the stream is gone: the slow path says so */
+    }
+    *stream = r;
+    r = PyObject_CallOneArg(self->fill, *stream);
+    if (r == NULL) {
+        Py_CLEAR(*stream);
+        return -1;
+    }
+    n = PyLong_AsSsize_t(r);
+    Py_DECREF(r);
+    if (n < 0) {
+        Py_CLEAR(*stream);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_RuntimeError, "_fill returned a negative count");
+        return -1;
+    }
+    if (n > 0)
+        Py_CLEAR(*stream);
+    return n;
+}
+
 /* A whole line from what is buffered, in ``kind``'s form, committed; NULL with no error set if
  * there is none (or the limit says no): the caller then takes the Python path. */
 static PyObject *
@@ -512,6 +568,53 @@ take_line_fast(Buf *self, Py_ssize_t kind)
     }
 }
 
+/* ---- filling ---------------------------------------------------------------------------- */
+
+/* As _buffer's MIN_FREE and _SMALL_REST (a test checks they agree). */
+#define MIN_FREE 8192
+#define SMALL_REST 4096
+static PyObject *str_py_writable;
+
+/* ``writable(want=MIN_FREE)``: a view of the free tail when it already has the room (and the
+ * rest is not better moved to the front), no batch; every other case the pure method
+ * (``_py_writable``: compaction, growth). */
+static PyObject *
+Buf_writable(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    Py_ssize_t want = MIN_FREE, free;
+    if (nargs == 1 && kwnames == NULL && PyLong_CheckExact(args[0])) {
+        want = PyLong_AsSsize_t(args[0]);
+        if (want == -1 && PyErr_Occurred())
+            PyErr_Clear();
+    }
+    else if (nargs != 0 || kwnames != NULL)
+        want = -1;
+    if (want >= 0 && self->batch == Py_None && valid_bytes(self) != NULL) {
+        PyObject *whole, *view;
+        free = PyByteArray_GET_SIZE(self->buf) - self->end;
+        if (free >= want && (self->end - self->pos > SMALL_REST || free > self->pos)) {
+            whole = PyMemoryView_FromObject(self->buf);
+            if (whole == NULL)
+                return NULL;
+            view = PySequence_GetSlice(whole, self->end, PY_SSIZE_T_MAX);
+            Py_DECREF(whole);
+            return view;
+        }
+    }
+    return defer(self, str_py_writable, args, nargs, kwnames);
+}
+
+/* ``commit(n)``: account for ``n`` bytes written into the view ``writable`` returned. */
+static PyObject *
+Buf_commit(Buf *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    self->end += n;
+    Py_RETURN_NONE;
+}
+
 static const char *const readline_names[] = {"size"};
 
 static PyObject *
@@ -562,9 +665,28 @@ Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     }
     else if (parse_args("read_line", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
         return NULL;
-    line = take_line_fast(self, STR_LINE);
-    if (line != NULL || PyErr_Occurred())
-        return line;
+    for (;;) {
+        PyObject *stream;
+        Py_ssize_t n;
+        line = take_line_fast(self, STR_LINE);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+        n = refill(self, &stream);
+        if (n == -2)
+            break; /* not the simple case: the slow path */
+        if (n < 0)
+            return NULL;
+        if (n == 0) {
+            /* End-of-file or the read timeout: what is left is the last line. */
+            PyObject *r, *end[3];
+            end[0] = stream;
+            end[1] = a[0] ? a[0] : Py_True;
+            end[2] = a[1] ? a[1] : Py_None;
+            r = PyObject_Vectorcall(self->line_end, end, 3, NULL);
+            Py_DECREF(stream);
+            return r;
+        }
+    }
     kindobj = PyLong_FromLong(STR_LINE);
     if (kindobj == NULL)
         return NULL;
@@ -1208,6 +1330,9 @@ Buf_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     NONE(slow_line);
     NONE(slow_seq);
     NONE(slow_read_line);
+    NONE(owner);
+    NONE(fill);
+    NONE(line_end);
     NONE(table);
     NONE(until_delimiter);
 #undef NONE
@@ -1237,6 +1362,9 @@ Buf_traverse(Buf *self, visitproc visit, void *arg)
     Py_VISIT(self->slow_line);
     Py_VISIT(self->slow_seq);
     Py_VISIT(self->slow_read_line);
+    Py_VISIT(self->owner);
+    Py_VISIT(self->fill);
+    Py_VISIT(self->line_end);
     Py_VISIT(self->table);
     Py_VISIT(self->next_line);
     Py_VISIT(self->next_line_tuple);
@@ -1266,6 +1394,9 @@ Buf_clear(Buf *self)
     Py_CLEAR(self->slow_line);
     Py_CLEAR(self->slow_seq);
     Py_CLEAR(self->slow_read_line);
+    Py_CLEAR(self->owner);
+    Py_CLEAR(self->fill);
+    Py_CLEAR(self->line_end);
     Py_CLEAR(self->table);
     Py_CLEAR(self->next_line);
     Py_CLEAR(self->next_line_tuple);
@@ -1512,6 +1643,9 @@ static PyMemberDef Buf_members[] = {
     OBJ("_slow_line", slow_line),
     OBJ("_slow_seq", slow_seq),
     OBJ("_slow_read_line", slow_read_line),
+    OBJ("_owner", owner),
+    OBJ("_fill", fill),
+    OBJ("_line_end", line_end),
     OBJ("_table", table),
     OBJ("next_line", next_line),
     OBJ("next_line_tuple", next_line_tuple),
@@ -1546,6 +1680,10 @@ static PyMethodDef Buf_methods[] = {
      "One whole line in kind's form, or None if no whole line is buffered."},
     {"maybe_take_until", (PyCFunction)(void (*)(void))Buf_maybe_take_until, FK,
      "The data before the next delimiter, which is consumed too; None if not buffered."},
+    {"writable", (PyCFunction)(void (*)(void))Buf_writable, FK,
+     "A view of the free tail, at least want bytes of room made."},
+    {"commit", (PyCFunction)Buf_commit, METH_O,
+     "Account for n bytes written into the view writable returned."},
     {NULL},
 };
 #undef FK
@@ -2321,6 +2459,7 @@ PyInit__speedups(void)
     INTERN(str_py_readline, "_py_readline");
     INTERN(str_py_read_line, "_py_read_line");
     INTERN(str_py_read_sequence, "_py_read_sequence");
+    INTERN(str_py_writable, "_py_writable");
     INTERN(str_canonical, "canonical");
     INTERN(str_errors, "errors");
     INTERN(str_kind, "kind");
@@ -2358,7 +2497,8 @@ PyInit__speedups(void)
         Py_DECREF(m);
         return NULL;
     }
-    if (out_init(m) < 0) {
+    if (out_init(m) < 0 || PyModule_AddIntConstant(m, "MIN_FREE", MIN_FREE) < 0
+        || PyModule_AddIntConstant(m, "SMALL_REST", SMALL_REST) < 0) {
         Py_DECREF(m);
         return NULL;
     }

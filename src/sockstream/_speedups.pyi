@@ -2,6 +2,9 @@
 
 from typing import Any
 
+MIN_FREE: int
+SMALL_REST: int
+
 def same_list(a: object, b: object, /) -> Any: ...
 
 class InputBufferBase:
@@ -25,6 +28,10 @@ class InputBufferBase:
     _slow_byte: Any
     _slow_line: Any
     _slow_seq: Any
+    _slow_read_line: Any
+    _owner: Any
+    _fill: Any
+    _line_end: Any
     _table: Any
     next_line: Any
     next_line_tuple: Any
@@ -40,6 +47,8 @@ class InputBufferBase:
     def has_char(self) -> bool: ...
     def maybe_take_line(self, kind: int, limit: int = -1) -> Any: ...
     def maybe_take_until(self, delimiter: bytes, text: bool, limit: int | None = -1) -> Any: ...
+    def writable(self, want: int = ...) -> memoryview: ...
+    def commit(self, n: int, /) -> None: ...
 
 class StreamBase:
     """The stream's reading verbs in C over its input buffer ``_in`` (see ``_impl.twin_stream``)."""

@@ -78,11 +78,12 @@ from ._impl import (  # the twins or the pure core
 from ._options import StreamOptions, TLSOptions
 from ._output import REFUSED
 from ._text import Codec, as_delimiter, check_max_length, check_newline, terminator
-from ._transport import NoTransport, PlainTransport, Transport
+from ._transport import MSG_DONTWAIT, NoTransport, PlainTransport, Transport
 from ._wait import (
     MAX_WAIT,
     WANT_MORE,
     WANT_READ,
+    WANT_WRITE,
     check_timeout,
     deadline_after,
     make_poller,
@@ -396,6 +397,7 @@ class SocketStream(StreamBase, FileObjectMixin):
             return stream._read_line_slow(eof_error, eof_value)
 
         ib = self._in
+        cls = type(self)
         ib.serve_elements(
             slow_char,
             slow_byte,
@@ -404,6 +406,9 @@ class SocketStream(StreamBase, FileObjectMixin):
             self._line_kind,
             slow_seq,
             slow_read_line,
+            ref,
+            cls._fill,
+            cls._read_line_end,
         )
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
@@ -593,8 +598,10 @@ class SocketStream(StreamBase, FileObjectMixin):
         self._in = retype(old, self._codec, self._newline)
         if self._in is not old:
             # A verb bound from the stream before (``rl = stream.read_line``) is the old
-            # buffer's: emptied, it finds nothing and asks the stream, which asks the new one.
+            # buffer's: emptied, it finds nothing and asks the stream, which asks the new one
+            # (its slow paths: it no longer refills by itself, which would fill the new one).
             old.clear()
+            old._owner = old._fill = old._line_end = None
             self._serve_from_buffer()  # the stream's verbs are the new buffer's methods
         # Characters are not bytes: read/read1/read_sequence count them with the codec.
         self._decoding = not self._codec.latin1
@@ -794,6 +801,20 @@ class SocketStream(StreamBase, FileObjectMixin):
                 self._timed_out = True
                 return 0
 
+    def _recv_failed(self, exc: OSError) -> int:
+        """``_fill``'s blocking receive raised ``exc``: 0 if the read timeout passed (or the
+        stream was closed by another thread), else the error ``_extract`` would raise."""
+        self._receiving = False
+        if isinstance(exc, BlockingIOError):  # SO_RCVTIMEO passed
+            self._timed_out = True
+            return 0
+        if self._closed:  # closed by another thread while we waited
+            return 0
+        self._peer_broken = True
+        if isinstance(exc, SocketError):
+            raise exc
+        raise SocketIOError(f"reading from the socket failed: {exc}") from exc
+
     def _may_block(self) -> bool:
         """True if this wait for input may be the receive itself (``recv_wait``).
 
@@ -838,11 +859,38 @@ class SocketStream(StreamBase, FileObjectMixin):
             self._timed_out = False
             ib = self._in
             view = ib.writable()
+            n: int
             try:
-                n = self._extract(view, wait)
-                if n > 0:
-                    ib.commit(n)
-                    self._receiving = False
+                transport = self._transport
+                if (
+                    wait
+                    and self._poll_first
+                    and self._can_block
+                    and self._read_timeout == transport._rcvtimeo  # type: ignore[attr-defined]
+                    and not self._eof
+                    and self._error is None
+                    and _get_ident() != _main_ident
+                ):
+                    # _extract's conversation outside the main thread, inline (the hot path
+                    # of a server's reads): one receive that waits, SO_RCVTIMEO already set.
+                    self._receiving = True
+                    try:
+                        n = transport._recv_into(view)  # type: ignore[attr-defined]
+                    except OSError as exc:
+                        n = self._recv_failed(exc)
+                    if n > 0:
+                        ib.commit(n)
+                        self._receiving = False
+                        if n == len(view):
+                            self._poll_first = False  # data is streaming in
+                    elif self._receiving:
+                        self._receiving = False
+                        self._eof = True
+                else:
+                    n = self._extract(view, wait)
+                    if n > 0:
+                        ib.commit(n)
+                        self._receiving = False
             except BaseException:
                 if self._receiving:
                     self._receiving = False
@@ -1034,7 +1082,19 @@ class SocketStream(StreamBase, FileObjectMixin):
         """``read_line`` when no whole line is buffered."""
         if self._rstate:
             self._read_refused()
-        line = self._take_line(STR_LINE)
+        return self._line_result(self._take_line(STR_LINE), eof_error, eof_value)
+
+    def _read_line_end(self, eof_error: bool, eof_value: Any) -> tuple[Any, bool]:
+        """``read_line`` after a refill found end-of-file or the read timeout (the buffer's
+        own refill, see ``InputBuffer.serve_elements``): what is left is the last line."""
+        ib = self._in
+        line = ib.maybe_take_line(STR_LINE)  # another reader may have filled
+        if line is None:
+            line = ib.take_rest(True, self._eof)
+        return self._line_result(line, eof_error, eof_value)
+
+    def _line_result(self, line: Any, eof_error: bool, eof_value: Any) -> tuple[Any, bool]:
+        """What ``read_line`` returns for ``_take_line(STR_LINE)``'s answer ``line``."""
         if line is None:
             return self._eof_result(eof_error, eof_value), True
         if type(line) is str:  # the end of the input, without a newline
@@ -1510,17 +1570,18 @@ class SocketStream(StreamBase, FileObjectMixin):
             self._append(raw)
             return len(raw)
 
-    def _flush_out(self) -> None:
-        """Send the output buffer, all of it, within ``write_timeout``.
-
-        Holds the writing lock: one flusher at a time.  The buffer is taken whole (writers go on
-        appending to a fresh one); what is not sent when this raises goes back in front.  An
-        exception that lands while a send is under way (its count unknown) breaks the stream.
-        """
+    def force_output(self) -> None:
+        """Send buffered output now: all of it, within ``write_timeout``."""
+        # (Also the stream's ``_flush_out``, one frame: holds the writing lock, one flusher at
+        # a time.  The buffer is taken whole, writers go on appending to a fresh one; what is
+        # not sent when this raises goes back in front.  An exception that lands while a send
+        # is under way, its count unknown, breaks the stream.)
         with self._wlock:
             if self._wstate:
                 self._write_refused()
             self._flush_out_locked()
+
+    _flush_out = force_output
 
     def _flush_out_locked(self) -> None:
         out = self._out
@@ -1538,14 +1599,22 @@ class SocketStream(StreamBase, FileObjectMixin):
         else:  # cleared by another thread meanwhile: what was there went with it
             data = fresh
         transport = self._transport
+        plain = type(transport) is PlainTransport
         sent = 0
         try:
             if data:
                 total = len(data)
                 if total <= _SEND_AT_ONCE:
-                    # Small output (the usual case): one send from the bytearray itself.
+                    # Small output (the usual case): one send from the bytearray itself; on a
+                    # plain transport the socket's own (PlainTransport.send, inline).
                     self._sending = True
-                    n = transport.send(data)  # type: ignore[arg-type]
+                    if plain:
+                        try:
+                            n = transport._send(data, MSG_DONTWAIT)  # type: ignore[attr-defined]
+                        except BlockingIOError:
+                            n = WANT_WRITE
+                    else:
+                        n = transport.send(data)  # type: ignore[arg-type]
                     if n > 0:
                         sent = n
                     self._sending = False
@@ -1568,6 +1637,8 @@ class SocketStream(StreamBase, FileObjectMixin):
                                 raise WriteTimeoutError(
                                     self._write_timeout or 0.0, sent, total - sent
                                 )
+            if plain:  # (a plain transport holds nothing back: its flush is 0)
+                return
             self._sending = True
             while (n := transport.flush()) < 0:  # TLS records produced but not yet sent
                 self._sending = False
@@ -1594,10 +1665,6 @@ class SocketStream(StreamBase, FileObjectMixin):
                 raise ValueError("I/O operation on a closed stream") from exc
             self._peer_broken = True
             raise SocketIOError(f"writing to the socket failed: {exc}") from exc
-
-    def force_output(self) -> None:
-        """Send buffered output now."""
-        self._flush_out()
 
     def flush(self) -> None:
         """Send buffered output now; on an input-only stream, nothing (as in ``io``)."""
