@@ -489,13 +489,19 @@ refill(Buf *self, PyObject **stream)
     if (self->mll_state == MLL_INT && self->end - self->pos > self->mll)
         return -2; /* (the slow path raises LineTooLongError) */
     self->scan = self->end;
-    r = PyObject_CallNoArgs(self->owner);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyWeakref_GetRef(self->owner, &r) < 0)
+        return -1;
+    if (r == NULL)
+        return -2; /* the stream is gone: the slow path says so */
+#else
+    r = PyWeakref_GetObject(self->owner); /* (borrowed) */
     if (r == NULL)
         return -1;
-    if (r == Py_None) {
-        Py_DECREF(r);
+    if (r == Py_None)
         return -2; /* the stream is gone: the slow path says so */
-    }
+    Py_INCREF(r);
+#endif
     *stream = r;
     r = PyObject_CallOneArg(self->fill, *stream);
     if (r == NULL) {
