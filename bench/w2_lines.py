@@ -323,6 +323,12 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
         Ratio("readline (bytes) / asyncio readline", "W2.ss_readline_bytes", "W2.asyncio", 3.0),
         Ratio("readline (bytes) / anyio receive_until", "W2.ss_readline_bytes", "W2.anyio"),
         Ratio(
+            "readline (bytes), max_line_length / makefile('rb').readline",
+            "W2.ss_readline_bytes_limit",
+            "W2.makefile_rb",
+            note="issue 14: >= 1.5 with the extension, >= 0.7 pure",
+        ),
+        Ratio(
             "readline (bytes), max_line_length / without",
             "W2.ss_readline_bytes_limit",
             "W2.ss_readline_bytes",

@@ -388,6 +388,59 @@ def test_closed_stream_replaced_in_the_list_is_seen(pairs: Any) -> None:
     assert wait_for_input_streams(listed, timeout=LONG) == [fresh]
 
 
+def test_warm_calls_see_every_change(pairs: Any) -> None:
+    # The warm call (one stream holding input, nothing told, the kernel asked once) must give
+    # way to the full wait whenever anything else may be ready.
+    streams, peers = pairs(100)
+    s = streams[50]
+    peers[50].sendall(b"abc")
+    assert wait_for_input_streams(streams, timeout=LONG) == [s]
+    assert s.read_char() == "a"  # the socket is drained, "bc" stays buffered
+    for _ in range(3):
+        assert wait_for_input_streams(streams, timeout=0) == [s]
+    peers[20].sendall(b"x")  # another socket becomes readable
+    assert wait_for_input_streams(streams, timeout=0) == [streams[20], s]
+    assert streams[20].read_char() == "x"
+    assert wait_for_input_streams(streams, timeout=0) == [s]
+    peers[70].sendall(b"uv")
+    assert fd_readable(streams[70].fileno(), LONG)
+    assert streams[70].read_char() == "u"  # "v" in memory only: told, the socket is quiet
+    assert not fd_readable(streams[70].fileno())
+    assert wait_for_input_streams(streams, timeout=0) == [s, streams[70]]
+    assert streams[70].read_char() == "v"
+    assert s.read_sequence(bytearray(2)) == 2  # the held input is read
+    assert wait_for_input_streams(streams, timeout=0) == []
+    peers[50].shutdown(socket.SHUT_WR)  # end-of-file: ready with nothing buffered
+    assert wait_for_input_streams(streams, timeout=LONG) == [s]
+    assert wait_for_input_streams(streams, timeout=0) == [s]
+    changed = list(streams)
+    changed[50] = streams[10]  # the caller's list changed between calls: it is compared
+    assert wait_for_input_streams(changed, timeout=0) == []
+    assert wait_for_input_streams(changed, timeout=0) == []
+
+
+def test_a_stream_closed_by_another_thread_between_cached_calls(pairs: Any) -> None:
+    # Only the thread that waits on its cache closes the cache's epoll: a close in another
+    # thread is seen (and the epoll released) by that thread's next call.
+    streams, peers = pairs(100)
+    peers[40].sendall(b"abc")
+    assert wait_for_input_streams(streams, timeout=LONG) == [streams[40]]
+    assert streams[40].read_char() == "a"
+    assert wait_for_input_streams(streams, timeout=0) == [streams[40]]  # warm
+    fds_with_cache = set(_open_fds())
+    closer = PeerThread(streams[7].close)
+    closer.start()
+    closer.join_checked()
+    with pytest.raises(ValueError, match=r"streams\[7\] is closed"):
+        wait_for_input_streams(streams, timeout=0)
+    # The stream's socket and the cache's epoll are gone; nothing else was opened.
+    assert len(fds_with_cache - set(_open_fds())) == 2
+    assert set(_open_fds()) <= fds_with_cache
+    rest = streams[:7] + streams[8:]
+    assert wait_for_input_streams(rest, timeout=0) == [streams[40]]
+    assert wait_for_input_streams(rest, timeout=0) == [streams[40]]
+
+
 def test_cache_descriptor_is_released_when_streams_are_collected() -> None:
     import gc
 

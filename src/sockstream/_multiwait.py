@@ -17,8 +17,13 @@ Two ways to wait
       the streams that hold input, and one ``epoll_wait``.  The waiter hears from the streams
       themselves (the observer seam of ``_stream``) when input lands in their memory, when a
       socket is replaced (the registration follows it) and when one is closed: the cache is
-      then dropped, its descriptors released at once (or by the call that is using it, on its
-      way out), and the next call re-checks the list.
+      then dropped and the next call re-checks the list.  Its descriptors are released at once
+      when the thread that owns the cache closes the stream between two calls, else by that
+      thread's call on its way out or its next call (or when the thread ends): only the owner
+      closes the cache's epoll, so its warm call takes no lock.
+    * The warm call (same list, nothing told, the one stream that held input at the last call
+      still does) is inline in ``wait_for_input_streams``: the list comparison, ``len`` of that
+      stream's buffer, and one ``epoll_wait(0, 1)``; anything else goes the full way.
     * A short list seen for the first time uses a one-shot ``poll(2)`` object, which holds no
       descriptor between calls (a program that waits on ever-changing small lists makes no
       epoll set per call).  When such a call is about to block, it subscribes to its streams
@@ -82,6 +87,8 @@ class _Local(threading.local):
     entry: _Entry | None = None
     #: True while a call of this thread waits (a wait_function that waits goes one-shot).
     busy: bool = False
+    #: ``entry.warm`` while the warm call may use it (a simple entry, not busy), else None.
+    warm: tuple[Any, ...] | None = None
     #: The identities of the last short list waited on one-shot: the same again is cached.
     seen: tuple[int, ...] = ()
 
@@ -115,7 +122,7 @@ def _check_items(items: list[Any]) -> None:
 class _Entry:
     """A thread's cached waiter for one list: the list's copy, and where each stream sits."""
 
-    __slots__ = ("index", "items", "simple", "source", "waiter")
+    __slots__ = ("index", "items", "simple", "source", "waiter", "warm")
 
     def __init__(self, items: list[SocketStream]) -> None:
         self.items = items
@@ -128,17 +135,41 @@ class _Entry:
         #: Every stream listed once: the waiter's order is the list's, its answer is ours.
         self.simple = len(self.index) == len(items)
         self.waiter = _CacheWaiter(self.index)
+        self.warm: tuple[Any, ...] | None = None
+        self.arm()
+
+    def arm(self) -> None:
+        """Make ``warm``: what the warm call of ``wait_for_input_streams`` unpacks in one step
+        (the list's copy, the caller's tuple, the waiter, its epoll's poll, the entry),
+        or None if this entry cannot answer that way (a stream listed twice, a closed waiter)."""
+        waiter = self.waiter
+        poller = waiter._poller
+        if not self.simple or poller is None:
+            self.warm = None
+        else:
+            self.warm = (self.items, self.source, waiter, poller.poll, self)
 
     def close(self) -> None:
         self.waiter.close()
 
 
 class _CacheWaiter(StreamWaiter):
-    """A waiter that lets go of all its descriptors as soon as one of its streams closes."""
+    """One thread's waiter for its last list: it lets go of all its descriptors when one of its
+    streams closes, at once if that thread closes it between two waits, else when that thread
+    next calls (or ends).  Only that thread ever waits on it or closes it, so the warm call
+    uses it without taking a lock: another thread never closes the epoll under it."""
+
+    def __init__(self, streams: Iterable[SocketStream]) -> None:
+        self._owner = threading.get_ident()
+        super().__init__(streams)
 
     def stream_changed(self, stream: SocketStream) -> None:
         super().stream_changed(stream)
-        if stream.closed and self._wait_lock.acquire(blocking=False):
+        if (
+            stream.closed
+            and threading.get_ident() == self._owner
+            and self._wait_lock.acquire(blocking=False)
+        ):
             try:
                 self.close()
             finally:
@@ -151,12 +182,13 @@ def _cached(items: list[Any]) -> _Entry:
     if entry is not None:
         if not entry.waiter.lost_member and same_list(entry.items, items):
             return entry
-        _local.entry = None
+        _local.entry = _local.warm = None
         entry.close()
     _check_items(items)
     items = list(items)  # our own copy: the caller may change theirs between calls
     entry = _Entry(items)
     _local.entry = entry
+    _local.warm = entry.warm
     return entry
 
 
@@ -176,7 +208,7 @@ def _repeated(items: Any) -> bool:
 def _forget_registrations() -> None:
     """Close the calling thread's cached waiter, if any (for tests and benchmarks)."""
     entry = _local.entry
-    _local.entry = None
+    _local.entry = _local.warm = None
     if entry is not None:
         entry.close()
 
@@ -186,10 +218,17 @@ def _wait_cached(
     timeout: float | None,
     wait_function: Callable[[], object] | None,
     source: tuple[SocketStream, ...] | None = None,
+    known: _Entry | None = None,
 ) -> list[SocketStream]:
-    entry = _cached(items)
-    if source is not None:
+    """Wait through the thread's cached waiter (``known``: the entry, already compared)."""
+    if known is not None and not known.waiter.lost_member and _local.entry is known:
+        entry = known
+    else:
+        entry = _cached(items)
+    if source is not None and entry.source is not source:
         entry.source = source
+        entry.arm()
+        _local.warm = entry.warm
     waiter = entry.waiter
     index = entry.index
     ready = waiter._fast(True)
@@ -197,12 +236,15 @@ def _wait_cached(
         seconds = check_timeout(timeout)
         deadline = None if seconds is None else monotonic() + seconds
         _local.busy = True
+        _local.warm = None  # a wait_function that waits must not take the entry
         try:
             ready = waiter._wait(deadline, wait_function, report_closed=True)
         finally:
             _local.busy = False
             if waiter.lost_member:  # a stream was closed while we waited
                 _forget_registrations()
+            elif _local.entry is entry:
+                _local.warm = entry.warm
         if not ready:
             return []
     if len(ready) == 1 and len(index[ready[0]]) == 1:
@@ -352,16 +394,25 @@ def wait_for_input_streams(
     # by identity (it cannot change); anything else is copied.
     kind = type(streams)
     items: Any = streams if kind is list or kind is tuple else _as_list(streams)
+    warm = _local.warm
+    if warm is not None:
+        # The warm call, inline (see ``_Entry.warm``): the same streams, nothing new told, the
+        # one stream that held input at the last wait still does, and the kernel has nothing.
+        # No lock: only this thread waits on this waiter or closes its epoll (_CacheWaiter).
+        copy, source, waiter, poll, known = warm
+        if source is items or same_list(copy, items):
+            # ``len(s._in)``: what ``_buffered_input`` asks first, without its call.  A stream
+            # told meanwhile by another thread is found by the next call (it stays dirty).
+            s = waiter._fast_stream
+            if s is not None and not waiter.lost_member and len(s._in) and not poll(0, 1):
+                return [s]  # nothing else ready (else the full way finds them all)
+            if kind is tuple:
+                return _wait_cached(list(items), timeout, wait_function, items, known)
+            return _wait_cached(items, timeout, wait_function, None, known)
     # A wait_function may itself wait on streams: the nested call must not take the entry.
     if _HAS_EPOLL and not _local.busy:
         entry = _local.entry
         if entry is not None and (entry.source is items or same_list(entry.items, items)):
-            # The warm call, inline: the same streams, nothing new told, one stream holding
-            # input (``_fast``); each stream listed once, so the waiter's answer is ours.
-            if entry.simple and not entry.waiter.lost_member:
-                ready = entry.waiter._fast(True)
-                if ready is not None:
-                    return ready
             cached = True
         else:
             cached = len(items) >= CACHE_MIN_STREAMS or _repeated(items)

@@ -2206,30 +2206,33 @@ Out_write_char(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
     return out_defer(self, str_py_write_char, args, nargs, kwnames);
 }
 
+/* write_string and write_line: one exact str appended (with the line end if ``with_eol``),
+ * anything else (start/end, a keyword, another type, a codec in Python) to the pure method
+ * ``py_name``. */
 static PyObject *
-Out_write_string(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+out_write_str(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames,
+              int with_eol, PyObject *py_name)
 {
     if (nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])) {
-        int r = out_append_str(self, args[0], 0);
+        int r = out_append_str(self, args[0], with_eol);
         if (r < 0)
             return NULL;
         if (r)
             return out_done(self);
     }
-    return out_defer(self, str_py_write_string, args, nargs, kwnames);
+    return out_defer(self, py_name, args, nargs, kwnames);
+}
+
+static PyObject *
+Out_write_string(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    return out_write_str(self, args, nargs, kwnames, 0, str_py_write_string);
 }
 
 static PyObject *
 Out_write_line(Out *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
-    if (nargs == 1 && kwnames == NULL && PyUnicode_CheckExact(args[0])) {
-        int r = out_append_str(self, args[0], 1);
-        if (r < 0)
-            return NULL;
-        if (r)
-            return out_done(self);
-    }
-    return out_defer(self, str_py_write_line, args, nargs, kwnames);
+    return out_write_str(self, args, nargs, kwnames, 1, str_py_write_line);
 }
 
 static PyObject *
