@@ -1,12 +1,13 @@
 """The short refill and flush paths of a conversation (issue 16's echo goal).
 
-``read_line`` with no whole line buffered refills by itself: the buffer calls the stream's
-``_fill`` (one Python frame) and looks again, instead of the slow path's chain; outside the main
-thread ``_fill`` is the one blocking receive itself.  ``force_output`` on a plain stream is one
-frame and the socket's send.  What must still hold, on real sockets, both buffer
-implementations: lines in pieces, the read timeout (between extractions, ending in end-of-file,
-nothing lost), end-of-file mid-line, a close from another thread, the line limit, a verb bound
-before an encoding change, partial sends and write timeouts (nothing lost, nothing twice).
+``read_line`` and ``readline()`` with no whole line buffered refill by themselves: the buffer
+calls the stream's ``_fill`` (one Python frame) and looks again, instead of the slow path's
+chain; outside the main thread ``_fill`` is the one blocking receive itself.  ``force_output``
+on a plain stream is one frame and the socket's send.  What must still hold, on real sockets,
+both buffer implementations: lines in pieces, the read timeout (between extractions, ending in
+end-of-file, nothing lost), end-of-file mid-line, a close from another thread, the line limit,
+a verb bound before an encoding change, partial sends and write timeouts (nothing lost,
+nothing twice).
 """
 
 from __future__ import annotations
@@ -138,6 +139,33 @@ def test_the_read_timeout_ends_a_partial_line_and_loses_nothing(impl: str) -> No
         b.close()
 
 
+@pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8"])
+def test_readline_refills_too(impl: str, element_type: str) -> None:
+    a, b = _tcp()
+    s = SocketStream(a, element_type=element_type, read_timeout=SHORT)
+
+    def natural(data: bytes) -> Any:
+        return data.decode("latin-1") if element_type == "base-char" else data
+
+    try:
+        t = _started(lambda: s.readline())
+        for piece in (b"ab", b"cd", b"ef\n"):
+            _when_blocked(t)
+            b.sendall(piece)
+        assert t.join_checked() == natural(b"abcdef\n")
+        b.sendall(b"part")  # the read timeout ends it: the rest, without a newline
+        t = _started(lambda: [s.readline(), s.readline()])
+        assert t.join_checked() == [natural(b"part"), natural(b"")]
+        assert s.timed_out
+        b.sendall(b"more\ntail")
+        b.shutdown(socket.SHUT_WR)
+        t = _started(lambda: [s.readline() for _ in range(3)])
+        assert t.join_checked() == [natural(b"more\n"), natural(b"tail"), natural(b"")]
+    finally:
+        s.close(abort=True)
+        b.close()
+
+
 def test_end_of_file_mid_line(pair: tuple[SocketStream, socket.socket]) -> None:
     s, peer = pair
     t = _started(lambda: [s.read_line(False, "eof") for _ in range(3)])
@@ -230,6 +258,12 @@ def test_a_refill_and_a_flush_are_few_python_frames() -> None:
         _when_blocked(t)
         b.sendall(b"y\n")
         assert t.join_checked() == ("y", False)
+        assert calls == ["_fill"]
+        calls = []
+        t = _profiled(lambda: s.readline(), calls)
+        _when_blocked(t)
+        b.sendall(b"w\n")
+        assert t.join_checked() == "w\n"
         assert calls == ["_fill"]
         s.write_line("z")
         calls = []

@@ -202,10 +202,10 @@ class InputBuffer:
         self._slow_seq: Callable[[Any, Any, Any], int] = _need_more
         self._slow_read_line: Callable[[Any, Any], Any] = _need_more
         # The refill read_line does itself (see serve_elements): None, or the stream's weak
-        # reference and its ``_fill`` and ``_read_line_end`` functions.
+        # reference and its ``_fill`` and ``_line_end`` functions.
         self._owner: Any = None
         self._fill: Callable[[Any], int] | None = None
-        self._line_end: Callable[[Any, Any, Any], Any] | None = None
+        self._line_end: Callable[[Any, int, Any, Any], Any] | None = None
         self._kind = BYTES_LINE_NL
 
     def serve_elements(
@@ -219,7 +219,7 @@ class InputBuffer:
         slow_read_line: Callable[[Any, Any], Any] = _need_more,
         owner: Any = None,
         fill: Callable[[Any], int] | None = None,
-        line_end: Callable[[Any, Any, Any], Any] | None = None,
+        line_end: Callable[[Any, int, Any, Any], Any] | None = None,
     ) -> None:
         """Make ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence``
         the stream's verbs: what the buffer holds is answered here (one call, no wrapper), the
@@ -227,10 +227,10 @@ class InputBuffer:
 
         ``table`` maps a byte to the element read_byte returns (unsigned or signed); ``kind``
         is readline's line kind.  With ``owner`` (a weak reference to the stream), ``fill``
-        and ``line_end``, ``read_line`` refills by itself when no whole line is buffered:
-        ``fill(stream)`` (the count added; 0 at end-of-file or timeout), then, at the end,
-        ``line_end(stream, eof_error, eof_value)`` answers; one Python frame per refill
-        instead of the slow path's chain.
+        and ``line_end``, ``read_line`` and ``readline()`` refill by themselves when no whole
+        line is buffered: ``fill(stream)`` (the count added; 0 at end-of-file or timeout),
+        then, at the end, ``line_end(stream, kind, eof_error, eof_value)`` answers; one Python
+        frame per refill instead of the slow path's chain.
         """
         self._owner = owner
         self._fill = fill
@@ -258,11 +258,17 @@ class InputBuffer:
         return self._slow_line(size)
 
     def _line_more(self) -> Any:
-        """``readline`` when the batch has no line for it."""
-        line = self.maybe_take_line(self._kind)
-        if line is not None:
-            return line
-        return self._slow_line(-1)
+        """``readline`` when the batch has no line for it: refill until one is whole (see
+        ``serve_elements``)."""
+        fill, line_end, kind = self._fill, self._line_end, self._kind
+        while True:
+            line = self.maybe_take_line(kind)
+            if line is not None:
+                return line
+            if fill is None or line_end is None or (stream := self._owner()) is None:
+                return self._slow_line(-1)
+            if not fill(stream):
+                return line_end(stream, kind, True, None)
 
     def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
         """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
@@ -283,7 +289,7 @@ class InputBuffer:
             if fill is None or line_end is None or (stream := self._owner()) is None:
                 return self._slow_read_line(eof_error, eof_value)
             if not fill(stream):
-                return line_end(stream, eof_error, eof_value)
+                return line_end(stream, STR_LINE, eof_error, eof_value)
 
     def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int:
         """``SocketStream.read_sequence``: a bytearray (whole, or ``seq[start:end]`` with ints

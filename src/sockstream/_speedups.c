@@ -49,7 +49,7 @@ typedef struct {
     PyObject *batch, *settling, *until;
     PyObject *slow_char, *slow_byte, *slow_line, *slow_seq, *slow_read_line, *table;
     /* The refill (see ``refill``): a weak reference to the stream, its ``_fill`` and
-     * ``_read_line_end`` functions (None: the verbs take the slow paths instead). */
+     * ``_line_end`` functions (None: the verbs take the slow paths instead). */
     PyObject *owner, *fill, *line_end;
     PyObject *next_line, *next_line_tuple, *next_until, *until_delimiter;
     /* The text buffer's settings (NULL codec: a plain buffer, Latin-1 and LF). */
@@ -468,7 +468,8 @@ pair_false(Buf *self, PyObject *s)
  * the buffered bytes do not pass, and no newline in them; the search resumes past them next
  * time (as ``_take_line`` records).  The count ``_fill`` added (> 0: look again), 0 at
  * end-of-file or timeout (``*stream`` is then a new reference to the stream, for the end),
- * -1 with an exception set, or -2: not the simple case (nothing done; take the slow path). */
+ * -1 with an exception set, or -2: not the simple case (nothing done; take the slow path);
+ * ``read_line`` and ``readline`` (``take_line_refilling``). */
 static Py_ssize_t
 refill(Buf *self, PyObject **stream)
 {
@@ -488,13 +489,19 @@ refill(Buf *self, PyObject **stream)
     if (self->mll_state == MLL_INT && self->end - self->pos > self->mll)
         return -2; /* (the slow path raises LineTooLongError) */
     self->scan = self->end;
-    r = PyObject_CallNoArgs(self->owner);
+#if PY_VERSION_HEX >= 0x030D0000
+    if (PyWeakref_GetRef(self->owner, &r) < 0)
+        return -1;
+    if (r == NULL)
+        return -2; /* the stream is gone: the slow path says so */
+#else
+    r = PyWeakref_GetObject(self->owner); /* (borrowed) */
     if (r == NULL)
         return -1;
-    if (r == Py_None) {
-        Py_DECREF(r);
+    if (r == Py_None)
         return -2; /* the stream is gone: the slow path says so */
-    }
+    Py_INCREF(r);
+#endif
     *stream = r;
     r = PyObject_CallOneArg(self->fill, *stream);
     if (r == NULL) {
@@ -615,6 +622,38 @@ Buf_commit(Buf *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+/* A whole line in ``kind``'s form, refilling (``refill``) while none is buffered in the simple
+ * case; at end-of-file or timeout the stream's ``_line_end(kind, eof_error, eof_value)``
+ * answers.  NULL with no error set: not the simple case (the caller takes the slow path). */
+static PyObject *
+take_line_refilling(Buf *self, Py_ssize_t kind, PyObject *eof_error, PyObject *eof_value)
+{
+    for (;;) {
+        PyObject *stream, *line, *end[4];
+        Py_ssize_t n;
+        line = take_line_fast(self, kind);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+        n = refill(self, &stream);
+        if (n < 0)
+            return NULL; /* -1: an error is set; -2: none, the slow path */
+        if (n == 0) {
+            end[0] = stream;
+            end[1] = PyLong_FromSsize_t(kind);
+            if (end[1] == NULL) {
+                Py_DECREF(stream);
+                return NULL;
+            }
+            end[2] = eof_error;
+            end[3] = eof_value;
+            line = PyObject_Vectorcall(self->line_end, end, 4, NULL);
+            Py_DECREF(end[1]);
+            Py_DECREF(stream);
+            return line;
+        }
+    }
+}
+
 static const char *const readline_names[] = {"size"};
 
 static PyObject *
@@ -635,7 +674,7 @@ Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
         return call_slow(self->slow_line, &size, 1);
     if (self->batch != Py_None)
         return defer(self, str_py_readline, args, nargs, kwnames);
-    line = take_line_fast(self, self->kind);
+    line = take_line_refilling(self, self->kind, Py_True, Py_None);
     if (line != NULL || PyErr_Occurred())
         return line;
     kindobj = PyLong_FromSsize_t(self->kind);
@@ -665,28 +704,9 @@ Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     }
     else if (parse_args("read_line", args, nargs, kwnames, eof_names, 2, 0, a) < 0)
         return NULL;
-    for (;;) {
-        PyObject *stream;
-        Py_ssize_t n;
-        line = take_line_fast(self, STR_LINE);
-        if (line != NULL || PyErr_Occurred())
-            return line;
-        n = refill(self, &stream);
-        if (n == -2)
-            break; /* not the simple case: the slow path */
-        if (n < 0)
-            return NULL;
-        if (n == 0) {
-            /* End-of-file or the read timeout: what is left is the last line. */
-            PyObject *r, *end[3];
-            end[0] = stream;
-            end[1] = a[0] ? a[0] : Py_True;
-            end[2] = a[1] ? a[1] : Py_None;
-            r = PyObject_Vectorcall(self->line_end, end, 3, NULL);
-            Py_DECREF(stream);
-            return r;
-        }
-    }
+    line = take_line_refilling(self, STR_LINE, a[0] ? a[0] : Py_True, a[1] ? a[1] : Py_None);
+    if (line != NULL || PyErr_Occurred())
+        return line;
     kindobj = PyLong_FromLong(STR_LINE);
     if (kindobj == NULL)
         return NULL;

@@ -408,7 +408,7 @@ class SocketStream(StreamBase, FileObjectMixin):
             slow_read_line,
             ref,
             cls._fill,
-            cls._read_line_end,
+            cls._line_end,
         )
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
@@ -1084,14 +1084,21 @@ class SocketStream(StreamBase, FileObjectMixin):
             self._read_refused()
         return self._line_result(self._take_line(STR_LINE), eof_error, eof_value)
 
-    def _read_line_end(self, eof_error: bool, eof_value: Any) -> tuple[Any, bool]:
-        """``read_line`` after a refill found end-of-file or the read timeout (the buffer's
-        own refill, see ``InputBuffer.serve_elements``): what is left is the last line."""
+    def _line_end(self, kind: int, eof_error: bool, eof_value: Any) -> Any:
+        """``read_line`` (``kind`` STR_LINE) or ``readline`` (the stream's line kind) after the
+        buffer's own refill found end-of-file or the read timeout (see
+        ``InputBuffer.serve_elements``): what is left is the last line."""
         ib = self._in
-        line = ib.maybe_take_line(STR_LINE)  # another reader may have filled
+        line = ib.maybe_take_line(kind)  # another reader may have filled
         if line is None:
-            line = ib.take_rest(True, self._eof)
-        return self._line_result(line, eof_error, eof_value)
+            line = ib.take_rest(kind != BYTES_LINE_NL, self._eof)
+        if kind == STR_LINE:
+            return self._line_result(line, eof_error, eof_value)
+        if line is None:
+            return "" if self._text else b""
+        if self._text and type(line) is bytes:
+            return line.decode("latin-1")
+        return line
 
     def _line_result(self, line: Any, eof_error: bool, eof_value: Any) -> tuple[Any, bool]:
         """What ``read_line`` returns for ``_take_line(STR_LINE)``'s answer ``line``."""
