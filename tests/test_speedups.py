@@ -141,7 +141,12 @@ _op = st.one_of(
     st.tuples(st.just("read_byte"), st.none()),
     st.tuples(st.just("read_line"), st.none()),
     st.tuples(st.just("readline"), st.sampled_from([-1, -1, 0, 3, None])),
-    st.tuples(st.just("read_sequence"), st.tuples(st.integers(0, 12), st.sampled_from([0, 1]))),
+    st.tuples(
+        st.just("read_sequence"),
+        st.tuples(
+            st.integers(0, 12), st.sampled_from([0, 1]), st.one_of(st.none(), st.integers(0, 13))
+        ),
+    ),
     st.tuples(st.just("maybe_take_char"), st.booleans()),
     st.tuples(st.just("maybe_take_byte"), st.none()),
     st.tuples(st.just("peek_char"), st.none()),
@@ -206,9 +211,12 @@ def _run(ib: Any, op: str, arg: Any, table: tuple[int, ...], kind: int) -> Any:
         if op == "readline":
             return ib.readline() if arg == -1 else ib.readline(arg)
         if op == "read_sequence":
-            n, start = arg
+            n, start, end = arg
             seq = bytearray(n)
-            got = ib.read_sequence(seq) if start == 0 else ib.read_sequence(seq, start)
+            if end is not None:
+                got = ib.read_sequence(seq, start, end)
+            else:
+                got = ib.read_sequence(seq) if start == 0 else ib.read_sequence(seq, start)
             return got, bytes(seq)
         if op == "maybe_take_char":
             return ib.maybe_take_char(arg)

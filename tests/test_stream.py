@@ -13,6 +13,7 @@ import array
 import select
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -399,6 +400,50 @@ def test_read_sequence_waits_until_full(make: Make, peer: Callable[..., PeerThre
     seq = bytearray(len(data))
     assert s.read_sequence(seq) == len(data)
     assert seq == data
+
+
+def test_read_sequence_of_payloads_into_one_buffer(
+    make: Make, peer: Callable[..., PeerThread]
+) -> None:
+    # The framing shape (a header line, then its payload into a buffer kept for payloads, by
+    # start/end): served from what is buffered, and across receives, the same in both
+    # implementations; every byte once.
+    s, b = make("unsigned-byte-8")
+    replies = [bytes([65 + i % 26]) * (i % 200 + 1) for i in range(300)]
+    wire = b"".join(b"$%d\r\n" % len(r) + r + b"\r\n" for r in replies)
+    done = threading.Event()
+
+    def send() -> None:
+        b.sendall(wire[:5000])
+        done.wait(LONG)  # the rest once the reader has taken all of the first part
+        for i in range(5000, len(wire), 777):
+            b.sendall(wire[i : i + 777])
+
+    peer(send)
+    buf = bytearray(b"#" * 300)
+    got = []
+    for i in range(len(replies)):
+        if i == 20:
+            done.set()
+        header = s.readline()
+        n = int(header[1:-2])
+        start = i % 3  # not always at 0
+        assert s.read_sequence(buf, start, start + n + 2) == start + n + 2
+        assert buf[start + n : start + n + 2] == b"\r\n"
+        got.append(bytes(buf[start : start + n]))
+    assert got == replies
+    # end=None with a start, a bool, an int past the buffer, a huge int: as before.
+    b.sendall(b"abcdef")
+    assert s.read_sequence(buf, 297) == 300
+    assert buf[297:] == b"abc"
+    with pytest.raises(TypeError):
+        s.read_sequence(buf, True, 2)
+    with pytest.raises(ValueError, match="start"):
+        s.read_sequence(buf, 0, 301)
+    with pytest.raises(ValueError, match="start"):
+        s.read_sequence(buf, 0, 2**70)
+    assert s.read_sequence(buf, 1, 4) == 4
+    assert buf[1:4] == b"def"
 
 
 @pytest.mark.parametrize(

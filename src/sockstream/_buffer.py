@@ -292,18 +292,29 @@ class InputBuffer:
                 return line_end(stream, STR_LINE, eof_error, eof_value)
 
     def read_sequence(self, seq: Any, start: Any = 0, end: Any = None) -> int:
-        """``SocketStream.read_sequence``: a whole bytearray filled from here when that much is
-        buffered, else the stream's slow path."""
-        if type(seq) is bytearray and start is _ZERO and end is None:
-            into = self.next_into  # the byte window's readinto (0 without one)
-            n = into(seq)
-            if n == len(seq) and n:
-                return n
-            return self._seq_more(seq, n, into)
+        """``SocketStream.read_sequence``: a bytearray (whole, or ``seq[start:end]`` with ints
+        in range) filled from here when that much is buffered, else the stream's slow path."""
+        if type(seq) is bytearray:
+            if start is _ZERO and end is None:
+                into = self.next_into  # the byte window's readinto (0 without one)
+                n = into(seq)
+                if n == len(seq) and n:
+                    return n
+                return self._seq_more(seq, n, into)
+            if type(end) is int and type(start) is int and 0 <= start < end <= len(seq):
+                # seq[start:end] (a payload into a buffer kept for it): from the byte window
+                # when it holds that much, else as below.
+                into = self.next_into
+                n = into(memoryview(seq)[start:end])  # (the views go at once)
+                if n == end - start:
+                    return end
+                return self._seq_more(seq, n, into, start, end)
         return self._slow_seq(seq, start, end)
 
-    def _seq_more(self, seq: bytearray, n: int, into: Any = _no_into) -> int:
-        """``read_sequence`` of a whole bytearray that the byte window did not fill.
+    def _seq_more(
+        self, seq: bytearray, n: int, into: Any = _no_into, start: int = 0, end: int | None = None
+    ) -> int:
+        """``read_sequence`` of a bytearray (``seq[start:end]``) that the byte window did not fill.
 
         ``n`` bytes of the window's end went into it (through ``into``): they are put back
         (the window settles before them), so the whole read is one piece again, from the
@@ -314,16 +325,17 @@ class InputBuffer:
                 self._untake_window_end(into.__self__, n)
         elif self._batch is not None:
             self.settle()
-        want = len(seq)
+        last = len(seq) if end is None else end
+        want = last - start
         # One run without a call: the copy and the commit.  (Lines before and after keep
         # counting as in a row: a header line, then its payload, then the next header.)
         pos = self._pos
         stop = pos + want
         if want > 0 and stop <= self._end and self._batch is None:
-            seq[:] = self._buf[pos:stop]
+            seq[start:last] = self._buf[pos:stop]
             self._pos = stop
-            return want
-        return self._slow_seq(seq, 0, None)
+            return last
+        return self._slow_seq(seq, start, end)
 
     def _untake_window_end(self, window: _Window, n: int) -> None:
         """Put back the last ``n`` bytes of ``window`` after another thread settled it first

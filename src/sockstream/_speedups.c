@@ -1304,17 +1304,36 @@ Buf_read_sequence(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *
     seq = a[0];
     start = a[1] ? a[1] : int_zero;
     end = a[2] ? a[2] : Py_None;
-    if (PyByteArray_CheckExact(seq) && start == int_zero && end == Py_None
-        && self->batch == Py_None) {
-        const char *b = valid_bytes(self);
-        Py_ssize_t n = PyByteArray_GET_SIZE(seq);
-        Py_ssize_t pos = self->pos;
-        if (b != NULL && n > 0 && n <= self->end - pos) {
-            /* One run without a call: the copy and the commit (memmove: seq may be _buf). */
-            memmove(PyByteArray_AS_STRING(seq), b + pos, (size_t)n);
-            SET_POS(self, pos + n);
-            self->run = 0;
-            return PyLong_FromSsize_t(n);
+    if (PyByteArray_CheckExact(seq) && self->batch == Py_None) {
+        /* The whole bytearray, or seq[lo:hi] with both exact ints in range (anything else:
+         * the slow path, which judges the arguments), when that much is buffered. */
+        Py_ssize_t len = PyByteArray_GET_SIZE(seq), lo = 0, hi = len;
+        int ok = 1;
+        if (start != int_zero) {
+            ok = PyLong_CheckExact(start) && (lo = PyLong_AsSsize_t(start)) >= 0;
+            if (!ok && PyErr_Occurred())
+                PyErr_Clear();
+        }
+        if (end != Py_None) {
+            if (ok) {
+                ok = PyLong_CheckExact(end) && (hi = PyLong_AsSsize_t(end)) >= 0;
+                if (!ok && PyErr_Occurred())
+                    PyErr_Clear();
+            }
+        }
+        else if (start != int_zero)
+            ok = 0; /* a start without an end: the slow path (as the pure twin) */
+        if (ok && lo < hi && hi <= len) {
+            const char *b = valid_bytes(self);
+            Py_ssize_t n = hi - lo;
+            Py_ssize_t pos = self->pos;
+            if (b != NULL && n <= self->end - pos) {
+                /* One run without a call: the copy and the commit (memmove: seq may be _buf). */
+                memmove(PyByteArray_AS_STRING(seq) + lo, b + pos, (size_t)n);
+                SET_POS(self, pos + n);
+                self->run = 0;
+                return PyLong_FromSsize_t(hi);
+            }
         }
     }
     stack[0] = seq;
