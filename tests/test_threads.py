@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 import sockstream
-from conftest import LONG, Make, PeerThread, drain
+from conftest import BUFFER_IMPLS, LONG, Make, PeerThread, drain, use_buffers
 from sockstream import SocketIOError, SocketStream
 
 RECORD = 9  # "%08d\n"
@@ -85,6 +85,74 @@ def test_two_readers_see_every_byte_once(make: Make, element_type: str) -> None:
     seen = sorted(p[i : i + RECORD] for p in pieces for i in range(0, len(p), RECORD))
     # ...and together they are every record exactly once.
     assert b"".join(seen) == data
+
+
+def _line_mixer(s: SocketStream, mine: list[bytes], i: int, seed: int) -> None:
+    """One of two readers: lines, ``read`` and ``read_sequence`` in a random mix."""
+    rnd, buf = random.Random(seed), bytearray(RECORD)
+    while True:
+        if rnd.randrange(2):
+            text, missing = s.read_line(eof_error=False, eof_value=None)
+            if text is None:
+                return
+            line = text if isinstance(text, bytes) else text.encode("latin-1")
+            mine.append(line + (b"" if missing else b"\n"))
+        elif rnd.randrange(2):
+            raw = s.read(RECORD)
+            if not raw:
+                return
+            mine.append(raw if isinstance(raw, bytes) else raw.encode("latin-1"))
+        else:
+            n = s.read_sequence(buf)
+            if not n:
+                return
+            mine.append(bytes(buf[:n]))
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Threads switch as often as CPython lets them, so that races show in one run."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
+
+
+@pytest.mark.parametrize("impl", BUFFER_IMPLS)
+@pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8"])
+def test_read_line_batches_against_another_reader(
+    fast_switching: None, impl: str, element_type: str
+) -> None:
+    """``read_line`` in one thread (batches of lines), ``read``/``read_sequence`` in another
+    (each settles the batch): every record once.  Once a batch's iterator was published after a
+    call that let the other thread settle it in between, and its lines were served twice."""
+    undo = use_buffers(impl)
+    try:
+        for trial in range(8):
+            a, b = socket.socketpair()
+            s = SocketStream(a, "io", element_type)
+            try:
+                data = records(N, trial * N)
+                sender = send_all(b, data)
+                got: list[list[bytes]] = [[], []]
+
+                threads = [PeerThread(_line_mixer, s, got[i], i, trial * 2 + i) for i in range(2)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join_checked()
+                sender.join_checked()
+                pieces = [p for g in got for p in g]
+                assert all(len(p) % RECORD == 0 for p in pieces)
+                seen = sorted(p[i : i + RECORD] for p in pieces for i in range(0, len(p), RECORD))
+                assert b"".join(seen) == data
+            finally:
+                s.close()
+                b.close()
+    finally:
+        undo()
 
 
 def test_two_readers_of_chars_and_bytes(make: Make) -> None:

@@ -973,13 +973,21 @@ class InputBuffer:
                     return False
                 full = pos + sum(map(len, lines)) + (len(lines) if kind == STR_LINE else 0)
         it = iter(lines)
+        # The callable is made before the compare-and-set: a call between the check and the
+        # publication would let another thread settle (or start) a batch there, and this one
+        # would then publish lines already given back (served twice).
+        if kind == STR_LINE:
+            # (The pairs are made as they are served: zip takes one line a pair.)
+            take = zip(it, repeat(False)).__next__
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._batch = (it, lines, pos, kind, 1, full)
+                self.next_line_tuple = take
+                return True
+            return False
+        take = it.__next__
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind, 1 if kind == STR_LINE else 0, full)
-            if kind == STR_LINE:
-                # (The pairs are made as they are served: zip takes one line a pair.)
-                self.next_line_tuple = zip(it, repeat(False)).__next__
-            else:
-                self.next_line = it.__next__
+            self._batch = (it, lines, pos, kind, 0, full)
+            self.next_line = take
             return True
         return False
 

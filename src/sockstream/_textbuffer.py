@@ -436,13 +436,20 @@ class TextInputBuffer(InputBuffer):
             else:
                 lines = [line + "\n" for line in text.split("\n")]
         it = iter(lines)
+        full = last + len(term)
+        # The callable is made before the compare-and-set (see InputBuffer._start_batch).
+        if kind == STR_LINE:
+            # (The pairs are made as they are served: zip takes one line a pair.)
+            take = zip(it, repeat(False)).__next__
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._batch = (it, lines, pos, kind, 0, full)
+                self.next_line_tuple = take
+                return True
+            return False
+        take = it.__next__
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind, 0, last + len(term))
-            if kind == STR_LINE:
-                # (The pairs are made as they are served: zip takes one line a pair.)
-                self.next_line_tuple = zip(it, repeat(False)).__next__
-            else:
-                self.next_line = it.__next__
+            self._batch = (it, lines, pos, kind, 0, full)
+            self.next_line = take
             return True
         return False
 
