@@ -70,10 +70,20 @@ def _reader(s: SocketStream, got: list[bytes], seed: int) -> None:
 @pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8"])
 def test_two_readers_see_every_byte_once(make: Make, element_type: str) -> None:
     s, peer = make(element_type)
-    data = records(N)
+    _two_readers_get_every_record_once(s, peer, records(N), _reader, (0, 1))
+
+
+def _two_readers_get_every_record_once(
+    s: SocketStream,
+    peer: socket.socket,
+    data: bytes,
+    reader: Callable[[SocketStream, list[bytes], int], None],
+    seeds: tuple[int, int],
+) -> None:
+    """The peer sends ``data`` and shuts down; ``reader(s, got, seed)`` in two threads."""
     sender = send_all(peer, data)
     got: list[list[bytes]] = [[], []]
-    threads = [PeerThread(_reader, s, got[i], i) for i in range(2)]
+    threads = [PeerThread(reader, s, got[i], seeds[i]) for i in range(2)]
     for t in threads:
         t.start()
     for t in threads:
@@ -87,7 +97,7 @@ def test_two_readers_see_every_byte_once(make: Make, element_type: str) -> None:
     assert b"".join(seen) == data
 
 
-def _line_mixer(s: SocketStream, mine: list[bytes], i: int, seed: int) -> None:
+def _line_mixer(s: SocketStream, mine: list[bytes], seed: int) -> None:
     """One of two readers: lines, ``read`` and ``read_sequence`` in a random mix."""
     rnd, buf = random.Random(seed), bytearray(RECORD)
     while True:
@@ -125,7 +135,7 @@ def fast_switching() -> Iterator[None]:
 def test_read_line_batches_against_another_reader(
     fast_switching: None, impl: str, element_type: str
 ) -> None:
-    """``read_line`` in one thread (batches of lines), ``read``/``read_sequence`` in another
+    """Two threads mixing ``read_line`` (batches of lines) with ``read`` and ``read_sequence``
     (each settles the batch): every record once.  Once a batch's iterator was published after a
     call that let the other thread settle it in between, and its lines were served twice."""
     undo = use_buffers(impl)
@@ -134,20 +144,9 @@ def test_read_line_batches_against_another_reader(
             a, b = socket.socketpair()
             s = SocketStream(a, "io", element_type)
             try:
-                data = records(N, trial * N)
-                sender = send_all(b, data)
-                got: list[list[bytes]] = [[], []]
-
-                threads = [PeerThread(_line_mixer, s, got[i], i, trial * 2 + i) for i in range(2)]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join_checked()
-                sender.join_checked()
-                pieces = [p for g in got for p in g]
-                assert all(len(p) % RECORD == 0 for p in pieces)
-                seen = sorted(p[i : i + RECORD] for p in pieces for i in range(0, len(p), RECORD))
-                assert b"".join(seen) == data
+                _two_readers_get_every_record_once(
+                    s, b, records(N, trial * N), _line_mixer, (trial * 2, trial * 2 + 1)
+                )
             finally:
                 s.close()
                 b.close()

@@ -972,21 +972,30 @@ class InputBuffer:
                 if not lines:
                     return False
                 full = pos + sum(map(len, lines)) + (len(lines) if kind == STR_LINE else 0)
+        return self._publish_lines(lines, pos, epoch, kind, 1 if kind == STR_LINE else 0, full)
+
+    def _publish_lines(
+        self, lines: list[Any], pos: int, epoch: int, kind: int, extra: int, full: int
+    ) -> bool:
+        """Publish ``lines``, cut at ``pos`` in ``epoch``, as the batch (``extra``, ``full``:
+        as in ``_batch``); False if the buffer moved meanwhile.
+
+        The callable is made before the compare-and-set: a call between the check and the
+        publication would let another thread settle (or start) a batch there, and this one
+        would then publish lines already given back (served twice).
+        """
         it = iter(lines)
-        # The callable is made before the compare-and-set: a call between the check and the
-        # publication would let another thread settle (or start) a batch there, and this one
-        # would then publish lines already given back (served twice).
         if kind == STR_LINE:
             # (The pairs are made as they are served: zip takes one line a pair.)
             take = zip(it, repeat(False)).__next__
             if self._pos == pos and self._epoch == epoch and self._batch is None:
-                self._batch = (it, lines, pos, kind, 1, full)
+                self._batch = (it, lines, pos, kind, extra, full)
                 self.next_line_tuple = take
                 return True
             return False
         take = it.__next__
         if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind, 0, full)
+            self._batch = (it, lines, pos, kind, extra, full)
             self.next_line = take
             return True
         return False

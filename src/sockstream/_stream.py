@@ -69,6 +69,7 @@ from ._errors import (
 )
 from ._fileobj import FileObjectMixin, check_read_size, check_size
 from ._impl import (  # the twins or the pure core
+    W_VERBS,
     InputBuffer,
     OutputBuffer,
     StreamBase,
@@ -134,15 +135,6 @@ _WHOLE: Final = -1
 _ZERO: Final = 0  # read_sequence's default start (a cached int; a bool False is not it)
 #: peek returns at most this much (or ``size``, if larger) of what is buffered.
 _PEEK_MAX: Final = 65536
-#: The verbs that are the output buffer's methods (``_serve_output``).
-_WRITING_VERBS: Final = (
-    "write_char",
-    "write_string",
-    "write_line",
-    "write_byte",
-    "write_sequence",
-    "write",
-)
 
 # A side's state (``_rstate``, ``_wstate``); anything but OPEN refuses at the public entry.
 OPEN: Final = 0
@@ -762,18 +754,8 @@ class SocketStream(StreamBase, FileObjectMixin):
                     n = transport.recv_wait(view, self._read_timeout)  # type: ignore[attr-defined]
                 else:
                     n = transport.recv_into(view)
-            except SocketError:
-                self._receiving = False
-                if self._closed:  # closed by another thread: not the peer's doing
-                    return 0
-                self._peer_broken = True
-                raise
             except OSError as exc:
-                self._receiving = False
-                if self._closed:  # closed by another thread while we waited
-                    return 0
-                self._peer_broken = True
-                raise SocketIOError(f"reading from the socket failed: {exc}") from exc
+                return self._recv_failed(exc)
             if n > 0:
                 if n == len(view):
                     self._poll_first = False  # data is streaming in: try before waiting
@@ -802,13 +784,11 @@ class SocketStream(StreamBase, FileObjectMixin):
                 return 0
 
     def _recv_failed(self, exc: OSError) -> int:
-        """``_fill``'s blocking receive raised ``exc``: 0 if the read timeout passed (or the
-        stream was closed by another thread), else the error ``_extract`` would raise."""
+        """A receive raised ``exc``: 0 if the stream was closed by another thread meanwhile
+        (not the peer's doing), else the stream is broken and this raises (a ``SocketError``
+        as it is, any other as ``SocketIOError``)."""
         self._receiving = False
-        if isinstance(exc, BlockingIOError):  # SO_RCVTIMEO passed
-            self._timed_out = True
-            return 0
-        if self._closed:  # closed by another thread while we waited
+        if self._closed:
             return 0
         self._peer_broken = True
         if isinstance(exc, SocketError):
@@ -876,6 +856,10 @@ class SocketStream(StreamBase, FileObjectMixin):
                     self._receiving = True
                     try:
                         n = transport._recv_into(view)  # type: ignore[attr-defined]
+                    except BlockingIOError:  # SO_RCVTIMEO passed
+                        self._receiving = False
+                        self._timed_out = True
+                        n = 0
                     except OSError as exc:
                         n = self._recv_failed(exc)
                     if n > 0:
@@ -1436,7 +1420,7 @@ class SocketStream(StreamBase, FileObjectMixin):
         out = self._out
         out.serve(weakref.ref(self))
         cls = type(self)
-        for name in _WRITING_VERBS:
+        for name in W_VERBS:  # the output buffer's methods (also its C twin's)
             if getattr(cls, name) is getattr(SocketStream, name):
                 setattr(self, name, getattr(out, name))
 

@@ -19,7 +19,6 @@ Goals
 from __future__ import annotations
 
 import re
-from itertools import repeat
 from typing import Any, Final
 
 from ._buffer import (
@@ -435,23 +434,7 @@ class TextInputBuffer(InputBuffer):
                     lines = text.split("\n")
             else:
                 lines = [line + "\n" for line in text.split("\n")]
-        it = iter(lines)
-        full = last + len(term)
-        # The callable is made before the compare-and-set (see InputBuffer._start_batch).
-        if kind == STR_LINE:
-            # (The pairs are made as they are served: zip takes one line a pair.)
-            take = zip(it, repeat(False)).__next__
-            if self._pos == pos and self._epoch == epoch and self._batch is None:
-                self._batch = (it, lines, pos, kind, 0, full)
-                self.next_line_tuple = take
-                return True
-            return False
-        take = it.__next__
-        if self._pos == pos and self._epoch == epoch and self._batch is None:
-            self._batch = (it, lines, pos, kind, 0, full)
-            self.next_line = take
-            return True
-        return False
+        return self._publish_lines(lines, pos, epoch, kind, 0, last + len(term))
 
     def _batch_stop(self, lines: list[Any], start: int, served: int, extra: int) -> int:
         """Where the first ``served`` pieces end: found again in the bytes, since decoded lines
