@@ -9,9 +9,12 @@ end-of-file and read timeouts as before, and two threads reading at once.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 import sys
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -246,6 +249,63 @@ def test_a_window_end_put_back_after_the_next_window_was_cut(verb: str) -> None:
             else:
                 with pytest.raises(RuntimeError, match="another thread"):
                     ib._seq_more(bytearray(want), len(part), into)
+            got.append(s.read())
+        pieces = b"".join(got)
+        seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))
+        assert b"".join(seen) == data
+    finally:
+        undo()
+
+
+def test_a_window_end_put_back_while_another_thread_receives() -> None:
+    """As above, but the other thread has also compacted the buffer and is receiving into it
+    (its view pins the bytearray, so the bytes cannot be inserted in front): they go back
+    once that fill is over, and every record is still read once (before: BufferError, and
+    the window's end was lost)."""
+    import inspect
+
+    undo = use_buffers("pure")
+    try:
+        data = b"".join(b"%08d\n" % i for i in range(2000))
+        a, b = socket.socketpair()
+        with SocketStream(a, "io", "unsigned-byte-8") as s, b:
+            b.sendall(data)
+            b.shutdown(socket.SHUT_WR)
+            ib = s._in
+            got = [s.readline() for _ in range(3)]
+            take = ib.next_read
+            part = take(10**6)  # A: the window's rest, for a payload one record longer
+            assert part
+            # B: settles the window, takes all that is buffered, compacts and receives.
+            got.append(ib.take(len(ib)))
+            s._rlock.acquire()
+            view = ib.writable(len(ib._buf))
+            assert ib._pos < len(part)  # no room in front any more
+            outcome: list[BaseException] = []
+
+            def a_goes_on() -> None:
+                try:
+                    ib._read_more(len(part) + RECORD, part, take)
+                except BaseException as exc:
+                    outcome.append(exc)
+
+            t = threading.Thread(target=a_goes_on)
+            t.start()
+            # Wait (on its frame, not a clock) until A waits for the fill to end.
+            lines, first = inspect.getsourcelines(_buffer.InputBuffer._untake_window_end)
+            at = first + next(i for i, line in enumerate(lines) if "with stream._rlock" in line)
+            deadline = time.monotonic() + 10
+            while True:
+                frame = sys._current_frames().get(t.ident or 0)
+                if frame is not None and frame.f_lineno == at:
+                    break
+                assert time.monotonic() < deadline, "A never reached the read lock"
+                os.sched_yield()
+            view.release()
+            s._rlock.release()
+            t.join(10)
+            assert len(outcome) == 1
+            assert isinstance(outcome[0], RuntimeError)
             got.append(s.read())
         pieces = b"".join(got)
         seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))

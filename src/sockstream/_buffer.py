@@ -409,7 +409,18 @@ class InputBuffer:
             # window published: its settle would move pos past them again.)
             self._pos = self._scan = pos - n
             return
-        self.unread_bytes(window.getvalue()[-n:])
+        data = window.getvalue()[-n:]
+        try:
+            self.unread_bytes(data)
+        except BufferError:
+            # No room in front (the other thread compacted the buffer), and its receive holds
+            # a view of it, so it cannot grow: put them back once that fill is over (fills
+            # hold the stream's read lock).
+            stream = None if self._owner is None else self._owner()
+            if stream is None:
+                raise
+            with stream._rlock:
+                self.unread_bytes(data)
         raise RuntimeError(
             f"{verb}: another thread read from this stream at the same time; nothing was read"
         )
