@@ -1260,7 +1260,7 @@ class StreamMachine(RuleBasedStateMachine):
                 return
             n = len(body) + 2
             short = len(self.pending) < n
-            result, got = self._read_counted(n, lambda n=n: s.read(n))
+            result, got = self._read_counted(n, functools.partial(s.read, n))
             assert result == self._natural(got)
             if short:
                 event("framed reply: payload cut short")
