@@ -7,7 +7,8 @@ of ``n + 2`` bytes) over a socketpair with a block of 1,000 RESP replies written
 round, counted by valgrind's callgrind (user-space instructions; the kernel's copy is not
 counted).  The counts of a short and a long run are subtracted, so start-up and imports cancel
 out.  Rows: ``makefile('rb')`` (the anchor), then for each SRC sockstream ``readline`` +
-``read(n + 2)`` and ``readline`` + ``read_sequence(bytearray(n + 2))``; the implementation is
+``read(n + 2)``, ``readline`` + ``read_sequence(bytearray(n + 2))`` and the same into one kept
+buffer (``read_sequence(kept, 0, n + 2)``, "into_one"); the implementation is
 whatever the environment picks (``SOCKSTREAM_PUREPYTHON=1``: pure Python).  Needs valgrind.
 """
 
@@ -43,6 +44,9 @@ else:
     if mode == "read":
         read = stream.read
         body = lambda n: len(read(n)) - n
+    elif mode == "into_one":
+        read_sequence, kept = stream.read_sequence, bytearray(65536)
+        body = lambda n: read_sequence(kept, 0, n) - n
     else:
         read_sequence = stream.read_sequence
         body = lambda n: read_sequence(bytearray(n)) - n
@@ -82,7 +86,7 @@ def _count(mode: str, rounds: int, src: str | None) -> int:
 
 
 def per_reply(mode: str, src: str | None) -> float:
-    """Instructions per reply of ``mode`` ("makefile", "read" or "read_sequence")."""
+    """Instructions per reply of ``mode`` ("makefile", "read", "read_sequence", "into_one")."""
     return (_count(mode, LONG, src) - _count(mode, SHORT, src)) / ((LONG - SHORT) * REPLIES)
 
 
@@ -91,7 +95,7 @@ def main(argv: list[str]) -> int:
     anchor = per_reply("makefile", srcs[0])
     print(f"makefile('rb') readline + read: {anchor:,.0f} instructions per reply")
     for src in srcs:
-        for mode in ("read", "read_sequence"):
+        for mode in ("read", "read_sequence", "into_one"):
             n = per_reply(mode, src)
             print(f"sockstream readline + {mode} ({src}): {n:,.0f} ({anchor / n:.2f} of makefile)")
     return 0
