@@ -13,13 +13,21 @@ idle: ``serve`` (echo handler, ``max_connections`` = N + 16) runs in a fresh pro
     memory per idle connection (``/proc/self/statm``, minus the baseline before the first
     connection) and the thread and descriptor counts.  The clients then leave, and the
     threads and descriptors must return to the baseline (checked, within 30 s).
-echo: 100 client threads in another process, each with its own connection, make round trips
-    of 64-byte lines for a fixed time; the server is ``sockstream.serve`` with an echo handler
-    (``read_line``/``write_line``/``force_output``), or ``socketserver.ThreadingTCPServer`` with
-    a ``StreamRequestHandler`` doing the same (``rfile.readline``/``wfile.write``).  Round trips
-    per second, same run.
+echo: 100 clients in another process, each with its own connection and one 64-byte line in
+    flight at a time, make round trips for a fixed time; the server is ``sockstream.serve`` with
+    an echo handler (``read_line``/``write_line``/``force_output``), or
+    ``socketserver.ThreadingTCPServer`` with a ``StreamRequestHandler`` doing the same
+    (``rfile.readline``/``wfile.write``).  Round trips per second, same run, and the CPU each
+    side used per round trip (``getrusage``: the server's process, the load generator's).
+    Three load shapes, each a row (``--echo-modes``):
+    ``epoll``: one thread drives the 100 connections (non-blocking sockets, one ``epoll``),
+    so the load generator costs a few microseconds a round trip and the server is what is
+    measured; ``epoll-pinned``: the same with the server on CPU 0 and the load generator on
+    CPU 1 (``sched_setaffinity``; no migrations, no cross-CPU wake-ups: the steadiest figure);
+    ``threads``: 100 client threads (``sendall`` + ``makefile('rb').readline``), the load
+    generator of the first measurements, whose own GIL saturates first against a fast server.
 workers: ``sockstream serve 0 --workers W`` (the command line, echo), W = 1 and 2, driven by the
-    same load generator.
+    ``epoll`` load generator.
 
 The descriptor limit is raised to its hard limit (``RLIMIT_NOFILE``), or beyond when we may
 (root): 10,000 connections need about 10,100 descriptors in the server (one per connection: its
@@ -84,6 +92,8 @@ def _percentile(values: list[float], p: float) -> float:
 def _client_main(argv: list[str]) -> int:
     """``python -m bench.serving _client MODE ...``: one JSON line of results on stdout."""
     _raise_nofile()
+    if os.environ.get("BENCH_SERVING_CPU"):
+        _pin(int(os.environ["BENCH_SERVING_CPU"]))
     mode = argv[0]
     if mode == "idle":
         host, port, n = argv[1], int(argv[2]), int(argv[3])
@@ -136,6 +146,10 @@ def _client_main(argv: list[str]) -> int:
             c.close()
         print(json.dumps({"left": n}), flush=True)
         return 0
+    if mode == "echo-epoll":
+        host, port, clients, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
+        print(json.dumps({"round_trips_per_s": _echo_epoll(host, port, clients, seconds)}))
+        return 0
     if mode == "echo":
         host, port, clients, seconds = argv[1], int(argv[2]), int(argv[3]), float(argv[4])
         counts = [0] * clients
@@ -170,9 +184,77 @@ def _client_main(argv: list[str]) -> int:
     raise SystemExit(f"unknown client mode {mode!r}")
 
 
+def _echo_epoll(host: str, port: int, clients: int, seconds: float) -> float:
+    """Round trips per second on ``clients`` connections driven by one thread and one epoll:
+    each connection has one line in flight; its echo (checked) sends the next."""
+    import select
+
+    ep = select.epoll()
+    conns: dict[int, list[Any]] = {}
+    try:
+        for _ in range(clients):
+            c = socket.create_connection((host, port), timeout=60)
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            c.setblocking(False)
+            conns[c.fileno()] = [c, b""]
+            ep.register(c.fileno(), select.EPOLLIN)
+        size = len(LINE)
+        n = 0
+        t0 = time.perf_counter()
+        stop = t0 + seconds
+        for c, _ in conns.values():
+            c.send(LINE)
+        while time.perf_counter() < stop:
+            for fd, _ev in ep.poll(1.0):
+                conn = conns[fd]
+                data = conn[0].recv(4096)
+                if not data:
+                    raise RuntimeError("the server closed a connection")
+                got = conn[1] + data
+                if len(got) < size:
+                    conn[1] = got
+                    continue
+                if got != LINE:
+                    raise RuntimeError("bad echo")
+                conn[1] = b""
+                n += 1
+                conn[0].send(LINE)  # (64 bytes into an empty socket buffer: never short)
+        elapsed = time.perf_counter() - t0
+        # Take the lines still in flight (one a connection) before leaving, so that no server
+        # meets a reset mid-echo.
+        waiting = set(conns)
+        while waiting:
+            events = ep.poll(10.0)
+            if not events:
+                raise RuntimeError("the server did not echo the last lines")
+            for fd, _ev in events:
+                conn = conns[fd]
+                data = conn[0].recv(4096)
+                conn[1] += data
+                if not data or len(conn[1]) >= size:
+                    waiting.discard(fd)
+                    ep.unregister(fd)
+    finally:
+        for c, _ in conns.values():
+            c.close()
+        ep.close()
+    return n / elapsed
+
+
+def _pin(cpu: int | None) -> set[int] | None:
+    """Run the calling thread (and the threads it starts) on ``cpu``; the old set, or None."""
+    if cpu is None or not hasattr(os, "sched_setaffinity"):
+        return None
+    old = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    return old
+
+
 class _Client:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, cpu: int | None = None) -> None:
         env = dict(os.environ)
+        if cpu is not None:
+            env["BENCH_SERVING_CPU"] = str(cpu)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(ROOT), str(ROOT / "src"), env.get("PYTHONPATH")])
         )
@@ -302,36 +384,78 @@ class _Server(socketserver.ThreadingTCPServer):
     request_queue_size = 256
 
 
-def echo_run(kind: str, clients: int, seconds: float) -> float:
+#: The echo load shapes (see the module's docstring): load generator, pinned.
+ECHO_MODES: dict[str, tuple[str, bool]] = {
+    "epoll": ("echo-epoll", False),
+    "epoll-pinned": ("echo-epoll", True),
+    "threads": ("echo", False),
+}
+
+
+ECHO_LABELS: dict[str, str] = {
+    "epoll": "one thread, epoll",
+    "epoll-pinned": "one thread, epoll; server on CPU 0, load generator on CPU 1",
+    "threads": "100 threads (`sendall` + `makefile` `readline`)",
+}
+
+
+def echo_run(kind: str, clients: int, seconds: float, mode: str = "epoll") -> dict[str, float]:
+    """One run: round trips per second, and the CPU seconds per round trip of the server (this
+    process) and of the load generator."""
     import sockstream
 
+    client_mode, pinned = ECHO_MODES[mode]
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    pinned = pinned and len(cpus) >= 2
+    old_cpus = _pin(cpus[0] if pinned else None)  # the server's threads inherit it
     stop: Any
-    if kind == "sockstream":
-        server = sockstream.serve(
-            _echo, address="127.0.0.1", max_connections=clients + 16, backlog=256
-        )
-        port = server.port
-        stop = server.terminate
-    else:
-        ss = _Server(("127.0.0.1", 0), _Handler)
-        port = ss.server_address[1]
-        t = threading.Thread(target=ss.serve_forever, daemon=True)
-        t.start()
-
-        def stop_socketserver() -> None:
-            ss.shutdown()
-            ss.server_close()
-
-        stop = stop_socketserver
     try:
-        client = _Client("echo", "127.0.0.1", str(port), str(clients), str(seconds))
+        if kind == "sockstream":
+            server = sockstream.serve(
+                _echo, address="127.0.0.1", max_connections=clients + 16, backlog=256
+            )
+            port = server.port
+            stop = server.terminate
+        else:
+            ss = _Server(("127.0.0.1", 0), _Handler)
+            port = ss.server_address[1]
+            t = threading.Thread(target=ss.serve_forever, daemon=True)
+            t.start()
+
+            def stop_socketserver() -> None:
+                ss.shutdown()
+                ss.server_close()
+
+            stop = stop_socketserver
+    finally:
+        if old_cpus is not None:
+            os.sched_setaffinity(0, old_cpus)
+    try:
+        self0 = resource.getrusage(resource.RUSAGE_SELF)
+        child0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client = _Client(
+            client_mode,
+            "127.0.0.1",
+            str(port),
+            str(clients),
+            str(seconds),
+            cpu=cpus[1] if pinned else None,
+        )
         try:
             rate = float(client.read()["round_trips_per_s"])
         finally:
             client.close()
+        self1 = resource.getrusage(resource.RUSAGE_SELF)
+        child1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     finally:
         stop()
-    return rate
+    trips = rate * seconds
+
+    def cpu(a: Any, b: Any) -> float:
+        return float(b.ru_utime - a.ru_utime + b.ru_stime - a.ru_stime) / trips
+
+    # (The load generator's figure includes its connects and start-up: a small share.)
+    return {"rate": rate, "server_cpu": cpu(self0, self1), "client_cpu": cpu(child0, child1)}
 
 
 def workers_run(workers: int, clients: int, seconds: float) -> float:
@@ -348,7 +472,7 @@ def workers_run(workers: int, clients: int, seconds: float) -> float:
         assert p.stdout is not None
         line = p.stdout.readline().strip()
         port = int(line.rsplit(":", 1)[1])
-        client = _Client("echo", "127.0.0.1", str(port), str(clients), str(seconds))
+        client = _Client("echo-epoll", "127.0.0.1", str(port), str(clients), str(seconds))
         try:
             return float(client.read()["round_trips_per_s"])
         finally:
@@ -405,6 +529,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument(
+        "--echo-modes",
+        default=",".join(ECHO_MODES),
+        help=f"echo load shapes, comma-separated, of {', '.join(ECHO_MODES)} (see above)",
+    )
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--plot", metavar="FILE.png")
     parser.add_argument(
@@ -464,24 +593,36 @@ def main(argv: list[str] | None = None) -> int:
                 flush=True,
             )
     if args.what in ("echo", "all"):
-        ours: list[float] = []
-        theirs: list[float] = []
-        for _ in range(args.repeat):  # interleaved
-            ours.append(echo_run("sockstream", args.clients, args.seconds))
-            theirs.append(echo_run("socketserver", args.clients, args.seconds))
-        ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
-        out["echo"] = {
-            "sockstream": _summary(ours),
-            "socketserver": _summary(theirs),
-            "ratio": _summary(ratios),
-            "clients": args.clients,
-        }
-        print(
-            f"echo, {args.clients} clients: serve {statistics.median(ours):,.0f}/s, "
-            f"socketserver {statistics.median(theirs):,.0f}/s, ratio "
-            f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})",
-            flush=True,
-        )
+        modes = [m for m in args.echo_modes.split(",") if m]
+        out["echo"] = {"clients": args.clients, "seconds": args.seconds, "modes": {}}
+        for mode in modes:
+            echo_runs: dict[str, list[dict[str, float]]] = {"sockstream": [], "socketserver": []}
+            for _ in range(args.repeat):  # interleaved
+                for kind in echo_runs:
+                    echo_runs[kind].append(echo_run(kind, args.clients, args.seconds, mode))
+            ours = [r["rate"] for r in echo_runs["sockstream"]]
+            theirs = [r["rate"] for r in echo_runs["socketserver"]]
+            ratios = [a / b for a, b in zip(ours, theirs, strict=True)]
+            echo_row: dict[str, Any] = {
+                "sockstream": _summary(ours),
+                "socketserver": _summary(theirs),
+                "ratio": _summary(ratios),
+            }
+            for kind, rs in echo_runs.items():
+                for side in ("server_cpu", "client_cpu"):
+                    echo_row[f"{kind}_{side}_us"] = _summary([r[side] * 1e6 for r in rs])
+            out["echo"]["modes"][mode] = echo_row
+            print(
+                f"echo {mode}, {args.clients} clients: serve {statistics.median(ours):,.0f}/s, "
+                f"socketserver {statistics.median(theirs):,.0f}/s, ratio "
+                f"{statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f});"
+                f" CPU us per round trip, server/load generator: serve "
+                f"{echo_row['sockstream_server_cpu_us']['median']:.1f}/"
+                f"{echo_row['sockstream_client_cpu_us']['median']:.1f}, socketserver "
+                f"{echo_row['socketserver_server_cpu_us']['median']:.1f}/"
+                f"{echo_row['socketserver_client_cpu_us']['median']:.1f}",
+                flush=True,
+            )
     if args.what in ("workers", "all"):
         one: list[float] = []
         two: list[float] = []
@@ -595,12 +736,34 @@ def results_markdown(out: dict[str, Any], w7: dict[str, Any] | None) -> str:
             f"### Echo round trips, {echo['clients']} concurrent clients (load generator in "
             "another process)",
             "",
-            "| server | round trips / s |",
-            "|---|---|",
-            f"| `sockstream.serve` | {_mm(echo['sockstream'], '{:,.0f}')} |",
-            f"| `socketserver.ThreadingTCPServer` + `StreamRequestHandler` | "
-            f"{_mm(echo['socketserver'], '{:,.0f}')} |",
-            f"| ratio (goal >= 1.2) | {_mm(echo['ratio'])} |",
+        ]
+        modes = echo.get("modes") or {"threads": echo}  # (the earlier JSON had one shape)
+        lines += [
+            "| load generator | `sockstream.serve` (round trips / s) | `socketserver` "
+            "(round trips / s) | ratio (goal >= 1.2) | CPU µs per round trip: serve, its load "
+            "generator | socketserver, its load generator |",
+            "|---|---|---|---|---|---|",
+        ]
+        for mode, row in modes.items():
+            cpu = [
+                f"{row[k]['median']:.1f}" if k in row else "-"
+                for k in (
+                    "sockstream_server_cpu_us",
+                    "sockstream_client_cpu_us",
+                    "socketserver_server_cpu_us",
+                    "socketserver_client_cpu_us",
+                )
+            ]
+            lines.append(
+                f"| {ECHO_LABELS.get(mode, mode)} | {_mm(row['sockstream'], '{:,.0f}')} | "
+                f"{_mm(row['socketserver'], '{:,.0f}')} | {_mm(row['ratio'])} | "
+                f"{cpu[0]}, {cpu[1]} | {cpu[2]}, {cpu[3]} |"
+            )
+        lines += [
+            "",
+            "`socketserver` is `ThreadingTCPServer` + `StreamRequestHandler`; both servers run "
+            "a thread per connection. CPU is user + system time from `getrusage`, per round "
+            "trip (medians).",
             "",
         ]
         lines += _when(out, "echo")

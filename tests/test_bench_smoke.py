@@ -60,3 +60,25 @@ def test_bad_arguments_are_refused(args: list[str], message: str) -> None:
     done = _run(*args, timeout=20)
     assert done.returncode == 2
     assert message in done.stderr
+
+
+def test_serving_echo_runs_every_load_shape(tmp_path: Path) -> None:
+    # bench/serving.py's echo rows (issue 16): each load generator, both servers, briefly.
+    out = tmp_path / "serving.json"
+    args = ["echo", "--repeat", "1", "--clients", "4", "--seconds", "0.2", "--json", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.serving", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr  # (no server met a reset: the load generators drain)
+    modes = json.loads(out.read_text())["echo"]["modes"]
+    assert set(modes) == {"epoll", "epoll-pinned", "threads"}
+    for row in modes.values():
+        assert row["sockstream"]["median"] > 0
+        assert row["socketserver"]["median"] > 0
+        assert row["sockstream_server_cpu_us"]["median"] > 0
