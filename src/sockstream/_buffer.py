@@ -45,6 +45,7 @@ Threads
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from collections.abc import Callable
 from itertools import repeat
@@ -270,14 +271,27 @@ class InputBuffer:
             if not fill(stream):
                 return line_end(stream, kind, True, None)
 
-    def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
-        """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
-        line, else the stream's slow path."""
-        take = self.next_line_tuple  # (an attribute, not a method: a method call's lookup
-        try:  # of it is not specialised, and costs a tenth of the whole call)
-            return take() or self._read_line_more(eof_error, eof_value)
-        except StopIteration:  # the batch is used up
-            return self._read_line_more(eof_error, eof_value)
+    if sys.version_info >= (3, 12):
+
+        def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+            """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
+            line, else the stream's slow path."""
+            try:
+                return self.next_line_tuple() or self._read_line_more(eof_error, eof_value)
+            except StopIteration:  # the batch is used up
+                return self._read_line_more(eof_error, eof_value)
+
+    else:  # (3.10, 3.11: a method call's lookup of an instance attribute is not specialised,
+        # and costs a twentieth of the whole call; loaded as an attribute, it is)
+
+        def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+            """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
+            line, else the stream's slow path."""
+            take = self.next_line_tuple
+            try:
+                return take() or self._read_line_more(eof_error, eof_value)
+            except StopIteration:  # the batch is used up
+                return self._read_line_more(eof_error, eof_value)
 
     def _read_line_more(self, eof_error: Any, eof_value: Any) -> Any:
         """``read_line`` when the batch has no line for it: refill until one is whole (see
