@@ -17,20 +17,21 @@ Lines in bulk
     *batch*: ``_start_batch`` cuts the complete lines of a window once (one ``decode``, one
     ``split``, in C) and publishes the list's iterator as ``next_line``/``next_line_tuple``,
     without moving ``pos``; on byte streams the batch is a *byte window*, a ``BytesIO`` over a
-    copy of the window's whole lines, whose ``readline`` and ``readinto`` (``next_into``) serve
-    lines and payloads alike.  Many ``read_char`` calls in a row get a batch of characters
-    (``next_char``, a ``str`` iterator).  Any other method first ``settle``\\ s: it unpublishes
-    the batch, then moves ``pos`` past what was served.  Batches of lines start only after two
-    lines in a row (a payload read between them does not break the row), characters after
-    16, so mixed reads never pay for one.
+    copy of the window's whole lines, whose ``readline``, ``readinto`` (``next_into``) and
+    ``read`` (``next_read``) serve lines and payloads alike.  Many ``read_char`` calls in a
+    row get a batch of characters (``next_char``, a ``str`` iterator).  Any other method first
+    ``settle``\\ s: it unpublishes the batch, then moves ``pos`` past what was served.  Batches
+    of lines start only after two lines in a row (a payload read between them does not break
+    the row, nor does ``read(n)`` right after a byte line), characters after 16, so mixed
+    reads never pay for one.
 
 The hottest verbs
-    ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence`` (a whole
-    bytearray) are methods of the buffer that the stream binds as its own
-    (``serve_elements``): one short Python call that asks the batch's C callable (a falsy
-    answer or ``StopIteration``: nothing there) and otherwise a ``*_more`` method, which takes
-    what is buffered or calls the stream's slow path, which fills and asks again.  A compiled
-    twin of this class can then serve them from C.
+    ``read_char``, ``read_byte``, ``readline``, ``read_line``, ``read_sequence`` (a whole
+    bytearray) and, on byte streams of the pure core, ``read(n)`` are methods of the buffer
+    that the stream binds as its own (``serve_elements``): one short Python call that asks the
+    batch's C callable (a falsy answer or ``StopIteration``: nothing there) and otherwise a
+    ``*_more`` method, which takes what is buffered or calls the stream's slow path, which
+    fills and asks again.  A compiled twin of this class can then serve them from C.
 
 Threads
     Every method that consumes commits in one run of bytecode without a call between reading
@@ -101,6 +102,8 @@ _no_line: Final[Callable[[], None]] = type(None)
 #: What ``next_into`` is without a byte window: a C callable that fills nothing (returns 0).
 #: (An empty BytesIO that nothing ever writes to.)
 _no_into: Final[Callable[[Any], int]] = io.BytesIO().readinto
+#: What ``next_read`` is without a byte window: a C callable that reads nothing (returns b"").
+_no_read: Final[Callable[[int], bytes]] = io.BytesIO().read
 
 #: Batch kinds besides the line kinds: characters (``read_char``) and a byte window (a
 #: BytesIO over a copy of whole lines, serving ``readline`` on byte streams and
@@ -133,6 +136,7 @@ class InputBuffer:
         "_epoch",
         "_fill",
         "_kind",
+        "_line_at",
         "_line_end",
         "_mark",
         "_max_line",
@@ -145,6 +149,7 @@ class InputBuffer:
         "_slow_byte",
         "_slow_char",
         "_slow_line",
+        "_slow_read",
         "_slow_read_line",
         "_slow_seq",
         "_table",
@@ -154,6 +159,7 @@ class InputBuffer:
         "next_into",
         "next_line",
         "next_line_tuple",
+        "next_read",
         "next_until",
         "until_delimiter",
     )
@@ -190,6 +196,11 @@ class InputBuffer:
         #: ``readinto`` (``read_sequence``); see ``settle``.
         self.next_char: Callable[[], Any] = _no_line
         self.next_into: Callable[[Any], int] = _no_into
+        #: The byte window's ``read`` (``read(n)``); see ``settle``.
+        self.next_read: Callable[[int], bytes] = _no_read
+        # pos after the last line readline took one by one (a payload read from there on
+        # keeps the lines in a row).
+        self._line_at = -1
         self._char_at = -1  # pos after the last character read one by one
         self._chars = 0  # characters read one by one in a row
         #: The published batch of ``read_until`` pieces (``(data, False)``), and its delimiter.
@@ -202,6 +213,7 @@ class InputBuffer:
         self._slow_line: Callable[[Any], Any] = _need_more
         self._slow_seq: Callable[[Any, Any, Any], int] = _need_more
         self._slow_read_line: Callable[[Any, Any], Any] = _need_more
+        self._slow_read: Callable[[Any], Any] = _need_more
         # The refill read_line does itself (see serve_elements): None, or the stream's weak
         # reference and its ``_fill`` and ``_line_end`` functions.
         self._owner: Any = None
@@ -221,10 +233,11 @@ class InputBuffer:
         owner: Any = None,
         fill: Callable[[Any], int] | None = None,
         line_end: Callable[[Any, int, Any, Any], Any] | None = None,
+        slow_read: Callable[[Any], Any] = _need_more,
     ) -> None:
-        """Make ``read_char``, ``read_byte``, ``readline``, ``read_line`` and ``read_sequence``
-        the stream's verbs: what the buffer holds is answered here (one call, no wrapper), the
-        rest by the stream's ``slow_*`` (same arguments).
+        """Make ``read_char``, ``read_byte``, ``readline``, ``read_line``, ``read_sequence`` (and
+        ``read``, with ``slow_read``) the stream's verbs: what the buffer holds is answered here
+        (one call, no wrapper), the rest by the stream's ``slow_*`` (same arguments).
 
         ``table`` maps a byte to the element read_byte returns (unsigned or signed); ``kind``
         is readline's line kind.  With ``owner`` (a weak reference to the stream), ``fill``
@@ -243,6 +256,7 @@ class InputBuffer:
         self._kind = kind
         self._slow_seq = slow_seq
         self._slow_read_line = slow_read_line
+        self._slow_read = slow_read
 
     # The verbs below are as short as they can be: the published batch's C callable answers
     # (a line, a tuple or a character: never empty), and a falsy answer or StopIteration (the
@@ -265,6 +279,7 @@ class InputBuffer:
         while True:
             line = self.maybe_take_line(kind)
             if line is not None:
+                self._line_at = self._pos  # (a hint for read(n): no commit rests on it)
                 return line
             if fill is None or line_end is None or (stream := self._owner()) is None:
                 return self._slow_line(-1)
@@ -336,8 +351,9 @@ class InputBuffer:
         buffer.
         """
         if n:
-            if not self.settle(n):
-                self._untake_window_end(into.__self__, n)
+            window = into.__self__
+            if not self.settle(n, window):
+                self._untake_window_end(window, n)
         elif self._batch is not None:
             self.settle()
         last = len(seq) if end is None else end
@@ -352,19 +368,76 @@ class InputBuffer:
             return last
         return self._slow_seq(seq, start, end)
 
-    def _untake_window_end(self, window: _Window, n: int) -> None:
+    def read(self, size: Any = -1) -> Any:
+        """``SocketStream.read`` on a byte stream: ``size`` bytes from the byte window or the
+        buffer when that many are there, else the stream's slow path (which also checks
+        ``size``)."""
+        if type(size) is int and size > 0:
+            read = self.next_read  # the byte window's read (b"" without one)
+            data = read(size)
+            if len(data) == size:
+                return data
+            return self._read_more(size, data, read)
+        return self._slow_read(size)
+
+    def _read_more(self, size: int, data: bytes, read: Any) -> Any:
+        """``read(size)`` that the byte window did not serve.
+
+        ``data`` (the window's end, through ``read``) is put back as in ``_seq_more``, so the
+        read is one piece again, from the buffer, else from the stream's slow path.  Lines
+        before and after a payload keep counting as in a row where a byte window served, or
+        where the payload follows a line that readline took (a header, then its payload);
+        otherwise ``read`` ends the row, as ``maybe_take`` does.
+        """
+        if data:
+            window = read.__self__
+            if not self.settle(len(data), window):
+                self._untake_window_end(window, len(data), "read")
+        else:
+            batch = self._batch
+            if batch is None:
+                if self._pos != self._line_at:
+                    self._run = 0
+            elif batch[3] == _WINDOW:
+                self.settle()
+            else:
+                self.settle()
+                self._run = 0
+        # One run without a call between the check and the commit (a compare-and-set).
+        pos, epoch = self._pos, self._epoch
+        stop = pos + size
+        if stop <= self._end:
+            data = bytes(self._buf[pos:stop])
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                self._pos = stop
+                return data
+        return self._slow_read(size)
+
+    def _untake_window_end(self, window: _Window, n: int, verb: str = "read_sequence") -> None:
         """Put back the last ``n`` bytes of ``window`` after another thread settled it first
         (counting them as read).  Exact if that thread took nothing since; otherwise the two
         reads overlapped, and the bytes go back in front with a ``RuntimeError`` (refused, as
         API.md "Threads" allows: nothing is lost)."""
         pos = self._pos
-        if pos == window.full and self._epoch == window.epoch:
-            # One run without a call: they are back where they were.
+        if pos == window.full and self._epoch == window.epoch and self._batch is None:
+            # One run without a call: they are back where they were.  (Not with a newer
+            # window published: its settle would move pos past them again.)
             self._pos = self._scan = pos - n
             return
-        self.unread_bytes(window.getvalue()[-n:])
+        data = window.getvalue()[-n:]
+        try:
+            self.unread_bytes(data)
+        except BufferError:
+            # No room in front (the other thread compacted the buffer), and its receive holds
+            # a view of it, so it cannot grow: put them back once that fill is over (fills
+            # hold the stream's read lock).
+            stream = None if self._owner is None else self._owner()
+            if stream is None:
+                raise
+            with stream._rlock:
+                self.unread_bytes(data)
         raise RuntimeError(
-            "read_sequence: another thread read from this stream at the same time; nothing was read"
+            f"{verb}: another thread read from this stream at the same time; nothing was read"
         )
 
     # ---- state ----------------------------------------------------------------------------
@@ -379,19 +452,22 @@ class InputBuffer:
         """The line-length limit (bytes, without the newline), or None."""
         return self._max_line
 
-    def settle(self, back: int = 0) -> bool:
+    def settle(self, back: int = 0, window: Any = None) -> bool:
         """End the batch: move ``pos`` past what it served; False if there was none.
 
-        ``back``: that many bytes at the end of what a byte window served are not taken after
-        all (``read_sequence`` found them too few).
+        ``back``: that many bytes at the end of what ``window`` (a byte window) served are not
+        taken after all (``read_sequence`` or ``read`` found them too few); False, and nothing
+        settled, if the batch is not that window (another thread settled it, and perhaps cut
+        the next one, first).
         """
         with self._settling:
             batch = self._batch
-            if batch is None:
+            if batch is None or (window is not None and batch[0] is not window):
                 return False
             # Unpublish first: from here on no thread can take a line of this batch.
             self.next_line = self.next_line_tuple = self.next_until = self.next_char = _no_line
             self.next_into = _no_into
+            self.next_read = _no_read
             self.until_delimiter = None
             it, lines, start, kind, extra, full = batch
             if kind == _WINDOW:
@@ -952,10 +1028,13 @@ class InputBuffer:
                     return False
             data = bytes(buf[pos : last + 1])
             window = _Window(data, last + 1, epoch)
+            # (The callables are made before the compare-and-set, as in _publish_lines.)
+            readline, readinto, read = window.readline, window.readinto, window.read
             if self._pos == pos and self._epoch == epoch and self._batch is None:
                 self._batch = (window, data, pos, _WINDOW, 0, last + 1)
-                self.next_line = window.readline
-                self.next_into = window.readinto
+                self.next_line = readline
+                self.next_into = readinto
+                self.next_read = read
                 return True
             return False
         stop = min(end, pos + self._window)

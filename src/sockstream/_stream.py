@@ -51,6 +51,7 @@ from ._buffer import (
     STR_LINE,
     STR_LINE_NL,
 )
+from ._buffer import InputBuffer as PureInputBuffer
 from ._contexts import keyword, stream_context
 from ._elements import (
     ElementType,
@@ -388,6 +389,12 @@ class SocketStream(StreamBase, FileObjectMixin):
                 raise ValueError("I/O operation on a closed stream")
             return stream._read_line_slow(eof_error, eof_value)
 
+        def slow_read(size: Any) -> Any:
+            stream = ref()
+            if stream is None:  # pragma: no cover
+                raise ValueError("I/O operation on a closed stream")
+            return SocketStream.read(stream, size)
+
         ib = self._in
         cls = type(self)
         ib.serve_elements(
@@ -401,6 +408,7 @@ class SocketStream(StreamBase, FileObjectMixin):
             ref,
             cls._fill,
             cls._line_end,
+            slow_read,
         )
         self.read_char = ib.read_char  # type: ignore[method-assign]
         if self._byte_table is not None:
@@ -408,6 +416,12 @@ class SocketStream(StreamBase, FileObjectMixin):
         self.readline = ib.readline  # type: ignore[method-assign]
         self.read_line = ib.read_line  # type: ignore[method-assign]
         self.read_sequence = ib.read_sequence  # type: ignore[method-assign]
+        if not self._text and type(ib) is PureInputBuffer and cls.read is SocketStream.read:
+            # read(n) on a byte stream of the pure core: the buffer's, served by its byte
+            # window (the twin's read is StreamBase's C method; a text buffer cuts no window).
+            self.read = ib.read  # type: ignore[method-assign]
+        elif "read" in self.__dict__:
+            del self.read
 
     def _abandon(self, sock: _socket.socket | None) -> None:
         """The constructor failed: the stream is closed, and so is the socket."""
