@@ -554,21 +554,30 @@ class InputBuffer:
 
         Nothing of it can come back through ``unread_char`` beyond its last byte.
         """
-        if self._batch is not None:
-            self.settle()
         n = len(data)
         if not n:
             return
-        pos = self._pos
-        if pos >= n:
-            self._buf[pos - n : pos] = data
-            self._pos = pos - n
-        else:
-            self._buf[pos:pos] = data
-            self._end += n
-        self._scan = self._pos
-        self._epoch += 1
-        self._mark = -1
+        while True:
+            # One run without a call from the check to the commit: another thread (a window's
+            # end put back races its reads) may cut a batch at pos until then, and its settle
+            # would jump over these bytes.  (Each commit's jumps are not taken: 3.10.)
+            pos = self._pos
+            if pos >= n and self._batch is None:
+                self._buf[pos - n : pos] = data
+                self._pos = self._scan = pos - n
+                self._epoch += 1
+                self._mark = -1
+                return
+            pos = self._pos
+            if pos < n and self._batch is None:
+                self._buf[pos:pos] = data  # (BufferError while a view pins it: nothing moved)
+                self._end += n
+                self._scan = pos
+                self._epoch += 1
+                self._mark = -1
+                return
+            if self._batch is not None:
+                self.settle()
 
     # ---- taking bytes -----------------------------------------------------------------------
 
