@@ -56,7 +56,7 @@ class OutputBuffer:
 
     def __init__(self) -> None:
         self.buf = bytearray()
-        self.enc = "latin1"  # (Latin-1: the spelling str.encode matches first)
+        self.enc = "latin-1"
         self.kind = 0  # the codec's kind (_text.LATIN1, ...): what the C twin encodes itself
         self.char_limit = 256
         self.eol = b"\n"

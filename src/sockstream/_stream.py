@@ -583,11 +583,10 @@ class SocketStream(StreamBase, FileObjectMixin):
     def _set_codec(self, codec: Codec) -> None:
         self._codec = codec
         # Writing (the output buffer's settings): str.encode's encoding (strict: the error
-        # handler only where that fails; "latin1" is the spelling str.encode matches first,
-        # with nothing to normalise), the codec's kind (the C twin's encoders), and the
+        # handler only where that fails), the codec's kind (the C twin's encoders), and the
         # characters below char_limit that are their own byte.
         out = self._out
-        out.enc = "latin1" if codec.latin1 else codec.canonical
+        out.enc = "latin-1" if codec.latin1 else codec.canonical
         out.kind = codec.kind  # (the C twin encodes Latin-1, ASCII and UTF-8 itself)
         out.char_limit = 256 if codec.latin1 else 128 if codec.ascii_safe else 0
         self._plain_text = codec.latin1 and codec.errors == "strict"
