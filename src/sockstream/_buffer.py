@@ -46,6 +46,7 @@ Threads
 from __future__ import annotations
 
 import io
+import sys
 import threading
 from collections.abc import Callable
 from itertools import repeat
@@ -285,13 +286,27 @@ class InputBuffer:
             if not fill(stream):
                 return line_end(stream, kind, True, None)
 
-    def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
-        """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
-        line, else the stream's slow path."""
-        try:
-            return self.next_line_tuple() or self._read_line_more(eof_error, eof_value)
-        except StopIteration:  # the batch is used up
-            return self._read_line_more(eof_error, eof_value)
+    if sys.version_info >= (3, 12):
+
+        def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+            """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
+            line, else the stream's slow path."""
+            try:
+                return self.next_line_tuple() or self._read_line_more(eof_error, eof_value)
+            except StopIteration:  # the batch is used up
+                return self._read_line_more(eof_error, eof_value)
+
+    else:  # (3.10, 3.11: a method call's lookup of an instance attribute is not specialised,
+        # and costs a twentieth of the whole call; loaded as an attribute, it is)
+
+        def read_line(self, eof_error: Any = True, eof_value: Any = None) -> Any:
+            """``SocketStream.read_line``: ``(line, False)`` from the batch or a whole buffered
+            line, else the stream's slow path."""
+            take = self.next_line_tuple
+            try:
+                return take() or self._read_line_more(eof_error, eof_value)
+            except StopIteration:  # the batch is used up
+                return self._read_line_more(eof_error, eof_value)
 
     def _read_line_more(self, eof_error: Any, eof_value: Any) -> Any:
         """``read_line`` when the batch has no line for it: refill until one is whole (see
@@ -492,36 +507,54 @@ class InputBuffer:
 
         The caller drops the view before the next call (a live view pins the bytearray).
         """
-        if self._batch is not None:
-            self.settle()
-        buf = self._buf
-        pos, end = self._pos, self._end
-        free = len(buf) - end
-        if free >= want and (end - pos > _SMALL_REST or free > pos):
-            return memoryview(buf)[end:]
-        # (Also when what is left is a small rest, say part of a line, and more room is at the
-        # front than at the tail: moving it costs little, and the receive fills a whole buffer,
-        # so a batch of lines is as long as it can be.)
-        refuse_unread = self._mark == pos
-        # Keep the last consumed byte(s): unread_char may put back a whole character.
-        keep = self._HISTORY
-        start = pos - keep if pos > keep else 0
-        if start > 0:
-            # Compact, keeping one consumed byte for unread_char.  One run: the bytes move and
-            # pos, end and epoch change together.
-            buf[0 : end - start] = buf[start:end]
-            self._pos = pos = pos - start
-            self._end = end = end - start
-            self._epoch += 1
-            self._scan = self._scan - start if self._scan - start > pos else pos
-            self._mark = pos if refuse_unread else -1
-        if len(buf) - end < want:
-            more = bytes(max(len(buf), want, self._size))
-            try:
-                buf.extend(more)
-            except BufferError:  # a traceback still holds a view of it: use a new one
-                self._buf = buf = buf + more
-        return memoryview(buf)[end:]
+        while True:
+            if self._batch is not None:
+                self.settle()
+            buf = self._buf
+            size = len(buf)
+            # Readers take (and put back) without the reading lock: what is read of the state
+            # here is written back only if it is unchanged, with no call (and no taken jump:
+            # 3.10) between the check and the writes, so a take meanwhile is never undone.
+            pos, end, epoch = self._pos, self._end, self._epoch
+            free = size - end
+            if free >= want and (end - pos > _SMALL_REST or free > pos):
+                view = memoryview(buf)[end:]  # (from here on it pins buf: no insert in front)
+                if self._epoch == epoch:
+                    return view
+                view.release()  # bytes were put back in front meanwhile: end moved
+                continue
+            # (Also when what is left is a small rest, say part of a line, and more room is at
+            # the front than at the tail: moving it costs little, and the receive fills a whole
+            # buffer, so a batch of lines is as long as it can be.)
+            # Keep the last consumed byte(s): unread_char may put back a whole character.
+            keep = self._HISTORY
+            start = pos - keep if pos > keep else 0
+            if start > 0:
+                # Compact, keeping one consumed byte for unread_char: the bytes move and pos,
+                # end and epoch change together (a compare-and-set).
+                new = pos - start
+                scan = self._scan - start
+                scan = scan if scan > new else new
+                mark = new if self._mark == pos else -1
+                if self._pos == pos and self._epoch == epoch and self._batch is None:
+                    buf[0 : end - start] = buf[start:end]
+                    self._pos = new
+                    self._end = end = end - start
+                    self._epoch = epoch = epoch + 1
+                    self._scan = scan
+                    self._mark = mark
+                else:
+                    continue
+            if size - end < want:
+                more = bytes(max(size, want, self._size))
+                try:
+                    buf.extend(more)
+                except BufferError:  # a traceback still holds a view of it: use a new one
+                    self._buf = buf = buf + more
+            view = memoryview(buf)[end:]
+            if self._epoch == epoch:
+                return view
+            view.release()
 
     def commit(self, n: int) -> None:
         """Account for ``n`` bytes written into the view returned by ``writable``."""
@@ -539,21 +572,30 @@ class InputBuffer:
 
         Nothing of it can come back through ``unread_char`` beyond its last byte.
         """
-        if self._batch is not None:
-            self.settle()
         n = len(data)
         if not n:
             return
-        pos = self._pos
-        if pos >= n:
-            self._buf[pos - n : pos] = data
-            self._pos = pos - n
-        else:
-            self._buf[pos:pos] = data
-            self._end += n
-        self._scan = self._pos
-        self._epoch += 1
-        self._mark = -1
+        while True:
+            # One run without a call from the check to the commit: another thread (a window's
+            # end put back races its reads) may cut a batch at pos until then, and its settle
+            # would jump over these bytes.  (Each commit's jumps are not taken: 3.10.)
+            pos = self._pos
+            if pos >= n and self._batch is None:
+                self._buf[pos - n : pos] = data
+                self._pos = self._scan = pos - n
+                self._epoch += 1
+                self._mark = -1
+                return
+            pos = self._pos
+            if pos < n and self._batch is None:
+                self._buf[pos:pos] = data  # (BufferError while a view pins it: nothing moved)
+                self._end += n
+                self._scan = pos
+                self._epoch += 1
+                self._mark = -1
+                return
+            if self._batch is not None:
+                self.settle()
 
     # ---- taking bytes -----------------------------------------------------------------------
 
@@ -625,19 +667,24 @@ class InputBuffer:
 
     def take_into(self, view: memoryview) -> int:
         """Up to ``len(view)`` bytes into ``view``; how many."""
-        if self._batch is not None:
-            self.settle()
-        # One run without a call: the copy and the commit.
-        pos = self._pos
-        n = self._end - pos
-        if n > len(view):
-            n = len(view)
-        if n > 0:
-            view[:n] = self._buf[pos : pos + n]
-            self._pos = pos + n
-            self._run = 0
-            return n
-        return 0
+        size = len(view)
+        while True:
+            if self._batch is not None:
+                self.settle()
+            # A compare-and-set: no call, and no taken jump (3.10), between the check and the
+            # copy and commit (before, ``len(view)`` here let another reader take the same
+            # bytes).
+            pos, epoch = self._pos, self._epoch
+            n = self._end - pos
+            if n > size:
+                n = size
+            if n <= 0:
+                return 0
+            if self._pos == pos and self._epoch == epoch and self._batch is None:
+                view[:n] = self._buf[pos : pos + n]
+                self._pos = pos + n
+                self._run = 0
+                return n
 
     def filled_elsewhere(self, last: int) -> None:
         """Bytes were read past this empty buffer (straight into the caller's memory).
