@@ -18,11 +18,10 @@ valgrind.
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
+
+from .callgrind_w1 import callgrind_total
 
 SHORT, LONG = 4, 36  # rounds
 PER_ROUND = {"crlf": 1600, "crlf_mf": 1600, "lf": 1600}
@@ -94,29 +93,7 @@ main()
 
 
 def _count(case: str, rounds: int, src: str | None) -> int:
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = src
-    out = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            _CHILD,
-            case,
-            str(rounds),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
-    m = re.search(r"Collected : (\d+)", out)
-    if m is None:
-        raise RuntimeError(f"no callgrind total in: {out[-500:]}")
-    return int(m.group(1))
+    return callgrind_total(_CHILD, [case, str(rounds)], src)
 
 
 def per_unit(case: str, src: str | None) -> float:

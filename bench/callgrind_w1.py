@@ -45,7 +45,9 @@ for _ in range(rounds):
 """
 
 
-def _count(mode: str, rounds: int, src: str | None) -> int:
+def callgrind_total(child: str, args: list[str], src: str | None) -> int:
+    """The instructions that ``python -c child *args`` runs under callgrind (``src`` first on
+    ``PYTHONPATH``): start-up included, so callers subtract a short run from a long one."""
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = src
@@ -56,9 +58,8 @@ def _count(mode: str, rounds: int, src: str | None) -> int:
             "--callgrind-out-file=/dev/null",
             sys.executable,
             "-c",
-            _CHILD,
-            mode,
-            str(rounds),
+            child,
+            *args,
         ],
         env=env,
         capture_output=True,
@@ -69,6 +70,10 @@ def _count(mode: str, rounds: int, src: str | None) -> int:
     if m is None:
         raise RuntimeError(f"no callgrind total in: {out[-500:]}")
     return int(m.group(1))
+
+
+def _count(mode: str, rounds: int, src: str | None) -> int:
+    return callgrind_total(_CHILD, [mode, str(rounds)], src)
 
 
 def per_read(mode: str, src: str | None) -> float:

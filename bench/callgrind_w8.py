@@ -14,11 +14,10 @@ whatever the environment picks (``SOCKSTREAM_PUREPYTHON=1``: pure Python).  Need
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
 import sys
 from pathlib import Path
+
+from .callgrind_w1 import callgrind_total
 
 SHORT, LONG = 4, 24  # rounds of 1,000 replies each
 REPLIES = 1000
@@ -58,31 +57,8 @@ for _ in range(rounds):
 
 
 def _count(mode: str, rounds: int, src: str | None) -> int:
-    env = dict(os.environ)
-    if src is not None:
-        env["PYTHONPATH"] = src
     root = str(Path(__file__).resolve().parent.parent)
-    out = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            "-c",
-            _CHILD,
-            mode,
-            str(rounds),
-            root,
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stderr
-    m = re.search(r"Collected : (\d+)", out)
-    if m is None:
-        raise RuntimeError(f"no callgrind total in: {out[-500:]}")
-    return int(m.group(1))
+    return callgrind_total(_CHILD, [mode, str(rounds), root], src)
 
 
 def per_reply(mode: str, src: str | None) -> float:
