@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import random
 import socket
@@ -45,10 +46,9 @@ def at_line(func: Any, text: str, step: Callable[[], None]) -> Callable[[], None
     return undo
 
 
-def test_unread_bytes_while_another_thread_cuts_a_window() -> None:
-    """A's window end goes back by ``unread_bytes`` (another thread took past it); after its
-    check for a batch and before its commit, B cuts the next window at ``pos``.  A's bytes
-    must still be read once (the window's settle must not jump over them)."""
+@contextlib.contextmanager
+def _records_after_the_end() -> Iterator[tuple[SocketStream, bytes]]:
+    """A pure-buffer byte stream whose peer sent 2,000 records and then end-of-file."""
     undo = use_buffers("pure")
     try:
         data = b"".join(b"%08d\n" % i for i in range(2000))
@@ -56,34 +56,46 @@ def test_unread_bytes_while_another_thread_cuts_a_window() -> None:
         with SocketStream(a, "io", "unsigned-byte-8") as s, b:
             b.sendall(data)
             b.shutdown(socket.SHUT_WR)
-            ib = s._in
-            got = [s.readline() for _ in range(3)]
-            window = ib._batch
-            assert window is not None
-            assert window[3] == _buffer._WINDOW
-            take = ib.next_read
-            part = take(10**6)  # A: the window's rest, for a payload one record longer
-            assert part
-            assert len(part) % RECORD == 0
-            got.append(s.read(RECORD))  # B: settles the window and takes a record past it
-
-            def b_cuts() -> None:
-                while ib._batch is None:
-                    got.append(s.readline())
-                got.append(s.readline())
-
-            off = at_line(_buffer.InputBuffer.unread_bytes, "pos = self._pos", b_cuts)
-            try:
-                with pytest.raises(RuntimeError, match="another thread"):
-                    ib._read_more(len(part) + RECORD, part, take)
-            finally:
-                off()
-            got.append(s.read())
-        pieces = b"".join(got)
-        seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))
-        assert b"".join(seen) == data
+            yield s, data
     finally:
         undo()
+
+
+def _assert_each_record_once(got: list[bytes], data: bytes) -> None:
+    pieces = b"".join(got)
+    seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))
+    assert b"".join(seen) == data
+
+
+def test_unread_bytes_while_another_thread_cuts_a_window() -> None:
+    """A's window end goes back by ``unread_bytes`` (another thread took past it); after its
+    check for a batch and before its commit, B cuts the next window at ``pos``.  A's bytes
+    must still be read once (the window's settle must not jump over them)."""
+    with _records_after_the_end() as (s, data):
+        ib = s._in
+        got = [s.readline() for _ in range(3)]
+        window = ib._batch
+        assert window is not None
+        assert window[3] == _buffer._WINDOW
+        take = ib.next_read
+        part = take(10**6)  # A: the window's rest, for a payload one record longer
+        assert part
+        assert len(part) % RECORD == 0
+        got.append(s.read(RECORD))  # B: settles the window and takes a record past it
+
+        def b_cuts() -> None:
+            while ib._batch is None:
+                got.append(s.readline())
+            got.append(s.readline())
+
+        off = at_line(_buffer.InputBuffer.unread_bytes, "pos = self._pos", b_cuts)
+        try:
+            with pytest.raises(RuntimeError, match="another thread"):
+                ib._read_more(len(part) + RECORD, part, take)
+        finally:
+            off()
+        got.append(s.read())
+        _assert_each_record_once(got, data)
 
 
 @pytest.fixture
@@ -181,44 +193,36 @@ def test_an_interrupt_before_a_window_end_goes_back(verb: str) -> None:
     entry of the call that puts it back (a function entry is where CPython runs a signal
     handler) must leave the stream exact (nothing read) or broken, never without those
     bytes."""
-    undo = use_buffers("pure")
-    try:
-        data = b"".join(b"%08d\n" % i for i in range(2000))
-        a, b = socket.socketpair()
-        with SocketStream(a, "io", "unsigned-byte-8") as s, b:
-            b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-            got = [s.readline() for _ in range(3)]
-            window = s._in._batch
-            assert window is not None
-            assert window[3] == _buffer._WINDOW
-            want = len(window[1]) - window[0].tell() + RECORD  # the window's rest and more
-            if verb == "read":
-                more: Any = _buffer.InputBuffer._read_more
-                text = "if data:"
+    with _records_after_the_end() as (s, data):
+        got = [s.readline() for _ in range(3)]
+        window = s._in._batch
+        assert window is not None
+        assert window[3] == _buffer._WINDOW
+        want = len(window[1]) - window[0].tell() + RECORD  # the window's rest and more
+        if verb == "read":
+            more: Any = _buffer.InputBuffer._read_more
+            text = "if data:"
 
-                def go() -> object:
-                    return s.read(want)
-            else:
-                more, text = _buffer.InputBuffer._seq_more, "if n:"
+            def go() -> object:
+                return s.read(want)
+        else:
+            more, text = _buffer.InputBuffer._seq_more, "if n:"
 
-                def go() -> object:
-                    return s.read_sequence(bytearray(want))
+            def go() -> object:
+                return s.read_sequence(bytearray(want))
 
-            off = raise_at(more, text)
-            try:
-                with pytest.raises(KeyboardInterrupt):
-                    go()
-            finally:
-                off()
-            try:
-                got.append(s.read())
-            except SocketIOError as exc:  # broken, and saying so: allowed
-                assert "broken" in str(exc)  # noqa: PT017
-                return
+        off = raise_at(more, text)
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                go()
+        finally:
+            off()
+        try:
+            got.append(s.read())
+        except SocketIOError as exc:  # broken, and saying so: allowed
+            assert "broken" in str(exc)  # noqa: PT017
+            return
         assert b"".join(got) == data
-    finally:
-        undo()
 
 
 def test_a_take_while_the_filler_compacts() -> None:
@@ -226,61 +230,41 @@ def test_a_take_while_the_filler_compacts() -> None:
     takes without that lock, after the filler read ``pos`` and before it moves the bytes.
     The take must not be undone (its bytes served twice): the compaction is a
     compare-and-set."""
-    undo = use_buffers("pure")
-    try:
-        data = b"".join(b"%08d\n" % i for i in range(2000))
-        a, b = socket.socketpair()
-        with SocketStream(a, "io", "unsigned-byte-8") as s, b:
-            b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-            ib = s._in
-            got = [s.readline() for _ in range(3)]  # (a byte window now)
-            got.append(s.read(RECORD * 5))
+    with _records_after_the_end() as (s, data):
+        ib = s._in
+        got = [s.readline() for _ in range(3)]  # (a byte window now)
+        got.append(s.read(RECORD * 5))
 
-            def b_takes() -> None:
-                got.append(s.read(RECORD))
+        def b_takes() -> None:
+            got.append(s.read(RECORD))
 
-            off = at_line(_buffer.InputBuffer.writable, "keep = self._HISTORY", b_takes)
-            try:
-                with s._rlock:
-                    ib.writable(len(ib._buf)).release()  # A: no room: it compacts
-            finally:
-                off()
-            got.append(s.read())
-        pieces = b"".join(got)
-        seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))
-        assert b"".join(seen) == data
-    finally:
-        undo()
+        off = at_line(_buffer.InputBuffer.writable, "keep = self._HISTORY", b_takes)
+        try:
+            with s._rlock:
+                ib.writable(len(ib._buf)).release()  # A: no room: it compacts
+        finally:
+            off()
+        got.append(s.read())
+        _assert_each_record_once(got, data)
 
 
 def test_a_take_while_another_takes_into() -> None:
     """``take_into`` (a short ``read_sequence``'s slow path) read ``pos``; another thread
     takes before it copies: the two must not get the same bytes."""
-    undo = use_buffers("pure")
-    try:
-        data = b"".join(b"%08d\n" % i for i in range(2000))
-        a, b = socket.socketpair()
-        with SocketStream(a, "io", "unsigned-byte-8") as s, b:
-            b.sendall(data)
-            b.shutdown(socket.SHUT_WR)
-            ib = s._in
-            got = [s.readline() for _ in range(3)]  # (a byte window now)
-            got.append(s.read(RECORD * 5))
+    with _records_after_the_end() as (s, data):
+        ib = s._in
+        got = [s.readline() for _ in range(3)]  # (a byte window now)
+        got.append(s.read(RECORD * 5))
 
-            def b_takes() -> None:
-                got.append(s.read(RECORD))
+        def b_takes() -> None:
+            got.append(s.read(RECORD))
 
-            seq = bytearray(RECORD * 5)
-            off = at_line(_buffer.InputBuffer.take_into, "n = self._end - pos", b_takes)
-            try:
-                n = ib.take_into(memoryview(seq))  # A
-            finally:
-                off()
-            got.append(bytes(seq[:n]))
-            got.append(s.read())
-        pieces = b"".join(got)
-        seen = sorted(pieces[i : i + RECORD] for i in range(0, len(pieces), RECORD))
-        assert b"".join(seen) == data
-    finally:
-        undo()
+        seq = bytearray(RECORD * 5)
+        off = at_line(_buffer.InputBuffer.take_into, "n = self._end - pos", b_takes)
+        try:
+            n = ib.take_into(memoryview(seq))  # A
+        finally:
+            off()
+        got.append(bytes(seq[:n]))
+        got.append(s.read())
+        _assert_each_record_once(got, data)
