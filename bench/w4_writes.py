@@ -4,7 +4,8 @@ Here the measuring process writes and the sender drains.  The clock runs from th
 the sender's acknowledgement that it received every byte (it answers the count after our
 half-close), so a writer cannot look fast by leaving data in its own buffer.
 sockstream `write_string` (str, base-char) and `write_sequence` (bytes, unsigned-byte-8) against
-`socket.makefile('wb').write`.  Goal: >= 0.9 of makefile.
+`socket.makefile('wb').write`.  Goal: >= 0.95 of makefile (issue 14, pure Python; 1.2 with the
+C extension).
 """
 
 from __future__ import annotations
@@ -101,9 +102,9 @@ def build(env: Env) -> tuple[list[Case], list[Ratio]]:
         Case("W4.makefile_wb", "makefile('wb').write", "anchor", _makefile, n, "writes"),
     ]
     ratios = [
-        Ratio("write_string / makefile('wb').write", "W4.ss_write_string", "W4.makefile_wb", 0.9),
+        Ratio("write_string / makefile('wb').write", "W4.ss_write_string", "W4.makefile_wb", 0.95),
         Ratio(
-            "write_sequence / makefile('wb').write", "W4.ss_write_sequence", "W4.makefile_wb", 0.9
+            "write_sequence / makefile('wb').write", "W4.ss_write_sequence", "W4.makefile_wb", 0.95
         ),
     ]
     return cases, ratios
