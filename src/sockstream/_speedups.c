@@ -659,19 +659,13 @@ take_line_fast(Buf *self, Py_ssize_t kind)
  * the state, and the commit needs no compare, unlike ``take_line_fast``'s, whose decoders,
  * error handlers and new tuples may run Python code. */
 static SS_HOT PyObject *
-line_hit(Buf *self, Py_ssize_t kind)
+line_hit_nl(Buf *self, Py_ssize_t kind, int nl)
 {
     PyObject *buf = self->buf, *line, *t = NULL, *old = NULL;
     Py_ssize_t pos = self->pos, end = self->end, start, i, dend;
     const char *b, *p;
-    int nl = NL_LF;
     if (self->batch != Py_None || self->mll_state == MLL_OTHER)
         return NULL;
-    if (self->codec != NULL) {
-        if (self->codec_kind != K_LATIN1 || self->nl_mode < 0)
-            return NULL;
-        nl = self->nl_mode;
-    }
     if (kind == STR_LINE) {
         t = self->pair;
         if (t == NULL || Py_REFCNT(t) != 1 || PyTuple_GET_ITEM(t, 1) != Py_False)
@@ -683,7 +677,7 @@ line_hit(Buf *self, Py_ssize_t kind)
     if (buf == NULL || !PyByteArray_CheckExact(buf)
         || (size_t)end > (size_t)PyByteArray_GET_SIZE(buf) || (size_t)pos > (size_t)end)
         return NULL;
-    b = PyByteArray_AS_STRING(buf);
+    b = ((PyByteArrayObject *)buf)->ob_start; /* (end > 0 below: not the empty one) */
     start = self->scan > pos ? self->scan : pos;
     if (nl == NL_CRLF)
         start += 1; /* (as find_crlf: an LF with its CR in the range) */
@@ -719,6 +713,16 @@ line_hit(Buf *self, Py_ssize_t kind)
     SET_POS(self, i + 1);
     self->run += 1;
     return line;
+}
+
+static SS_HOT PyObject *
+line_hit(Buf *self, Py_ssize_t kind)
+{
+    if (self->codec == NULL)
+        return line_hit_nl(self, kind, NL_LF);
+    if (self->codec_kind != K_LATIN1 || self->nl_mode < 0)
+        return NULL;
+    return line_hit_nl(self, kind, self->nl_mode);
 }
 
 /* ---- filling ---------------------------------------------------------------------------- */
