@@ -1591,21 +1591,23 @@ class SocketStream(StreamBase, FileObjectMixin):
     def _flush_out_locked(self) -> None:
         out = self._out
         fresh = bytearray()
+        transport = self._transport
+        plain = type(transport) is PlainTransport
+        sent = 0
         data = out.buf
         if data is REFUSED:  # stopped by another thread since the caller's check
             self._write_refused()
         # Taken with no call and no jump between this load and the store (where a writer in
         # another thread, a signal handler or a close could run), nor between the store and
-        # the ``try`` that puts back what is not sent; never the refusing buffer.
+        # the ``try`` that puts back what is not sent (so everything the ``try`` needs is
+        # loaded above: ``type()`` is a call, where a signal handler runs); never the refusing
+        # buffer.
         if out.buf is data:
             out.buf = fresh
         elif out.buf is REFUSED:
             self._write_refused()
         else:  # cleared by another thread meanwhile: what was there went with it
             data = fresh
-        transport = self._transport
-        plain = type(transport) is PlainTransport
-        sent = 0
         try:
             if data:
                 total = len(data)
