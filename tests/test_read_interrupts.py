@@ -101,6 +101,33 @@ SCENARIOS: dict[str, Scenario] = {
             ("readline", lambda s, g: s.readline()),
         ],
     ),
+    "bytes-large": Scenario(
+        "unsigned-byte-8",
+        {},
+        _records(3000),
+        5000,
+        [
+            *_LINES,
+            ("read(20000)", lambda s, g: s.read(20000)),  # (16 KiB and more: straight into
+            ("read_sequence(17000)", _into(17000)),  # the caller's memory, refills there)
+            ("readinto(16384)", _readinto(16384)),
+            ("readline", lambda s, g: s.readline()),
+            ("read_sequence(20000, 1, 19000)", _into(20000, 1, 19000)),
+            ("read(20000)", lambda s, g: s.read(20000)),
+        ],
+    ),
+    "latin-1-large": Scenario(
+        "base-char",
+        {},
+        _records(2000),
+        7000,
+        [
+            *_n("read_line", lambda s, g: s.read_line(False, None), 3),
+            ("read(20000)", lambda s, g: s.read(20000)),
+            ("read_char", lambda s, g: s.read_char()),
+            ("read(20000)", lambda s, g: s.read(20000)),
+        ],
+    ),
     "bytes-limit": Scenario(
         "unsigned-byte-8",
         {"max_line_length": 12},

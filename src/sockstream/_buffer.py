@@ -735,6 +735,25 @@ class InputBuffer:
                 self._run = 0
                 return n
 
+    def take_point(self, want: int) -> tuple[int, int, int]:
+        """Where a ``take_into`` of up to ``want`` bytes would start now (settled), the epoch,
+        and how many it would take: for ``untake``."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        n = self._end - pos
+        return pos, self._epoch, n if n < want else want
+
+    def untake(self, point: tuple[int, int, int]) -> bool:
+        """Undo the take made at ``point`` (``take_point``) whose count an exception lost:
+        True if it is undone, or nothing was taken; False if the buffer moved otherwise
+        meanwhile (another reader: the count cannot be known)."""
+        pos, epoch, n = point
+        if self._pos == pos + n and self._epoch == epoch and self._batch is None:
+            self._pos = pos  # (one run without a call: the bytes are still there)
+            return True
+        return self._pos == pos and self._epoch == epoch
+
     def filled_elsewhere(self, last: int) -> None:
         """Bytes were read past this empty buffer (straight into the caller's memory).
 

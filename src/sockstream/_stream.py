@@ -1214,8 +1214,12 @@ class SocketStream(StreamBase, FileObjectMixin):
         # Large: what is buffered, then straight from the socket into the caller's memory.
         # The reading lock is held throughout, so no other reader fills in between.
         with self._rlock:
-            total = ib.take_into(view)
+            # (The take is inside the try, and what it will take is known before: an
+            # exception that lands after it returned, its count not yet stored, undoes it.)
+            mark = ib.take_point(want)
+            total = -1
             try:
+                total = ib.take_into(view)
                 while total < want:
                     if self._rstate:
                         self._read_refused()
@@ -1233,7 +1237,10 @@ class SocketStream(StreamBase, FileObjectMixin):
                     if n <= 0:
                         break
             except BaseException:
-                if self._rstate != BROKEN:
+                if total < 0:
+                    if not ib.untake(mark):
+                        self._break("interrupted while reading: input may have been lost")
+                elif self._rstate != BROKEN:
                     ib.unread_bytes(view[:total])
                 raise
             if total:
