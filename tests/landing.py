@@ -15,6 +15,7 @@ never under: a point that is passed is a point that is tried.
 from __future__ import annotations
 
 import dis
+import inspect
 import sys
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
@@ -94,25 +95,30 @@ class Tracer:
         self.inject = inject
         self.on_call = on_call
         self.seen: set[Point] = set()
-        #: ``(tag, point)`` for each point passed: ``tag`` is what the caller set (say, the
-        #: step it runs); with ``inject_tag``, the interrupt comes only while ``tag`` is that.
+        #: How many times each point was passed while ``tag`` (what the caller set: say, the
+        #: step it runs) had each value, as ``{(tag, point): count}``.  With ``inject_tag``
+        #: the interrupt comes only while ``tag`` is that, at the ``inject_nth`` time there.
         self.tag: Any = None
         self.inject_tag: Any = None
-        self.tagged: set[tuple[Any, Point]] = set()
+        self.inject_nth = 1
+        self.tagged: dict[tuple[Any, Point], int] = {}
         self.fired = False
         self._old: Any = None
 
     def _hit(self, point: Point) -> None:
         if self.inject is None:
             self.seen.add(point)
-            self.tagged.add((self.tag, point))
+            at = (self.tag, point)
+            self.tagged[at] = self.tagged.get(at, 0) + 1
         elif (
             point == self.inject
             and not self.fired
             and (self.inject_tag is None or self.tag == self.inject_tag)
         ):
-            self.fired = True
-            raise KeyboardInterrupt
+            self.inject_nth -= 1
+            if self.inject_nth <= 0:
+                self.fired = True
+                raise KeyboardInterrupt
 
     def _glob(self, frame: FrameType, event: str, arg: Any) -> Any:
         if self.on_call is not None:
@@ -126,7 +132,10 @@ class Tracer:
                 return None
         elif not wanted(code):
             return None
-        self._hit((code, ENTRY))
+        if not code.co_flags & inspect.CO_GENERATOR:
+            # (A generator's entries are its resumptions, and one is its close when it is
+            # dropped, where an exception is only "ignored": not tried.)
+            self._hit((code, ENTRY))
         frame.f_trace_opcodes = True
         table = ops(code)
         prev: list[dis.Instruction | None] = [None]
