@@ -3,7 +3,8 @@ such point: an opcode trace hook shared by the interrupt tests.
 
 A signal handler (and so a ``KeyboardInterrupt``) runs only at some points of the bytecode:
 after a call instruction returns, after a backward jump, at a function's entry (a call, or a
-generator resumed), and on 3.10 also after a taken conditional jump.  ``Tracer`` records
+generator resumed), and on 3.10 also after a taken conditional jump and at the entry of an
+exception handler (but never before a ``SETUP_FINALLY`` or ``SETUP_WITH`` there).  ``Tracer`` records
 every such point that the traced code passes (``seen``, as ``(code, offset)``; ``ENTRY`` for
 the entry), or raises a ``KeyboardInterrupt`` at one of them (``inject``), the first time it is
 reached, as a handler would there.  (Raising in a trace function ends the tracing: the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dis
 import inspect
+import itertools
 import sys
 from collections.abc import Callable
 from types import CodeType, FrameType, TracebackType
@@ -28,25 +30,40 @@ ENTRY = -1
 
 _JUMPS_THAT_CHECK = {"JUMP_BACKWARD", "JUMP_ABSOLUTE"}
 _OPS: dict[CodeType, dict[int, dis.Instruction]] = {}
+#: Each instruction's offset -> the next one's (where it goes when it neither jumps nor raises).
+_NEXT: dict[CodeType, dict[int, int]] = {}
+_JUMPS = set(dis.hasjabs) | set(dis.hasjrel)
+_NO_CHECK = {"SETUP_FINALLY", "SETUP_WITH", "BEFORE_ASYNC_WITH", "YIELD_FROM"}
 
 
 def ops(code: CodeType) -> dict[int, dis.Instruction]:
     """``code``'s instructions by offset (cached)."""
     got = _OPS.get(code)
     if got is None:
-        got = _OPS[code] = {i.offset: i for i in dis.get_instructions(code)}
+        listed = list(dis.get_instructions(code))
+        got = _OPS[code] = {i.offset: i for i in listed}
+        _NEXT[code] = {a.offset: b.offset for a, b in itertools.pairwise(listed)}
     return got
 
 
-def lands_after(prev: dis.Instruction, offset: int) -> bool:
-    """Whether a signal handler can run between ``prev`` and the instruction at ``offset``."""
+def lands_after(prev: dis.Instruction, offset: int, code: CodeType | None = None) -> bool:
+    """Whether a signal handler can run between ``prev`` and the instruction at ``offset``
+    (of ``code``: to tell a call that returned from one that raised)."""
+    if sys.version_info < (3, 11) and code is not None and ops(code)[offset].opname in _NO_CHECK:
+        return False  # (3.10's loop does not check before these)
+    successor = prev.offset + 2 if code is None else _NEXT[code].get(prev.offset)
+    onward = offset == successor
+    jumped = not onward and prev.opcode in _JUMPS and prev.argval == offset
+    if not onward and not jumped:
+        # An exception's way into a handler: 3.10 checks there (it resumes at the top of
+        # its loop); 3.11 and later do not (after a call that raised, nothing is checked).
+        return sys.version_info < (3, 11)
     if prev.opname.startswith("CALL") and prev.opname != "CALL_INTRINSIC_1":
         return True
     if prev.opname in _JUMPS_THAT_CHECK:
         return True
     # 3.10 also checks after a taken conditional jump (3.11 and later do not).
-    taken = offset != prev.offset + 2
-    return sys.version_info < (3, 11) and prev.opname.startswith("POP_JUMP_IF") and taken
+    return sys.version_info < (3, 11) and prev.opname.startswith("POP_JUMP_IF") and jumped
 
 
 def describe(point: Point) -> str:
@@ -148,7 +165,7 @@ class Tracer:
             here = frame.f_lasti
             before = prev[0]
             prev[0] = table.get(here)
-            if before is not None and lands_after(before, here):
+            if before is not None and lands_after(before, here, code):
                 self._hit((code, here))
             return local
 

@@ -250,7 +250,8 @@ class SocketStream(StreamBase, FileObjectMixin):
         ssl_session: ssl.SSLSession | None = None,
     ) -> None:
         self._closed = True  # until fully made; close() is then a no-op
-        owned = socket if isinstance(socket, _socket.socket) else None
+        owned: Any = socket  # (no call before the try: an interrupt may land after any call)
+        made = False
         try:
             sock = _as_socket(socket)
             owned = sock
@@ -273,9 +274,22 @@ class SocketStream(StreamBase, FileObjectMixin):
                 ssl_session=ssl_session,
             )
             self._open(sock, options)
-        except BaseException:
-            self._abandon(owned)
-            raise
+            made = True
+        finally:
+            # The socket is closed even if another interrupt lands in the cleanup.  (A finally
+            # whose body begins with a try, not an except: 3.10 may run a signal handler at an
+            # except clause's first instruction, never before a try.)
+            # (And when it is made, no jump is taken on the way out: 3.10 may run one there.)
+            try:
+                if made:
+                    pass
+                else:
+                    self._abandon(owned if isinstance(owned, _socket.socket) else None)
+            finally:
+                if made:
+                    pass
+                elif isinstance(owned, _socket.socket):
+                    owned.close()
 
     @classmethod
     def _from_options(cls, sock: _socket.socket, options: StreamOptions) -> SocketStream:
