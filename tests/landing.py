@@ -4,13 +4,13 @@ such point: an opcode trace hook shared by the interrupt tests.
 A signal handler (and so a ``KeyboardInterrupt``) runs only at some points of the bytecode:
 after a call instruction returns, after a backward jump, at a function's entry (a call, or a
 generator resumed), and on 3.10 also after a taken conditional jump and at the entry of an
-exception handler (but never before a ``SETUP_FINALLY`` or ``SETUP_WITH`` there).  ``Tracer`` records
-every such point that the traced code passes (``seen``, as ``(code, offset)``; ``ENTRY`` for
-the entry), or raises a ``KeyboardInterrupt`` at one of them (``inject``), the first time it is
-reached, as a handler would there.  (Raising in a trace function ends the tracing: the
-``KeyboardInterrupt`` is the last thing it does.)  The model over-approximates slightly on
-3.11 and later (a call into a Python function there is checked at the callee's entry only),
-never under: a point that is passed is a point that is tried.
+exception handler (but never before a ``SETUP_FINALLY`` or ``SETUP_WITH`` there). ``Tracer``
+records every such point that the traced code passes (``seen``, as ``(code, offset)``;
+``ENTRY`` for the entry), or raises a ``KeyboardInterrupt`` at one of them (``inject``), the
+first time it is reached (or the ``inject_nth``), as a handler would.  (Raising in a trace
+function ends the tracing: the ``KeyboardInterrupt`` is the last thing it does.)  The model
+over-approximates slightly on 3.11 and later (a call into a Python function there is checked
+at the callee's entry only), never under: a point that is passed is a point that is tried.
 """
 
 from __future__ import annotations
