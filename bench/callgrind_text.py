@@ -9,6 +9,9 @@ served in the same thread (no second process, no clock).  Cases:
 * ``crlf`` / ``crlf_mf``: a 40-byte CRLF line, ``read_line`` on a stream with
   ``newline="\\r\\n"`` / ``makefile('r', encoding='latin-1', newline='\\r\\n').readline``
   (64,000 bytes sent per round, then read back to the last line of the round);
+* ``rb`` / ``rb_limit`` / ``rb_mf``: a 40-byte LF line, ``readline`` on an ``unsigned-byte-8``
+  stream (with ``max_line_length=65536``: W2's limit row) / ``makefile('rb').readline``, as
+  W2's bytes rows (same rounds);
 * ``ws`` / ``ws_utf8`` / ``wseq`` / ``w_mf``: a 40-byte write, ``write_string`` (Latin-1,
   UTF-8), ``write_sequence``, ``makefile('wb').write``; 16,000 per round, drained after.
 
@@ -24,7 +27,14 @@ from pathlib import Path
 from .callgrind_w1 import callgrind_total
 
 SHORT, LONG = 4, 36  # rounds
-PER_ROUND = {"crlf": 1600, "crlf_mf": 1600, "lf": 1600}
+PER_ROUND = {
+    "crlf": 1600,
+    "crlf_mf": 1600,
+    "lf": 1600,
+    "rb": 1600,
+    "rb_limit": 1600,
+    "rb_mf": 1600,
+}
 WRITES = 16000
 
 _CHILD = r"""
@@ -38,9 +48,22 @@ def main():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
     LINE = b"sockstream benchmark line: 0123456789a\r\n"
-    if case == "lf":
+    if case == "lf" or case.startswith("rb"):
         LINE = b"sockstream benchmark line: 0123456789ab\n"
-    if case.startswith("crlf") or case == "lf":
+    if case.startswith("rb"):
+        data = LINE * 1600
+        if case == "rb_mf":
+            read = a.makefile("rb").readline
+        else:
+            import sockstream
+            kw = {"max_line_length": 65536} if case == "rb_limit" else {}
+            stream = sockstream.SocketStream(a, "io", "unsigned-byte-8", **kw)
+            read = stream.readline
+        for _ in range(rounds):
+            b.sendall(data)
+            for _ in range(1600):
+                read()
+    elif case.startswith("crlf") or case == "lf":
         data = LINE * 1600
         if case == "crlf_mf":
             f = a.makefile("r", encoding="latin-1", newline="\r\n")
@@ -103,7 +126,7 @@ def per_unit(case: str, src: str | None) -> float:
 
 
 def main(argv: list[str]) -> int:
-    cases = ["crlf_mf", "crlf", "w_mf", "ws", "ws_utf8", "wseq"]
+    cases = ["crlf_mf", "crlf", "rb_mf", "rb", "rb_limit", "w_mf", "ws", "ws_utf8", "wseq"]
     if argv[:1] == ["--case"]:
         cases = argv[1].split(",")
         argv = argv[2:]

@@ -49,6 +49,9 @@ def callgrind_total(child: str, args: list[str], src: str | None) -> int:
     """The instructions that ``python -c child *args`` runs under callgrind (``src`` first on
     ``PYTHONPATH``): start-up included, so callers subtract a short run from a long one."""
     env = dict(os.environ)
+    # One string hash for every run: with random ones a count moves by a few percent between
+    # runs (dict and set layouts), which would blur an A/B of a few instructions a line.
+    env.setdefault("PYTHONHASHSEED", "0")
     if src is not None:
         env["PYTHONPATH"] = src
     out = subprocess.run(

@@ -19,6 +19,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <structmember.h>
+#include <stdint.h>
 #include <string.h>
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -27,6 +28,15 @@
 #else
 #define SS_T_PYSSIZET T_PYSSIZET
 #define SS_T_OBJECT_EX T_OBJECT_EX
+#endif
+
+/* A hot path to inline into each verb (one frame a line, not two). */
+#if defined(__GNUC__) || defined(__clang__)
+#define SS_HOT inline __attribute__((always_inline))
+#define SS_COLD __attribute__((noinline))
+#else
+#define SS_HOT inline
+#define SS_COLD
 #endif
 
 /* Line kinds (as _buffer). */
@@ -192,6 +202,7 @@ static PyObject *text_take_char_fast(Buf *self);
 static PyObject *text_peek_char_fast(Buf *self);
 static PyObject *text_take_line_fast(Buf *self, Py_ssize_t kind);
 static PyObject *text_decode(Buf *self, PyObject *buf, Py_ssize_t pos, Py_ssize_t n);
+static Py_ssize_t find_crlf(const char *b, Py_ssize_t start, Py_ssize_t end);
 
 /* A text buffer's verb after its fast path failed: the pure method (saved as ``_py_<verb>``). */
 static PyObject *
@@ -442,8 +453,9 @@ pair_false(Buf *self, PyObject *s)
         Py_INCREF(t);
         PyTuple_SET_ITEM(t, 0, s);
         Py_DECREF(old); /* (a str or bytes: no finalizer runs) */
-        if (!PyObject_GC_IsTracked(t))
-            PyObject_GC_Track(t); /* (the collector may have untracked it: it holds atoms) */
+        /* The collector may have untracked it (it held atoms); a str or bytes keeps it so. */
+        if (!PyUnicode_CheckExact(s) && !PyBytes_CheckExact(s) && !PyObject_GC_IsTracked(t))
+            PyObject_GC_Track(t);
         return t;
     }
     t = PyTuple_New(2);
@@ -521,17 +533,63 @@ refill(Buf *self, PyObject **stream)
     return n;
 }
 
+/* True if a byte of p[0:n] is >= 0x80: eight bytes a step, never outside p[0:n]. */
+static inline int
+any_high(const unsigned char *p, Py_ssize_t n)
+{
+    uint64_t acc = 0, w;
+    Py_ssize_t i = 0;
+    if (n < 8) {
+        unsigned char c = 0;
+        for (; i < n; i++)
+            c |= p[i];
+        return c >= 0x80;
+    }
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, p + i, 8);
+        acc |= w;
+    }
+    memcpy(&w, p + n - 8, 8); /* the tail: the last eight bytes (some seen twice) */
+    acc |= w;
+    return (acc & UINT64_C(0x8080808080808080)) != 0;
+}
+
+/* p[0:n] as a str, as PyUnicode_DecodeLatin1 makes it (ASCII when every byte is below 0x80;
+ * the shared empty and one-character strings), built at once: no second look at the bytes
+ * for their largest character, no call chain. */
+static inline PyObject *
+latin1_str(const char *p, Py_ssize_t n)
+{
+    PyObject *s;
+    if (n < 2)
+        return PyUnicode_DecodeLatin1(p, n, NULL);
+    s = PyUnicode_New(n, any_high((const unsigned char *)p, n) ? 0xff : 0x7f);
+    if (s != NULL)
+        memcpy(PyUnicode_1BYTE_DATA(s), p, (size_t)n);
+    return s;
+}
+
 /* A whole line from what is buffered, in ``kind``'s form, committed; NULL with no error set if
- * there is none (or the limit says no): the caller then takes the Python path. */
+ * there is none (or the limit says no): the caller then takes the Python path.  The plain
+ * buffer and the text buffer's Latin-1 and ASCII lines are served here in one pass (the search,
+ * the str made straight from the bytes, the commit); the others by ``text_take_line_fast``. */
 static PyObject *
 take_line_fast(Buf *self, Py_ssize_t kind)
 {
-    if (self->codec != NULL)
-        return text_take_line_fast(self, kind);
+    int nl = NL_LF, ascii = 0;
+    if (self->codec != NULL) {
+        if (self->codec_kind == K_ASCII && kind != BYTES_LINE_NL)
+            ascii = 1;
+        else if (self->codec_kind != K_LATIN1 && kind != BYTES_LINE_NL)
+            return text_take_line_fast(self, kind);
+        nl = self->nl_mode;
+        if (nl < 0 || self->codec_kind < 0)
+            return text_take_line_fast(self, kind);
+    }
     for (;;) {
-        const char *b, *p;
+        const char *b;
         PyObject *buf, *line;
-        Py_ssize_t pos, epoch, end, start, i;
+        Py_ssize_t pos, epoch, end, start, i, dend, lend;
         if (self->batch != Py_None || self->mll_state == MLL_OTHER)
             return NULL;
         b = valid_bytes(self);
@@ -544,28 +602,42 @@ take_line_fast(Buf *self, Py_ssize_t kind)
         start = self->scan > pos ? self->scan : pos;
         if (start >= end)
             return NULL;
-        p = memchr(b + start, '\n', (size_t)(end - start));
-        if (p == NULL)
+        if (nl == NL_CRLF) {
+            i = find_crlf(b, start, end);
+            if (i < 0)
+                return NULL;
+            dend = i;
+            lend = i + 2;
+        }
+        else {
+            const char *p = memchr(b + start, '\n', (size_t)(end - start));
+            if (p == NULL)
+                return NULL;
+            i = p - b;
+            dend = i;
+            lend = i + 1;
+            if (nl == NL_LENIENT && i > pos && b[i - 1] == '\r')
+                dend = i - 1;
+        }
+        if (self->mll_state == MLL_INT && dend - pos > self->mll)
             return NULL;
-        i = p - b;
-        if (self->mll_state == MLL_INT && i - pos > self->mll)
-            return NULL;
+        if (ascii && kind != BYTES_LINE_NL
+            && any_high((const unsigned char *)b + pos, (kind == STR_LINE ? dend : lend) - pos))
+            return text_take_line_fast(self, kind); /* (its codec call decides) */
         Py_INCREF(buf);
         if (kind == BYTES_LINE_NL)
-            line = PyBytes_FromStringAndSize(b + pos, i + 1 - pos);
-        else if (kind == STR_LINE) {
-            PyObject *s = PyUnicode_DecodeLatin1(b + pos, i - pos, NULL);
-            line = pair_false(self, s);
-        }
+            line = PyBytes_FromStringAndSize(b + pos, lend - pos);
+        else if (kind == STR_LINE)
+            line = pair_false(self, latin1_str(b + pos, dend - pos));
         else
-            line = PyUnicode_DecodeLatin1(b + pos, i + 1 - pos, NULL);
+            line = latin1_str(b + pos, lend - pos);
         if (line == NULL) {
             Py_DECREF(buf);
             return NULL;
         }
         if (UNCHANGED(self, pos, epoch, buf)) {
             Py_DECREF(buf);
-            SET_POS(self, i + 1);
+            SET_POS(self, lend);
             self->run += 1;
             return line;
         }
@@ -573,6 +645,84 @@ take_line_fast(Buf *self, Py_ssize_t kind)
         Py_DECREF(buf);
         Py_DECREF(line);
     }
+}
+
+/* The common case of the line verbs, inlined into each: a whole line buffered in a plain
+ * buffer, or in a Latin-1 text buffer (LF, CRLF or lenient lines), no batch, an int or no limit
+ * that the line keeps to, and for ``STR_LINE`` a ``(line, False)`` pair to reuse (see
+ * ``pair_false``).  The line in ``kind``'s form, committed; NULL with no error set when it is
+ * not that case (then ``take_line_fast`` and the slower paths decide, from the same state).
+ *
+ * Between reading the state and committing, nothing here runs Python code, releases the GIL or
+ * frees anything but a str or bytes: memchr, one new str or bytes (not a GC object: no
+ * collection starts), the reused pair's old line.  So no other thread or finalizer can move
+ * the state, and the commit needs no compare, unlike ``take_line_fast``'s, whose decoders,
+ * error handlers and new tuples may run Python code. */
+static SS_HOT PyObject *
+line_hit_nl(Buf *self, Py_ssize_t kind, int nl)
+{
+    PyObject *buf = self->buf, *line, *t = NULL, *old = NULL;
+    Py_ssize_t pos = self->pos, end = self->end, start, i, dend;
+    const char *b, *p;
+    if (self->batch != Py_None || self->mll_state == MLL_OTHER)
+        return NULL;
+    if (kind == STR_LINE) {
+        t = self->pair;
+        if (t == NULL || Py_REFCNT(t) != 1 || PyTuple_GET_ITEM(t, 1) != Py_False)
+            return NULL;
+        old = PyTuple_GET_ITEM(t, 0);
+        if (!PyUnicode_CheckExact(old) && !PyBytes_CheckExact(old))
+            return NULL;
+    }
+    if (buf == NULL || !PyByteArray_CheckExact(buf)
+        || (size_t)end > (size_t)PyByteArray_GET_SIZE(buf) || (size_t)pos > (size_t)end)
+        return NULL;
+    b = ((PyByteArrayObject *)buf)->ob_start; /* (end > 0 below: not the empty one) */
+    start = self->scan > pos ? self->scan : pos;
+    if (nl == NL_CRLF)
+        start += 1; /* (as find_crlf: an LF with its CR in the range) */
+    if (start >= end)
+        return NULL;
+    p = memchr(b + start, '\n', (size_t)(end - start));
+    if (p == NULL)
+        return NULL;
+    i = p - b;
+    dend = i;
+    if (nl != NL_LF && i > pos && b[i - 1] == '\r')
+        dend = i - 1;
+    else if (nl == NL_CRLF)
+        return NULL; /* a lone LF first: find_crlf looks further */
+    if (self->mll_state == MLL_INT && dend - pos > self->mll)
+        return NULL;
+    if (kind == BYTES_LINE_NL)
+        line = PyBytes_FromStringAndSize(b + pos, i + 1 - pos);
+    else if (kind == STR_LINE) {
+        PyObject *s = latin1_str(b + pos, dend - pos);
+        if (s == NULL)
+            return NULL;
+        /* pair_false's reuse (a str keeps the tuple atomic, tracked by the collector or not) */
+        Py_INCREF(t);
+        PyTuple_SET_ITEM(t, 0, s);
+        Py_DECREF(old);
+        line = t;
+    }
+    else
+        line = latin1_str(b + pos, i + 1 - pos);
+    if (line == NULL)
+        return NULL;
+    SET_POS(self, i + 1);
+    self->run += 1;
+    return line;
+}
+
+static SS_HOT PyObject *
+line_hit(Buf *self, Py_ssize_t kind)
+{
+    if (self->codec == NULL)
+        return line_hit_nl(self, kind, NL_LF);
+    if (self->codec_kind != K_LATIN1 || self->nl_mode < 0)
+        return NULL;
+    return line_hit_nl(self, kind, self->nl_mode);
 }
 
 /* ---- filling ---------------------------------------------------------------------------- */
@@ -656,8 +806,8 @@ take_line_refilling(Buf *self, Py_ssize_t kind, PyObject *eof_error, PyObject *e
 
 static const char *const readline_names[] = {"size"};
 
-static PyObject *
-Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+static SS_COLD PyObject *
+readline_rest(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[1] = {NULL};
     PyObject *size, *line, *kindobj, *r;
@@ -689,8 +839,8 @@ Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnam
     return r;
 }
 
-static PyObject *
-Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+static SS_COLD PyObject *
+read_line_rest(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *a[2] = {NULL, NULL};
     PyObject *line, *kindobj, *stack[2];
@@ -718,6 +868,30 @@ Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwna
     stack[0] = a[0] ? a[0] : Py_True;
     stack[1] = a[1] ? a[1] : Py_None;
     return call_slow(self->slow_read_line, stack, 2);
+}
+
+/* ``readline()`` and ``read_line(...)``: the common case (``line_hit``) in a small frame, the
+ * rest (arguments, refills, the Python paths) out of line. */
+static PyObject *
+Buf_readline(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs == 0 && kwnames == NULL) {
+        PyObject *line = line_hit(self, self->kind);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+    }
+    return readline_rest(self, args, nargs, kwnames);
+}
+
+static PyObject *
+Buf_read_line(Buf *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    if (nargs <= 2 && kwnames == NULL) { /* (the arguments are for the end of the stream) */
+        PyObject *line = line_hit(self, STR_LINE);
+        if (line != NULL || PyErr_Occurred())
+            return line;
+    }
+    return read_line_rest(self, args, nargs, kwnames);
 }
 
 static const char *const mtl_names[] = {"kind", "limit"};
@@ -1984,7 +2158,9 @@ Stream_iternext(Stream *self)
 {
     Buf *ib = stream_buf(self);
     if (ib != NULL && ib->batch == Py_None) {
-        PyObject *line;
+        PyObject *line = line_hit(ib, ib->kind); /* (no Python code runs there) */
+        if (line != NULL || PyErr_Occurred())
+            return line;
         Py_INCREF(ib); /* (a codec written in Python may run, and replace the stream's _in) */
         line = take_line_fast(ib, ib->kind);
         Py_DECREF(ib);
