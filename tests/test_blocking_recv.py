@@ -106,7 +106,8 @@ def test_read_timeout_in_a_thread_is_end_of_file_and_loses_nothing(
 
     got, took = _started(read).join_checked()
     assert got == ("par", True)  # what came is returned, then end-of-file (LispWorks)
-    assert took >= SHORT
+    # (SO_RCVTIMEO is counted in kernel ticks and may end up to one early: docs/serving.md)
+    assert took >= SHORT * 0.9
     assert s.timed_out
     # The stream is not at end-of-file for good: what comes next is read, exactly once.
     peer.sendall(b"tial\nnext\n")
