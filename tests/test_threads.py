@@ -410,21 +410,31 @@ def _read_with_interrupts(
 
     With the extension the verbs are C: an interrupt lands in the Python code they call for
     what they do not serve (refills, waiting), never between their commit and their return.
+    In Python code it may land after the commit, in the library's frames on the way back
+    (after ``bytes(out)`` in a large read, after the batch's C callable in ``readline``): the
+    verb's whole result is lost then, as with an interrupt just after it returned (nothing
+    does better in CPython; tests/test_read_interrupts.py).  So each interrupt may have lost
+    exactly one whole result of its verb, and nothing else.
     """
     got = bytearray()
     buf = bytearray(RECORD * 2)
     delim = nl.encode(enc)
+    cuts: list[tuple[int, int]] = []  # (len(got), the verb's size) at each interrupt
     while True:
+        size = 0  # what the verb takes: 0 a line (or up to a delimiter), else at most size
         try:
             how = rnd.randrange(10)
             if how == 0:
                 piece = s.readline().encode(enc)
             elif how == 1:
-                piece = s.read(rnd.randrange(1, 40)).encode(enc)
+                size = rnd.randrange(1, 40)
+                piece = s.read(size).encode(enc)
             elif how == 2:
+                size = len(buf)
                 n = s.read_sequence(buf)
                 piece = bytes(buf[:n])
             elif how == 3:
+                size = 1  # (the records are ASCII: a character is a byte)
                 ch = s.read_char(eof_error=False, eof_value="")
                 piece = ch.encode(enc)
             elif how == 4:
@@ -436,6 +446,7 @@ def _read_with_interrupts(
                 found, missing = s.read_until(delim, eof_error=False, eof_value="")
                 piece = found.encode(enc) + (b"" if missing else delim)
             elif how == 7:
+                size = 1
                 ahead = s.peek_char(False, "")
                 ch = s.read_char(False, "")
                 assert ch == ahead
@@ -444,20 +455,51 @@ def _read_with_interrupts(
                 s.listen()  # (it only looks)
                 continue
             else:
+                size = 20000
                 piece = s.read(20000).encode(enc)  # large: straight into our memory
         except KeyboardInterrupt:
+            cuts.append((len(got), size))
             continue
         except SocketIOError as exc:
             assert "broken" in str(exc)  # noqa: PT017 (the loop goes on after other errors)
-            assert data.startswith(got)  # nothing duplicated or invented before the break
+            # nothing duplicated or invented before the break
+            assert _whole_results_lost(bytes(got), data, cuts, delim, prefix=True)
             with pytest.raises(SocketIOError, match="broken"):
                 s.read_char()
             return "broken"
         if not piece:
             break
         got += piece
-    assert got == data
+    assert _whole_results_lost(bytes(got), data, cuts, delim)
     return "exact"
+
+
+def _whole_results_lost(
+    got: bytes, data: bytes, cuts: list[tuple[int, int]], delim: bytes, prefix: bool = False
+) -> bool:
+    """Whether ``got`` is ``data`` (``prefix``: the start of it) with, at some interrupts
+    (``cuts``: where in ``got`` each came, and its verb's size; 0 for a line), one whole
+    result of the verb missing."""
+    failed: set[tuple[int, int]] = set()
+
+    def walk(c: int, i: int, j: int) -> bool:
+        if c == len(cuts):
+            return data[i:].startswith(got[j:]) if prefix else got[j:] == data[i:]
+        at, size = cuts[c]
+        if got[j:at] != data[i : i + at - j] or (c, i) in failed:
+            return False
+        i += at - j
+        if size:
+            lost = min(size, len(data) - i)
+        else:
+            end = data.find(delim, i)
+            lost = len(data) - i if end < 0 else end + len(delim) - i
+        if walk(c + 1, i, at) or walk(c + 1, i + lost, at):
+            return True
+        failed.add((c, i - at + j))
+        return False
+
+    return walk(0, 0, 0)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")

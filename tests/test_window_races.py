@@ -181,12 +181,6 @@ def raise_at(func: Any, text: str) -> Callable[[], None]:
     return at_line(func, text, interrupt)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="a KeyboardInterrupt between a byte window's short read and its give-back (at "
-    "_read_more's / _seq_more's entry) loses the window's end: neither exact nor broken "
-    "(reported, not fixed: docs/reliability.md)",
-)
 @pytest.mark.parametrize("verb", ["read", "read_sequence"])
 def test_an_interrupt_before_a_window_end_goes_back(verb: str) -> None:
     """A read that outruns the byte window took its end from the window; an interrupt at the

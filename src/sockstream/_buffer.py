@@ -80,17 +80,23 @@ BYTES_LINE_NL: Final = 2
 class _Window(io.BytesIO):
     """A byte window: a BytesIO over a copy of whole lines, and where they end in the buffer."""
 
-    __slots__ = ("epoch", "full")
+    __slots__ = ("back", "epoch", "full")
 
     def __init__(self, data: bytes, full: int, epoch: int) -> None:
         super().__init__(data)
         self.full = full  # the buffer position after its last byte
         self.epoch = epoch  # the buffer's epoch when it was cut
+        # How many bytes of its short end were put back (stored with the commit that puts
+        # them back): 0 until then.  A window is read short at most once.
+        self.back = 0
 
 
 def _need_more(*args: Any) -> Any:
     raise RuntimeError("InputBuffer.serve_elements was not called")
 
+
+#: A read that overlapped another thread's at a window's end (``_untake_window_end``).
+_OVERLAP: Final = "{}: another thread read from this stream at the same time; nothing was read"
 
 _WHOLE: Final = -1  # readline's default size (a cached int: ``is`` is enough)
 _ZERO: Final = 0  # read_sequence's default start (likewise; a bool False is not it)
@@ -325,20 +331,32 @@ class InputBuffer:
         """``SocketStream.read_sequence``: a bytearray (whole, or ``seq[start:end]`` with ints
         in range) filled from here when that much is buffered, else the stream's slow path."""
         if type(seq) is bytearray:
+            # (An interrupt between the window's take and the give-back of a short end, at a
+            # call or at ``_seq_more``'s entry, puts it back: ``_window_interrupted``.)
             if start is _ZERO and end is None:
                 into = self.next_into  # the byte window's readinto (0 without one)
-                n = into(seq)
-                if n == len(seq) and n:
-                    return n
-                return self._seq_more(seq, n, into)
+                n = -1
+                try:
+                    n = into(seq)
+                    if n == len(seq) and n:
+                        return n
+                    return self._seq_more(seq, n, into)
+                except BaseException:
+                    self._window_interrupted(into, n, len(seq))
+                    raise
             if type(end) is int and type(start) is int and 0 <= start < end <= len(seq):
                 # seq[start:end] (a payload into a buffer kept for it): from the byte window
                 # when it holds that much, else as below.
                 into = self.next_into
-                n = into(memoryview(seq)[start:end])  # (the views go at once)
-                if n == end - start:
-                    return end
-                return self._seq_more(seq, n, into, start, end)
+                n = -1
+                try:
+                    n = into(memoryview(seq)[start:end])  # (the views go at once)
+                    if n == end - start:
+                        return end
+                    return self._seq_more(seq, n, into, start, end)
+                except BaseException:
+                    self._window_interrupted(into, n, end - start)
+                    raise
         return self._slow_seq(seq, start, end)
 
     def _seq_more(
@@ -352,8 +370,8 @@ class InputBuffer:
         """
         if n:
             window = into.__self__
-            if not self.settle(n, window):
-                self._untake_window_end(window, n)
+            if not self.settle(n, window) and not self._untake_window_end(window, n):
+                raise RuntimeError(_OVERLAP.format("read_sequence"))
         elif self._batch is not None:
             self.settle()
         last = len(seq) if end is None else end
@@ -374,11 +392,38 @@ class InputBuffer:
         ``size``)."""
         if type(size) is int and size > 0:
             read = self.next_read  # the byte window's read (b"" without one)
-            data = read(size)
-            if len(data) == size:
-                return data
-            return self._read_more(size, data, read)
+            data = None
+            try:
+                data = read(size)
+                if len(data) == size:
+                    return data
+                return self._read_more(size, data, read)
+            except BaseException:  # (as in read_sequence)
+                self._window_interrupted(read, -1 if data is None else len(data), size)
+                raise
         return self._slow_read(size)
+
+    def _window_interrupted(self, take: Any, n: int, want: int) -> None:
+        """An exception came out of ``read(n)`` or ``read_sequence`` after ``take`` (a byte
+        window's ``read`` or ``readinto``, or a stand-in without one) took ``n`` bytes (-1: it
+        returned, but the count was lost) of the ``want`` asked for.
+
+        A short end not yet put back (the exception landed before the give-back's commit, at
+        a call or at ``_read_more``'s or ``_seq_more``'s entry) goes back now: the read
+        consumed nothing.  A whole take was the call's result (as an interrupt just after it
+        returned).  Where the count was lost with the window used up (it may have been a short
+        end), or another thread settled the window first, the stream breaks.
+        """
+        window = getattr(take, "__self__", None)
+        if type(window) is not _Window or n == 0 or n == want or window.back:
+            return
+        if n > 0 and self.settle(n, window):
+            return  # back: nothing consumed
+        if n < 0 and window.tell() < len(window.getvalue()):
+            return  # a whole take (a short one uses the window up)
+        stream = None if self._owner is None else self._owner()
+        if stream is not None:
+            stream._break("interrupted while reading: input may have been lost")
 
     def _read_more(self, size: int, data: bytes, read: Any) -> Any:
         """``read(size)`` that the byte window did not serve.
@@ -391,8 +436,10 @@ class InputBuffer:
         """
         if data:
             window = read.__self__
-            if not self.settle(len(data), window):
-                self._untake_window_end(window, len(data), "read")
+            if not self.settle(len(data), window) and not self._untake_window_end(
+                window, len(data)
+            ):
+                raise RuntimeError(_OVERLAP.format("read"))
         else:
             batch = self._batch
             if batch is None:
@@ -413,17 +460,18 @@ class InputBuffer:
                 return data
         return self._slow_read(size)
 
-    def _untake_window_end(self, window: _Window, n: int, verb: str = "read_sequence") -> None:
+    def _untake_window_end(self, window: _Window, n: int) -> bool:
         """Put back the last ``n`` bytes of ``window`` after another thread settled it first
-        (counting them as read).  Exact if that thread took nothing since; otherwise the two
-        reads overlapped, and the bytes go back in front with a ``RuntimeError`` (refused, as
-        API.md "Threads" allows: nothing is lost)."""
+        (counting them as read).  Exact (True) if that thread took nothing since; otherwise
+        the two reads overlapped, and the bytes go back in front (False: the caller raises
+        ``RuntimeError``, refused, as API.md "Threads" allows: nothing is lost)."""
         pos = self._pos
         if pos == window.full and self._epoch == window.epoch and self._batch is None:
             # One run without a call: they are back where they were.  (Not with a newer
             # window published: its settle would move pos past them again.)
             self._pos = self._scan = pos - n
-            return
+            window.back = n
+            return True
         data = window.getvalue()[-n:]
         try:
             self.unread_bytes(data)
@@ -436,9 +484,8 @@ class InputBuffer:
                 raise
             with stream._rlock:
                 self.unread_bytes(data)
-        raise RuntimeError(
-            f"{verb}: another thread read from this stream at the same time; nothing was read"
-        )
+        window.back = n
+        return False
 
     # ---- state ----------------------------------------------------------------------------
 
@@ -494,6 +541,8 @@ class InputBuffer:
                 self._char_at = stop if left == 0 else -1
             self._pos = stop
             self._batch = None
+            if back:  # (not taken: nothing between the commit and this mark)
+                it.back = back  # (``it`` is ``window``)
             return True
 
     def _batch_stop(self, lines: list[Any], start: int, served: int, extra: int) -> int:
@@ -685,6 +734,25 @@ class InputBuffer:
                 self._pos = pos + n
                 self._run = 0
                 return n
+
+    def take_point(self, want: int) -> tuple[int, int, int]:
+        """Where a ``take_into`` of up to ``want`` bytes would start now (settled), the epoch,
+        and how many it would take: for ``untake``."""
+        if self._batch is not None:
+            self.settle()
+        pos = self._pos
+        n = self._end - pos
+        return pos, self._epoch, n if n < want else want
+
+    def untake(self, point: tuple[int, int, int]) -> bool:
+        """Undo the take made at ``point`` (``take_point``) whose count an exception lost:
+        True if it is undone, or nothing was taken; False if the buffer moved otherwise
+        meanwhile (another reader: the count cannot be known)."""
+        pos, epoch, n = point
+        if self._pos == pos + n and self._epoch == epoch and self._batch is None:
+            self._pos = pos  # (one run without a call: the bytes are still there)
+            return True
+        return self._pos == pos and self._epoch == epoch
 
     def filled_elsewhere(self, last: int) -> None:
         """Bytes were read past this empty buffer (straight into the caller's memory).

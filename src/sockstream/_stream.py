@@ -250,7 +250,8 @@ class SocketStream(StreamBase, FileObjectMixin):
         ssl_session: ssl.SSLSession | None = None,
     ) -> None:
         self._closed = True  # until fully made; close() is then a no-op
-        owned = socket if isinstance(socket, _socket.socket) else None
+        owned: Any = socket  # (no call before the try: an interrupt may land after any call)
+        made = False
         try:
             sock = _as_socket(socket)
             owned = sock
@@ -273,9 +274,22 @@ class SocketStream(StreamBase, FileObjectMixin):
                 ssl_session=ssl_session,
             )
             self._open(sock, options)
-        except BaseException:
-            self._abandon(owned)
-            raise
+            made = True
+        finally:
+            # The socket is closed even if another interrupt lands in the cleanup.  (A finally
+            # whose body begins with a try, not an except: 3.10 may run a signal handler at an
+            # except clause's first instruction, never before a try.)
+            # (And when it is made, no jump is taken on the way out: 3.10 may run one there.)
+            try:
+                if made:
+                    pass
+                else:
+                    self._abandon(owned if isinstance(owned, _socket.socket) else None)
+            finally:
+                if made:
+                    pass
+                elif isinstance(owned, _socket.socket):
+                    owned.close()
 
     @classmethod
     def _from_options(cls, sock: _socket.socket, options: StreamOptions) -> SocketStream:
@@ -1214,8 +1228,12 @@ class SocketStream(StreamBase, FileObjectMixin):
         # Large: what is buffered, then straight from the socket into the caller's memory.
         # The reading lock is held throughout, so no other reader fills in between.
         with self._rlock:
-            total = ib.take_into(view)
+            # (The take is inside the try, and what it will take is known before: an
+            # exception that lands after it returned, its count not yet stored, undoes it.)
+            mark = ib.take_point(want)
+            total = -1
             try:
+                total = ib.take_into(view)
                 while total < want:
                     if self._rstate:
                         self._read_refused()
@@ -1233,7 +1251,10 @@ class SocketStream(StreamBase, FileObjectMixin):
                     if n <= 0:
                         break
             except BaseException:
-                if self._rstate != BROKEN:
+                if total < 0:
+                    if not ib.untake(mark):
+                        self._break("interrupted while reading: input may have been lost")
+                elif self._rstate != BROKEN:
                     ib.unread_bytes(view[:total])
                 raise
             if total:
