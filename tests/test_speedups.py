@@ -20,7 +20,7 @@ import types
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import sockstream
@@ -326,6 +326,26 @@ _SETTINGS = [
     text=st.sampled_from(_SETTINGS),
     signed=st.booleans(),
     bytes_kind=st.booleans(),
+)
+# Lines of another kind than readline's, two in a row after two lines: the pure buffer batched
+# them, and readline then served that batch (bytes from a str buffer, str from a bytes one).
+@example(
+    ops=[("feed", b"a\nb\nc\nd\n"), *[("readline", -1)] * 2, ("maybe_take_line", (2, -1))]
+    + [("readline", -1)] * 2,
+    size=16,
+    mll=None,
+    text=("utf-8", "\n", "strict"),
+    signed=False,
+    bytes_kind=False,
+)
+@example(
+    ops=[("feed", b"a\nb\nc\nd\n"), *[("read_line", None)] * 2, ("maybe_take_line", (1, -1))]
+    + [("readline", -1)] * 2,
+    size=16,
+    mll=None,
+    text=("latin-1", "\n", "strict"),
+    signed=False,
+    bytes_kind=True,
 )
 def test_twin_matches_pure(
     ops: list[tuple[str, Any]],

@@ -1080,7 +1080,12 @@ class InputBuffer:
             else:
                 if mll is not None and i - pos > mll:
                     raise LineTooLongError(mll, i - pos)
-                if limit < 0 and self._run >= _LINES_BEFORE_BATCH and self._start_batch(kind):
+                if (
+                    limit < 0
+                    and self._run >= _LINES_BEFORE_BATCH
+                    and (kind == STR_LINE or kind == self._kind)  # (else readline would serve it)
+                    and self._start_batch(kind)
+                ):
                     try:
                         got = (self.next_line_tuple if kind == STR_LINE else self.next_line)()
                     except StopIteration:  # another reader took them all

@@ -346,7 +346,11 @@ class TextInputBuffer(InputBuffer):
                         self._run = 0
                         return line
                     continue
-            elif self._run >= 2 and self._start_batch(kind):
+            elif (
+                self._run >= 2
+                and (kind == STR_LINE or kind == self._kind)  # (else readline would serve it)
+                and self._start_batch(kind)
+            ):
                 try:
                     got = (self.next_line_tuple if kind == STR_LINE else self.next_line)()
                 except StopIteration:
