@@ -557,6 +557,29 @@ any_high(const unsigned char *p, Py_ssize_t n)
 /* p[0:n] as a str, as PyUnicode_DecodeLatin1 makes it (ASCII when every byte is below 0x80;
  * the shared empty and one-character strings), built at once: no second look at the bytes
  * for their largest character, no call chain. */
+/* The first whole line of ``b[pos:end]``, searched from ``start``: where its data ends
+ * (``*dend``: before the terminator, and in lenient mode before a CR ending it) and where the
+ * line ends (``*lend``, after the terminator).  0 if none is whole. */
+static inline int
+find_line_end(const char *b, Py_ssize_t pos, Py_ssize_t start, Py_ssize_t end, int nl,
+              Py_ssize_t *dend, Py_ssize_t *lend)
+{
+    if (nl == NL_CRLF) {
+        Py_ssize_t i = find_crlf(b, start, end);
+        if (i < 0)
+            return 0;
+        *dend = i;
+        *lend = i + 2;
+        return 1;
+    }
+    const char *p = memchr(b + start, '\n', (size_t)(end - start));
+    if (p == NULL)
+        return 0;
+    *lend = p - b + 1;
+    *dend = (nl == NL_LENIENT && p - b > pos && p[-1] == '\r') ? p - b - 1 : p - b;
+    return 1;
+}
+
 static inline PyObject *
 latin1_str(const char *p, Py_ssize_t n)
 {
@@ -589,7 +612,7 @@ take_line_fast(Buf *self, Py_ssize_t kind)
     for (;;) {
         const char *b;
         PyObject *buf, *line;
-        Py_ssize_t pos, epoch, end, start, i, dend, lend;
+        Py_ssize_t pos, epoch, end, start, dend, lend;
         if (self->batch != Py_None || self->mll_state == MLL_OTHER)
             return NULL;
         b = valid_bytes(self);
@@ -602,23 +625,8 @@ take_line_fast(Buf *self, Py_ssize_t kind)
         start = self->scan > pos ? self->scan : pos;
         if (start >= end)
             return NULL;
-        if (nl == NL_CRLF) {
-            i = find_crlf(b, start, end);
-            if (i < 0)
-                return NULL;
-            dend = i;
-            lend = i + 2;
-        }
-        else {
-            const char *p = memchr(b + start, '\n', (size_t)(end - start));
-            if (p == NULL)
-                return NULL;
-            i = p - b;
-            dend = i;
-            lend = i + 1;
-            if (nl == NL_LENIENT && i > pos && b[i - 1] == '\r')
-                dend = i - 1;
-        }
+        if (!find_line_end(b, pos, start, end, nl, &dend, &lend))
+            return NULL;
         if (self->mll_state == MLL_INT && dend - pos > self->mll)
             return NULL;
         if (ascii && kind != BYTES_LINE_NL
@@ -1291,7 +1299,7 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
     for (;;) {
         const char *b;
         PyObject *buf, *line;
-        Py_ssize_t pos, epoch, end, start, i, dend, lend;
+        Py_ssize_t pos, epoch, end, start, dend, lend;
         if (self->batch != Py_None || self->mll_state == MLL_OTHER || self->codec_kind < 0
             || self->nl_mode < 0)
             return NULL;
@@ -1305,23 +1313,8 @@ text_take_line_fast(Buf *self, Py_ssize_t kind)
         start = self->scan > pos ? self->scan : pos;
         if (start >= end)
             return NULL;
-        if (self->nl_mode == NL_CRLF) {
-            i = find_crlf(b, start, end);
-            if (i < 0)
-                return NULL;
-            dend = i;
-            lend = i + 2;
-        }
-        else {
-            const char *p = memchr(b + start, '\n', (size_t)(end - start));
-            if (p == NULL)
-                return NULL;
-            i = p - b;
-            dend = i;
-            lend = i + 1;
-            if (self->nl_mode == NL_LENIENT && i > pos && b[i - 1] == '\r')
-                dend = i - 1;
-        }
+        if (!find_line_end(b, pos, start, end, self->nl_mode, &dend, &lend))
+            return NULL;
         if (self->mll_state == MLL_INT && dend - pos > self->mll)
             return NULL;
         Py_INCREF(buf);
