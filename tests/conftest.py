@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -191,6 +192,17 @@ def streams() -> Iterator[list[SocketStream]]:
     yield made
     for s in made:
         s.close(abort=True)
+
+
+@pytest.fixture
+def fast_switching() -> Iterator[None]:
+    """Let threads switch every microsecond (races between readers show sooner)."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(old)
 
 
 def drain(peer: socket.socket) -> bytes:

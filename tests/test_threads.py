@@ -124,17 +124,6 @@ def _line_mixer(s: SocketStream, mine: list[bytes], seed: int) -> None:
             mine.append(bytes(buf[:n]))
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    """Threads switch as often as CPython lets them, so that races show in one run."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 @pytest.mark.parametrize("impl", BUFFER_IMPLS)
 @pytest.mark.parametrize("element_type", ["base-char", "unsigned-byte-8"])
 def test_read_line_batches_against_another_reader(

@@ -98,16 +98,6 @@ def test_unread_bytes_while_another_thread_cuts_a_window() -> None:
         _assert_each_record_once(got, data)
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def send_in_pieces(sock: socket.socket, data: bytes, seed: int) -> None:
     """``data`` in pieces of a few records, so that windows are short and end often."""
     rnd = random.Random(seed)

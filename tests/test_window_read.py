@@ -155,16 +155,6 @@ def test_a_payload_cut_by_the_timeout_then_the_rest(impl: str) -> None:
         read_replies(s, bodies)
 
 
-@pytest.fixture
-def fast_switching() -> Iterator[None]:
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(old)
-
-
 def _reader(s: SocketStream, got: list[bytes], seed: int, refused: list[int]) -> None:
     """Lines (two in a row cut a byte window) and reads of one or three records."""
     rnd = random.Random(seed)
